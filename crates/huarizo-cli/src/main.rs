@@ -1,0 +1,165 @@
+//! The `huarizo` command line: run, chat, tokenize, info and pull, over the engine.
+//! Errors print as `huarizo: …` on stderr and exit with code 1.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Run open LLaMA-family models on the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "huarizo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the model comes from and how to run it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF path, `hf:owner/repo[:file]`, or an alias (smollm2-135m-instruct,
+    /// gemma3-270m, qwen2.5-coder-0.5b-instruct).
+    #[arg(short = 'm', long = "model", default_value = huarizo_hub::DEFAULT_MODEL)]
+    pub model: String,
+    /// Threads to compute with (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Context size in tokens (capped at the model's trained context).
+    #[arg(long = "ctx", default_value_t = 4096)]
+    pub ctx: usize,
+}
+
+/// Sampling flags shared by `run` and `chat`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Top-p (1 = off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Presence penalty (0 = off).
+    #[arg(long = "presence-penalty", default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Frequency penalty (0 = off).
+    #[arg(long = "frequency-penalty", default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a continuation of a prompt.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Feed the prompt as plain text, without the chat template.
+        #[arg(long)]
+        raw: bool,
+        /// Tokens to generate.
+        #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+        n: usize,
+        /// Print one JSON object (prompt tokens, tokens, text, top log-probabilities).
+        #[arg(long)]
+        json: bool,
+        /// Record the top K log-probabilities of each generated token (with --json).
+        #[arg(long, default_value_t = 0)]
+        logprobs: usize,
+        /// The prompt.
+        prompt: String,
+    },
+    /// Chat in the terminal (one user turn per line of standard input).
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per reply.
+        #[arg(short = 'n', long = "n-predict", default_value_t = 1024)]
+        n: usize,
+    },
+    /// Print the token ids of a text as a JSON array.
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Add BOS/EOS as the model says and parse special-token text.
+        #[arg(long = "add-special")]
+        add_special: bool,
+        /// The text.
+        text: String,
+    },
+    /// Describe a model: architecture, sizes, tensor types, tokenizer, template.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Fetch a model into the cache and print its local path.
+    Pull {
+        /// The model to fetch.
+        model: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            model,
+            sampling,
+            raw,
+            n,
+            json,
+            logprobs,
+            prompt,
+        } => commands::run(&model, &sampling, raw, n, json, logprobs, &prompt),
+        Command::Chat {
+            model,
+            sampling,
+            system,
+            n,
+        } => commands::chat(&model, &sampling, system.as_deref(), n),
+        Command::Tokenize {
+            model,
+            add_special,
+            text,
+        } => commands::tokenize(&model, add_special, &text),
+        Command::Info { model } => commands::info(&model),
+        Command::Pull { model } => commands::pull(&model),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("huarizo: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

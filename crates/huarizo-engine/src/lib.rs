@@ -1,0 +1,190 @@
+//! huarizo-engine turns a model file into text: it owns the loaded model, its tokenizer,
+//! chat template and thread pool, and runs generation (prompt processing, sampling, stop
+//! conditions, streaming of text as it becomes valid UTF-8). Front ends (CLI, server, eval)
+//! talk to this crate only; it must not reach into kernels itself beyond the model's API.
+
+#![deny(missing_docs)]
+
+pub mod generate;
+pub mod sampling;
+
+pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
+pub use huarizo_model::{Config, Logits, ModelError, State};
+pub use huarizo_text::{ChatMessage, ChatTemplate, Tokenizer};
+pub use sampling::{Sampler, SamplingParams};
+
+use huarizo_formats::{GgufFile, Value};
+use huarizo_model::{Model, ThreadPool};
+use std::path::Path;
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Loading or running the model failed.
+    #[error("{path}: {source}")]
+    Model {
+        /// The model file.
+        path: String,
+        /// The cause.
+        source: Box<ModelError>,
+    },
+    /// The tokenizer could not be built.
+    #[error("{path}: tokenizer: {message}")]
+    Tokenizer {
+        /// The model file.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// The chat template failed.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// A request that cannot be served (empty prompt, too long, …).
+    #[error("{0}")]
+    Request(String),
+}
+
+/// Options of [`Engine::load`].
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Worker threads (0 = all cores).
+    pub n_threads: usize,
+}
+
+/// A loaded model ready to generate.
+pub struct Engine {
+    path: String,
+    model: Model,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    has_template: bool,
+    pool: ThreadPool,
+}
+
+impl Engine {
+    /// Loads the model at `path` with its tokenizer and chat template.
+    pub fn load(path: &Path, options: &EngineOptions) -> Result<Engine, EngineError> {
+        let display = path.display().to_string();
+        let model = Model::load(path).map_err(|source| EngineError::Model {
+            path: display.clone(),
+            source: Box::new(source),
+        })?;
+        let gguf = model.gguf();
+        let tokenizer = Tokenizer::from_gguf(gguf).map_err(|e| EngineError::Tokenizer {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+        let (template, has_template) = load_template(gguf, &tokenizer, &model.config)?;
+        let pool = if options.n_threads == 0 {
+            ThreadPool::with_available_parallelism()
+        } else {
+            ThreadPool::new(options.n_threads)
+        };
+        Ok(Engine {
+            path: display,
+            model,
+            tokenizer,
+            template,
+            has_template,
+            pool,
+        })
+    }
+
+    /// The model's hyperparameters.
+    pub fn config(&self) -> &Config {
+        &self.model.config
+    }
+
+    /// The model's GGUF file (metadata, tensors).
+    pub fn gguf(&self) -> &GgufFile {
+        self.model.gguf()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Whether the model file carries its own chat template (else a built-in one is used).
+    pub fn has_chat_template(&self) -> bool {
+        self.has_template
+    }
+
+    /// Threads in the pool.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// A fresh sequence with room for `n_ctx` positions (capped at the trained context).
+    pub fn new_state(&self, n_ctx: usize) -> State {
+        State::new(
+            &self.model.config,
+            n_ctx.clamp(1, self.model.config.n_ctx_train.max(1)),
+        )
+    }
+
+    /// Renders a conversation through the chat template.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
+        self.template
+            .render(messages, add_generation_prompt)
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// Runs `tokens` through the model, appending them to `state`, and returns the logits.
+    pub fn forward<'s>(
+        &self,
+        state: &'s mut State,
+        tokens: &[u32],
+        which: Logits,
+    ) -> Result<&'s [f32], EngineError> {
+        self.model
+            .forward(&self.pool, state, tokens, which)
+            .map_err(|source| EngineError::Model {
+                path: self.path.clone(),
+                source: Box::new(source),
+            })
+    }
+}
+
+/// Loads only the tokenizer of the model at `path` (no weights are touched).
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EngineError> {
+    let display = path.display().to_string();
+    let file = GgufFile::open(path).map_err(|e| EngineError::Model {
+        path: display.clone(),
+        source: Box::new(e.into()),
+    })?;
+    Tokenizer::from_gguf(&file).map_err(|e| EngineError::Tokenizer {
+        path: display,
+        message: e.to_string(),
+    })
+}
+
+fn load_template(
+    gguf: &GgufFile,
+    tokenizer: &Tokenizer,
+    config: &Config,
+) -> Result<(ChatTemplate, bool), EngineError> {
+    let token_text = |id: Option<u32>| {
+        id.map(|i| String::from_utf8_lossy(tokenizer.token_bytes(i)).into_owned())
+            .unwrap_or_default()
+    };
+    let bos = token_text(tokenizer.bos());
+    let eos = token_text(tokenizer.eos());
+    match gguf.get("tokenizer.chat_template").and_then(Value::as_str) {
+        Some(source) => ChatTemplate::new(source, &bos, &eos)
+            .map(|t| (t, true))
+            .map_err(|e| EngineError::Template(e.to_string())),
+        None => {
+            let builtin = if config.arch == huarizo_model::Arch::Gemma3 {
+                ChatTemplate::gemma()
+            } else {
+                ChatTemplate::chatml()
+            };
+            Ok((builtin, false))
+        }
+    }
+}

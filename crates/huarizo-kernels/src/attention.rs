@@ -1,0 +1,221 @@
+//! Causal multi-head attention over an f16 KV cache, with grouped-query heads and an
+//! optional sliding window.
+//!
+//! Arithmetic follows ggml's CPU path without flash attention, as llama.cpp runs it on an
+//! AVX-512 machine: q is rounded to f16 and dotted with f16 keys in 16 f32 lanes (the f16
+//! GEMM's order), the scores are scaled, masked and soft-maxed ([`softmax_ggml`]), the
+//! probabilities are rounded to f16 and dotted with f16 values in 16 lanes by position.
+//!
+//! Shapes: T query tokens, H query heads, Hkv key/value heads, D key width, Dv value width,
+//! N cached positions.
+
+use crate::ops::{reduce_add16, softmax_ggml, GGML_LANES};
+use crate::pool::{chunk, ThreadPool};
+use half::f16;
+
+/// The fixed parameters of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnParams {
+    /// Query heads H.
+    pub n_head: usize,
+    /// Key/value heads Hkv (H is a multiple of it).
+    pub n_head_kv: usize,
+    /// Key (and query) head width D.
+    pub head_dim: usize,
+    /// Value head width Dv.
+    pub head_dim_v: usize,
+    /// Multiplier of q·k.
+    pub scale: f32,
+    /// A query at position p sees keys at positions > p − window (sliding-window layers).
+    pub window: Option<usize>,
+}
+
+struct SharedOut(*mut f32);
+struct SharedScratch(*mut Vec<f32>);
+// SAFETY: each pool thread touches only its own element.
+unsafe impl Sync for SharedScratch {}
+// SAFETY: each (token, head) pair writes only its own Dv-long slice of the output.
+unsafe impl Sync for SharedOut {}
+
+/// Computes attention for T queries at positions `pos0..pos0+T`.
+///
+/// `q` is `(T, H·D)`; `k_cache` is `(N, Hkv·D)` and `v_cache` `(N, Hkv·Dv)` with
+/// `N ≥ pos0 + T` (the new keys already stored); `out` is `(T, H·Dv)`.
+/// `scratch` holds one score buffer per pool thread (resized here).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    q: &[f32],
+    pos0: usize,
+    k_cache: &[f16],
+    v_cache: &[f16],
+    out: &mut [f32],
+    scratch: &mut Vec<Vec<f32>>,
+) {
+    let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
+    let n_tokens = q.len() / (h * d);
+    let n_kv = pos0 + n_tokens;
+    assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
+    assert!(out.len() >= n_tokens * h * dv);
+    let group = h / hkv;
+    // ggml computes a single query with its vector dot product and a batch with its GEMM;
+    // the two sum in different orders, and huarizo follows whichever llama.cpp would use.
+    let order = if n_tokens == 1 {
+        SumOrder::VecDot
+    } else {
+        SumOrder::Gemm
+    };
+    let slots = order.slots();
+    let n_pad = n_kv.next_multiple_of(VECDOT_STEP);
+    let per_thread = n_pad + d + dv * slots;
+    scratch.resize_with(pool.n_threads(), Vec::new);
+    for s in scratch.iter_mut() {
+        s.resize(per_thread, 0.0);
+    }
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let scratch_ptr = SharedScratch(scratch.as_mut_ptr());
+    let n_jobs = n_tokens * h;
+    let n_threads = pool.n_threads();
+    pool.run(&|thread| {
+        let (out_ptr, scratch_ptr) = (&out_ptr, &scratch_ptr);
+        // SAFETY: thread `thread` uses only `scratch[thread]`, and the outer vector is not
+        // resized while the pool runs.
+        let buf: &mut Vec<f32> = unsafe { &mut *scratch_ptr.0.add(thread) };
+        let (scores, rest) = buf.split_at_mut(n_pad);
+        let (q16, acc) = rest.split_at_mut(d);
+        for job in chunk(n_jobs, n_threads, thread) {
+            let (t, head) = (job / h, job % h);
+            let pos = pos0 + t;
+            let kv_head = head / group;
+            let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            for (dst, &x) in q16.iter_mut().zip(&q[(t * h + head) * d..][..d]) {
+                *dst = f16::from_f32(x).to_f32();
+            }
+            // Scores over the padded row of positions, masked positions at −∞.
+            let row = &mut scores[..(pos + 1).next_multiple_of(GGML_LANES)];
+            for (j, s) in row.iter_mut().enumerate() {
+                *s = if j < lo || j > pos {
+                    f32::NEG_INFINITY
+                } else {
+                    order.dot(&k_cache[(j * hkv + kv_head) * d..][..d], q16) * p.scale
+                };
+            }
+            softmax_ggml(row);
+            // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
+            acc.fill(0.0);
+            for (j, &pr) in row.iter().enumerate().take(pos + 1).skip(lo) {
+                let pr = f16::from_f32(pr).to_f32();
+                if pr == 0.0 {
+                    continue;
+                }
+                let slot = j % slots;
+                let value = &v_cache[(j * hkv + kv_head) * dv..][..dv];
+                for (c, &v) in value.iter().enumerate() {
+                    let a = &mut acc[c * slots + slot];
+                    *a = v.to_f32().mul_add(pr, *a);
+                }
+            }
+            // SAFETY: job (t, head) owns out[(t·H + head)·Dv ..][..Dv]; jobs are disjoint.
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((t * h + head) * dv), dv) };
+            for (c, o) in o.iter_mut().enumerate() {
+                *o = order.reduce(&acc[c * slots..][..slots]);
+            }
+        }
+    });
+}
+
+/// Elements one step of ggml's AVX-512 f16 vector dot product consumes (4 × 16 lanes).
+const VECDOT_STEP: usize = 64;
+
+/// The summation order of one of ggml's f16 dot-product kernels on AVX-512.
+#[derive(Clone, Copy)]
+enum SumOrder {
+    /// The f16 GEMM (llamafile's tinyBLAS, used for two or more columns): one 16-lane
+    /// accumulator, element i in lane i mod 16, reduced as `_mm512_reduce_add_ps`.
+    Gemm,
+    /// `ggml_vec_dot_f16` (one column): four 16-lane accumulators over steps of 64,
+    /// element i in slot i mod 64; accumulators 0+2 and 1+3, then their sum, then a 16-lane
+    /// reduction.
+    VecDot,
+}
+
+impl SumOrder {
+    /// Accumulator slots (lanes × registers).
+    fn slots(self) -> usize {
+        match self {
+            SumOrder::Gemm => GGML_LANES,
+            SumOrder::VecDot => VECDOT_STEP,
+        }
+    }
+
+    /// Reduces the slots of one accumulator to a value.
+    fn reduce(self, acc: &[f32]) -> f32 {
+        let mut lanes = [0f32; GGML_LANES];
+        match self {
+            SumOrder::Gemm => lanes.copy_from_slice(&acc[..GGML_LANES]),
+            SumOrder::VecDot => {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    let s02 = acc[l] + acc[32 + l];
+                    let s13 = acc[16 + l] + acc[48 + l];
+                    *lane = s02 + s13;
+                }
+            }
+        }
+        reduce_add16(&lanes)
+    }
+
+    /// `Σ k[i]·q[i]` in this order (k's length is a multiple of 64 for `VecDot`, of 16 for
+    /// `Gemm`; a remainder is added in f64 as ggml's tail loop does).
+    fn dot(self, k: &[f16], q: &[f32]) -> f32 {
+        let slots = self.slots();
+        let body = k.len() - k.len() % slots;
+        let mut acc = [0f32; VECDOT_STEP];
+        for (i, (&a, &b)) in k[..body].iter().zip(q).enumerate() {
+            let s = &mut acc[i % slots];
+            *s = a.to_f32().mul_add(b, *s);
+        }
+        let mut sum = f64::from(self.reduce(&acc[..slots]));
+        for (&a, &b) in k[body..].iter().zip(&q[body..]) {
+            sum += f64::from(a.to_f32() * b);
+        }
+        sum as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_key_returns_its_value_and_window_hides_old_keys() {
+        let p = AttnParams {
+            n_head: 2,
+            n_head_kv: 1,
+            head_dim: 2,
+            head_dim_v: 2,
+            scale: 1.0,
+            window: Some(1),
+        };
+        let k: Vec<f16> = [1.0, 0.0, 0.0, 1.0]
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let v: Vec<f16> = [10.0, 20.0, 30.0, 40.0]
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let q = [5.0, 0.0, 0.0, 5.0];
+        let pool = ThreadPool::new(2);
+        let mut out = [0.0f32; 4];
+        let mut scratch = Vec::new();
+        // One query at position 1 with window 1 sees only key 1.
+        attention(&pool, &p, &q, 1, &k, &v, &mut out, &mut scratch);
+        assert_eq!(out, [30.0, 40.0, 30.0, 40.0]);
+        let p = AttnParams { window: None, ..p };
+        attention(&pool, &p, &q, 1, &k, &v, &mut out, &mut scratch);
+        // Head 0 prefers key 0 (score 5 vs 0).
+        assert!(out[0] < 12.0 && out[0] > 10.0, "{out:?}");
+    }
+}

@@ -1,0 +1,265 @@
+//! Element-wise and row-wise f32 operations of the decoder: RMS norm, RoPE, softmax and the
+//! gated activations, each computed the way ggml's CPU backend computes it (accumulation
+//! precision, f16 lookup tables, iterated RoPE angles) so that huarizo's activations track
+//! llama.cpp's.
+
+use half::f16;
+use std::sync::OnceLock;
+
+/// `x ← x / sqrt(mean(x²) + eps) ⊙ w` for one row. The sum of squares is accumulated in
+/// f64, as ggml does.
+pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    debug_assert_eq!(x.len(), w.len());
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = (*v * scale) * g;
+    }
+}
+
+/// Rotation angles of RoPE for one position: `(cos, sin)` for each of `n_rot / 2` pairs.
+///
+/// The angle of pair i is `pos · base^(−2i/n_rot) · freq_scale / factor[i]`, with the powers
+/// formed by repeated multiplication in f32, as ggml's rope cache does.
+pub fn rope_angles(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    factors: Option<&[f32]>,
+    out: &mut Vec<(f32, f32)>,
+) {
+    out.clear();
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        let factor = factors.map_or(1.0, |f| f[i]);
+        let angle = freq_scale * (theta / factor);
+        out.push((angle.cos(), angle.sin()));
+        theta *= theta_scale;
+    }
+}
+
+/// Applies RoPE to one head `x` (head_dim values, the first `2·angles.len()` rotated).
+/// `neox` pairs element i with i + n_rot/2 (GPT-NeoX style); otherwise adjacent pairs.
+pub fn rope_apply(x: &mut [f32], angles: &[(f32, f32)], neox: bool) {
+    let half = angles.len();
+    for (i, &(cos, sin)) in angles.iter().enumerate() {
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
+        let (x0, x1) = (x[a], x[b]);
+        x[a] = x0 * cos - x1 * sin;
+        x[b] = x0 * sin + x1 * cos;
+    }
+}
+
+/// In-place softmax of one row; the sum is accumulated in f64 as ggml does.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Lanes of the vector unit whose arithmetic the ggml-compatible functions reproduce
+/// (llama.cpp built for AVX-512: 16 f32 lanes).
+pub const GGML_LANES: usize = 16;
+
+/// Sum of 16 lanes in the order of `_mm512_reduce_add_ps`: halves, quarters, pairs.
+pub fn reduce_add16(v: &[f32; GGML_LANES]) -> f32 {
+    let mut h = [0f32; 8];
+    for i in 0..8 {
+        h[i] = v[i] + v[i + 8];
+    }
+    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// `exp(x)` as ggml's vectorised `ggml_v_expf` computes it on AVX-512 (a polynomial with
+/// fused multiply-adds and `scalef`; within 1.5 ulp of the true value), bit for bit.
+pub fn expf_ggml(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
+    let n = z - r;
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
+    // scalef: j · 2^n with a single rounding.
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// Softmax of one row as ggml's `soft_max` computes it: `exp` by [`expf_ggml`] in chunks of
+/// [`GGML_LANES`] (libm `exp` for a tail), chunk sums reduced lane-wise and accumulated in
+/// f64. Entries of −∞ become 0.
+pub fn softmax_ggml(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    let mut chunks = x.chunks_exact_mut(GGML_LANES);
+    for chunk in &mut chunks {
+        let mut lanes = [0f32; GGML_LANES];
+        for (l, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
+            *v = expf_ggml(*v - max);
+            *l = *v;
+        }
+        sum += f64::from(reduce_add16(&lanes));
+    }
+    for v in chunks.into_remainder() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU-gated product `gate ← silu(gate) ⊙ up` over rows of `n` values, as ggml's
+/// `swiglu` computes it: [`expf_ggml`]-based SiLU in chunks of 16, libm for a tail.
+pub fn swiglu(gate: &mut [f32], up: &[f32], n: usize) {
+    for (g_row, u_row) in gate.chunks_exact_mut(n).zip(up.chunks_exact(n)) {
+        let vector_part = n - n % GGML_LANES;
+        for (g, &u) in g_row[..vector_part].iter_mut().zip(&u_row[..vector_part]) {
+            *g = (*g / (1.0 + expf_ggml(0.0 - *g))) * u;
+        }
+        for (g, &u) in g_row[vector_part..].iter_mut().zip(&u_row[vector_part..]) {
+            *g = (*g / (1.0 + (-*g).exp())) * u;
+        }
+    }
+}
+
+/// GELU(tanh) in f32, the function ggml tabulates.
+fn gelu_exact(x: f32) -> f32 {
+    const GELU_COEF_A: f32 = 0.044715;
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+}
+
+/// ggml's GELU table: GELU of every f16 value, rounded to f16.
+fn gelu_table() -> &'static [f16] {
+    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| f16::from_f32(gelu_exact(f16::from_bits(bits).to_f32())))
+            .collect()
+    })
+}
+
+/// GELU-gated product: `gate ← gelu(gate) ⊙ up`, with GELU looked up on the f16-rounded
+/// input, as ggml's CPU backend does.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_table();
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            table[usize::from(f16::from_f32(x).to_bits())].to_f32() * u
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_makes_unit_rms() {
+        let mut x = vec![1.0, -2.0, 3.0, -4.0];
+        rms_norm(&mut x, &[1.0; 4], 0.0);
+        let rms = (x.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_position() {
+        let mut angles = Vec::new();
+        rope_angles(3, 4, 10000.0, 1.0, None, &mut angles);
+        assert!((angles[0].0 - 3f32.cos()).abs() < 1e-6);
+        let theta1 = 3.0 * 10000f32.powf(-0.5);
+        assert!((angles[1].1 - theta1.sin()).abs() < 1e-6);
+        let mut x = [1.0, 0.0, 1.0, 0.0];
+        rope_apply(&mut x, &angles, false);
+        assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
+        let mut y = [1.0, 1.0, 0.0, 0.0];
+        rope_apply(&mut y, &angles, true);
+        assert!((y[2] - 3f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1.0, 2.0, 3.0, f32::NEG_INFINITY];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(x[3], 0.0);
+    }
+
+    #[test]
+    fn expf_ggml_is_close_to_exp() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (expf_ggml(x), x.exp());
+            assert!((a - b).abs() <= 4.0 * f32::EPSILON * b, "{x}: {a} vs {b}");
+        }
+        assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf_ggml(0.0), 1.0);
+    }
+
+    #[test]
+    fn ggml_softmax_and_swiglu_agree_with_plain_ones() {
+        let mut a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+        a[5] = f32::NEG_INFINITY;
+        let mut b = a.clone();
+        softmax(&mut a);
+        softmax_ggml(&mut b);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6);
+        }
+        assert_eq!(b[5], 0.0);
+        let mut g: Vec<f32> = (0..40).map(|i| i as f32 * 0.3 - 6.0).collect();
+        let expect: Vec<f32> = g.iter().map(|&x| x / (1.0 + (-x).exp()) * 2.0).collect();
+        swiglu(&mut g, &[2.0; 40], 20);
+        for (x, y) in g.iter().zip(&expect) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+        }
+    }
+
+    #[test]
+    fn geglu_matches_gelu_within_f16_rounding() {
+        for &v in &[-3.0f32, -0.5, 0.0, 0.7, 2.5, 12.0, -11.0] {
+            let mut g = [v];
+            geglu(&mut g, &[2.0]);
+            let expect = if v >= 10.0 {
+                2.0 * v
+            } else if v <= -10.0 {
+                0.0
+            } else {
+                2.0 * gelu_exact(v)
+            };
+            assert!((g[0] - expect).abs() <= 2e-3 * (1.0 + expect.abs()), "{v}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! One persistent thread pool for every parallel kernel.
+//!
+//! `ThreadPool::run(f)` calls `f(thread_index)` once on each of the pool's threads (the
+//! caller is thread 0) and returns when all have finished. Dispatch allocates nothing and
+//! takes no lock on the fast path: workers spin on an epoch counter for a short while and
+//! only then sleep on a condition variable, so back-to-back kernels (hundreds per token)
+//! cost a few hundred nanoseconds each.
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// How many times an idle worker polls for new work before it goes to sleep.
+const SPINS_BEFORE_SLEEP: u32 = 200_000;
+
+/// A job as the workers see it: a borrowed closure whose lifetime the pool erases.
+type Job = *const (dyn Fn(usize) + Sync);
+
+struct Shared {
+    n_threads: usize,
+    /// Bumped once per dispatched job; workers run the job when they see it change.
+    epoch: AtomicU64,
+    /// Workers that have not yet finished the current job.
+    remaining: AtomicUsize,
+    /// Set when a worker's job panicked; the caller re-panics.
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    job: UnsafeCell<Option<Job>>,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the dispatching thread while no worker reads it (all
+// workers finished the previous job: `remaining == 0`), and read by workers only after an
+// acquire load of the new `epoch`, which the writer publishes with a release store.
+unsafe impl Sync for Shared {}
+// SAFETY: the raw job pointer is only dereferenced under the protocol above.
+unsafe impl Send for Shared {}
+
+/// A fixed set of threads that run data-parallel kernels together.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Serialises `run` callers: the protocol supports one job at a time.
+    dispatch: Mutex<()>,
+}
+
+impl ThreadPool {
+    /// Starts a pool of `n_threads` threads in all (the caller counts as one), at least 1.
+    pub fn new(n_threads: usize) -> ThreadPool {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            n_threads,
+            epoch: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            job: UnsafeCell::new(None),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let workers = (1..n_threads)
+            .map(|index| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("huarizo-worker-{index}"))
+                    .spawn(move || worker_loop(&shared, index))
+                    .expect("failed to spawn a thread-pool worker")
+            })
+            .collect();
+        ThreadPool {
+            shared,
+            workers,
+            dispatch: Mutex::new(()),
+        }
+    }
+
+    /// A pool sized to the machine's available parallelism.
+    pub fn with_available_parallelism() -> ThreadPool {
+        ThreadPool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Number of threads, the caller included.
+    pub fn n_threads(&self) -> usize {
+        self.shared.n_threads
+    }
+
+    /// Runs `f(i)` for every thread index `i` in `0..n_threads()`, in parallel, and returns
+    /// when all calls have returned. Panics if any call panicked.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        let shared = &*self.shared;
+        if shared.n_threads == 1 {
+            f(0);
+            return;
+        }
+        let _one_job_at_a_time = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: erasing the lifetime is sound because this function does not return until
+        // every worker has finished calling the job (`remaining` reaches 0 below), so the
+        // pointer never outlives the borrow of `f`.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
+        // SAFETY: no worker reads `job` now: all finished the previous job (see `run`'s
+        // wait loop), and none reads it before observing the epoch bump below.
+        unsafe { *shared.job.get() = Some(job) };
+        shared
+            .remaining
+            .store(shared.n_threads - 1, Ordering::Relaxed);
+        {
+            let _guard = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.epoch.fetch_add(1, Ordering::Release);
+        }
+        shared.wake.notify_all();
+
+        let own = catch_unwind(AssertUnwindSafe(|| f(0)));
+        let mut spins = 0u32;
+        while shared.remaining.load(Ordering::Acquire) != 0 {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        if let Err(payload) = own {
+            std::panic::resume_unwind(payload);
+        }
+        if shared.panicked.swap(false, Ordering::Relaxed) {
+            panic!("a thread-pool worker panicked");
+        }
+    }
+
+    /// Splits `0..n` into `n_threads()` contiguous chunks and runs `f(range)` on each in
+    /// parallel (empty chunks are skipped).
+    pub fn for_chunks(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        let n_threads = self.n_threads();
+        self.run(&|i| {
+            let range = chunk(n, n_threads, i);
+            if !range.is_empty() {
+                f(range);
+            }
+        });
+    }
+}
+
+/// The `i`-th of `parts` near-equal contiguous chunks of `0..n`.
+pub fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let base = n / parts;
+    let extra = n % parts;
+    let start = i * base + i.min(extra);
+    let len = base + usize::from(i < extra);
+    start..start + len
+}
+
+fn worker_loop(shared: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        let mut spins = 0u32;
+        loop {
+            let epoch = shared.epoch.load(Ordering::Acquire);
+            if epoch != seen {
+                seen = epoch;
+                break;
+            }
+            if shared.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_SLEEP {
+                std::hint::spin_loop();
+            } else {
+                let mut guard = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+                while shared.epoch.load(Ordering::Acquire) == seen
+                    && !shared.shutdown.load(Ordering::Relaxed)
+                {
+                    guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                spins = 0;
+            }
+        }
+        // SAFETY: the acquire load of the new epoch happens-after the dispatcher's write of
+        // `job`, and the dispatcher keeps the closure alive until `remaining` reaches 0.
+        let job = unsafe { *shared.job.get() };
+        if let Some(job) = job {
+            // SAFETY: see above; the pointee is a live `&(dyn Fn(usize) + Sync)`.
+            let f = unsafe { &*job };
+            if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
+                shared.panicked.store(true, Ordering::Relaxed);
+            }
+        }
+        shared.remaining.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        {
+            let _guard = self
+                .shared
+                .sleep_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.shared.shutdown.store(true, Ordering::Relaxed);
+        }
+        self.shared.wake.notify_all();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_runs_each_job_once() {
+        let pool = ThreadPool::new(3);
+        for _ in 0..1000 {
+            let hits = [
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            ];
+            pool.run(&|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_range_exactly() {
+        for n in [0, 1, 5, 64, 577] {
+            for parts in 1..5 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = chunk(n, parts, i);
+                    assert_eq!(r.start, next);
+                    next = r.end;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+
+    #[test]
+    fn worker_panic_reaches_the_caller_and_the_pool_survives() {
+        let pool = ThreadPool::new(2);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(&|i| {
+                if i == 1 {
+                    panic!("boom");
+                }
+            })
+        }));
+        assert!(result.is_err());
+        let sum = AtomicUsize::new(0);
+        pool.run(&|i| {
+            sum.fetch_add(i + 1, Ordering::Relaxed);
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn sleeping_workers_wake_up() {
+        let pool = ThreadPool::new(2);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sum = AtomicUsize::new(0);
+        pool.run(&|i| {
+            sum.fetch_add(i + 1, Ordering::Relaxed);
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 3);
+    }
+}

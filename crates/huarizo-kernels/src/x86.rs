@@ -1,0 +1,671 @@
+//! AVX2 + FMA + F16C dot products, following the structure (lane layout, accumulation
+//! order, horizontal sums) of llama.cpp's `ggml-cpu/arch/x86/quants.c` AVX2 paths and
+//! `vec.cpp`/`simd-mappings.h` for the float types, so that results match llama.cpp built
+//! for AVX2 bit for bit, not just to rounding.
+//!
+//! Each kernel is a `#[target_feature]` function over block slices; the safe `dot_*`
+//! wrappers with the uniform [`VecDotFn`](crate::VecDotFn) signature are private and only
+//! reachable through [`install`], which runs the CPU feature check first.
+
+use std::arch::x86_64::*;
+
+use crate::blocks::*;
+use crate::Kernels;
+use huarizo_formats::GgmlType;
+
+/// True if this CPU has everything the kernels in this module use.
+pub(crate) fn detected() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// Replaces the scalar kernels in `k` by the AVX2 ones, if the CPU supports them.
+pub(crate) fn install(k: &mut Kernels) -> bool {
+    if !detected() {
+        return false;
+    }
+    k.dot[GgmlType::F32 as usize] = dot_f32;
+    k.dot[GgmlType::F16 as usize] = dot_f16;
+    k.dot[GgmlType::BF16 as usize] = dot_bf16;
+    k.dot[GgmlType::Q4_0 as usize] = dot_q4_0;
+    k.dot[GgmlType::Q4_1 as usize] = dot_q4_1;
+    k.dot[GgmlType::Q5_0 as usize] = dot_q5_0;
+    k.dot[GgmlType::Q5_1 as usize] = dot_q5_1;
+    k.dot[GgmlType::Q8_0 as usize] = dot_q8_0;
+    k.dot[GgmlType::Q2_K as usize] = dot_q2_k;
+    k.dot[GgmlType::Q3_K as usize] = dot_q3_k;
+    k.dot[GgmlType::Q4_K as usize] = dot_q4_k;
+    k.dot[GgmlType::Q5_K as usize] = dot_q5_k;
+    k.dot[GgmlType::Q6_K as usize] = dot_q6_k;
+    true
+}
+
+/// Safe wrappers. Each is only ever handed out by `install` after `detected()` returned true.
+macro_rules! wrapper {
+    ($name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+        fn $name(w: &[u8], a: &[u8]) -> f32 {
+            // SAFETY: this wrapper is private and only installed by `install` once
+            // `detected()` has confirmed AVX2, FMA and F16C.
+            unsafe { $kernel(as_blocks::<$wb>(w), as_blocks::<$ab>(a)) }
+        }
+    };
+    ($name:ident, $kernel:ident) => {
+        fn $name(w: &[u8], a: &[u8]) -> f32 {
+            // SAFETY: as above.
+            unsafe { $kernel(w, a) }
+        }
+    };
+}
+wrapper!(dot_q4_0, q4_0_q8_0, BlockQ4_0, BlockQ8_0);
+wrapper!(dot_q4_1, q4_1_q8_1, BlockQ4_1, BlockQ8_1);
+wrapper!(dot_q5_0, q5_0_q8_0, BlockQ5_0, BlockQ8_0);
+wrapper!(dot_q5_1, q5_1_q8_1, BlockQ5_1, BlockQ8_1);
+wrapper!(dot_q8_0, q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+wrapper!(dot_q2_k, q2_k_q8_k, BlockQ2_K, BlockQ8_K);
+wrapper!(dot_q3_k, q3_k_q8_k, BlockQ3_K, BlockQ8_K);
+wrapper!(dot_q4_k, q4_k_q8_k, BlockQ4_K, BlockQ8_K);
+wrapper!(dot_q5_k, q5_k_q8_k, BlockQ5_K, BlockQ8_K);
+wrapper!(dot_q6_k, q6_k_q8_k, BlockQ6_K, BlockQ8_K);
+wrapper!(dot_f32, f32_f32);
+wrapper!(dot_f16, f16_f16);
+wrapper!(dot_bf16, bf16_bf16);
+
+// ----------------------------------------------------------------------------------------
+// Helpers
+// ----------------------------------------------------------------------------------------
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_u8x32(p: &[u8; 32]) -> __m256i {
+    // SAFETY: `p` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_i8x32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: `p` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_u8x16(p: &[u8; 16]) -> __m128i {
+    // SAFETY: `p` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
+}
+
+/// f16 → f32 with F16C, as ggml's `GGML_CPU_FP16_TO_FP32` on x86 (exact either way).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h(x: F16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+        u16::from_le_bytes(x.0) as i32
+    )))
+}
+
+/// The 8 f32 lanes summed as ggml's `hsum_float_8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_f32x8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// 16 bytes of nibbles → 32 bytes in 0..16: low nibbles first, then high nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bytes_from_nibbles_32(qs: &[u8; 16]) -> __m256i {
+    let tmp = load_u8x16(qs);
+    let bytes = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(_mm256_set1_epi8(0xf), bytes)
+}
+
+/// 32 bits → 32 bytes, 0xFF where the bit is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bytes_from_bits_32(qh: [u8; 4]) -> __m256i {
+    let x32 = i32::from_le_bytes(qh);
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// Unsigned × signed bytes, summed in groups of four into 8 i32 lanes, as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+/// Signed × signed bytes, summed in groups of four, as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_i8_pairs_float(x: __m256i, y: __m256i) -> __m256 {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    mul_sum_us8_pairs_float(ax, sy)
+}
+
+// ----------------------------------------------------------------------------------------
+// 32-wide formats
+// ----------------------------------------------------------------------------------------
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&x.qs), _mm256_set1_epi8(8));
+        let q = mul_sum_i8_pairs_float(qx, load_i8x32(&y.qs));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        summs += h(x.m) * h(y.s);
+        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(h(x.d)), _mm256_set1_ps(h(y.d)));
+        let xy = mul_sum_us8_pairs_float(bytes_from_nibbles_32(&x.qs), load_i8x32(&y.qs));
+        acc = _mm256_fmadd_ps(d0d1, xy, acc);
+    }
+    hsum_f32x8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        // Bytes whose fifth bit is clear get 0xF0 or-ed in, i.e. become nibble − 16.
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+        let q = mul_sum_i8_pairs_float(qx, load_i8x32(&y.qs));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let dx = _mm256_set1_ps(h(x.d));
+        summs += h(x.m) * h(y.s);
+        let hi = _mm256_and_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+        let dy = _mm256_set1_ps(h(y.d));
+        let q = mul_sum_us8_pairs_float(qx, load_i8x32(&y.qs));
+        acc = _mm256_fmadd_ps(q, _mm256_mul_ps(dx, dy), acc);
+    }
+    hsum_f32x8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        let q = mul_sum_i8_pairs_float(load_i8x32(&x.qs), load_i8x32(&y.qs));
+        acc = _mm256_fmadd_ps(d, q, acc);
+    }
+    hsum_f32x8(acc)
+}
+
+// ----------------------------------------------------------------------------------------
+// k-quants
+// ----------------------------------------------------------------------------------------
+
+/// Shuffle that broadcasts i16 `2k` of a 128-bit lane into the low lane and i16 `2k + 1`
+/// into the high lane (ggml's `get_scale_shuffle_q3k`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shuffle_q3k(k: usize) -> __m256i {
+    let pick = |m: usize| _mm_set1_epi16((((2 * m + 1) << 8) | (2 * m)) as i16);
+    _mm256_set_m128i(pick(2 * k + 1), pick(2 * k))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 {
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0xf);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = y.d() * h(x.d);
+        let dmin = -y.d() * h(x.dmin);
+        let mins_and_scales = load_u8x16(&x.scales);
+        let scales8 = _mm_and_si128(mins_and_scales, m4);
+        let mins8 = _mm_and_si128(_mm_srli_epi16::<4>(mins_and_scales), m4);
+        let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(mins8), load_u8x32(&y.bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+
+        let all_scales = _mm256_cvtepi8_epi16(scales8);
+        let l_scales = _mm256_extracti128_si256::<0>(all_scales);
+        let h_scales = _mm256_extracti128_si256::<1>(all_scales);
+        let scales = [
+            _mm256_set_m128i(l_scales, l_scales),
+            _mm256_set_m128i(h_scales, h_scales),
+        ];
+        let (q2, _) = x.qs.as_chunks::<32>();
+        let (q8, _) = y.qs.as_chunks::<32>();
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 128 {
+            let q2bits = load_u8x32(&q2[j]);
+            let q2_0 = _mm256_and_si256(q2bits, m3);
+            let q2_1 = _mm256_and_si256(_mm256_srli_epi16::<2>(q2bits), m3);
+            let q2_2 = _mm256_and_si256(_mm256_srli_epi16::<4>(q2bits), m3);
+            let q2_3 = _mm256_and_si256(_mm256_srli_epi16::<6>(q2bits), m3);
+            let p = |q: __m256i, k: usize| {
+                let p16 = _mm256_maddubs_epi16(q, load_i8x32(&q8[4 * j + k]));
+                _mm256_madd_epi16(_mm256_shuffle_epi8(scales[j], shuffle_q3k(k)), p16)
+            };
+            let p01 = _mm256_add_epi32(p(q2_0, 0), p(q2_1, 1));
+            let p23 = _mm256_add_epi32(p(q2_2, 2), p(q2_3, 3));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p01, p23));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 {
+    const KMASK1: u32 = 0x03030303;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    let m3 = _mm256_set1_epi8(3);
+    let mone = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = y.d() * h(x.d);
+        let s = &x.scales;
+        let a0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let a1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+        let a2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+        let scales128 = _mm_set_epi32(
+            (((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4)) as i32,
+            (((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4)) as i32,
+            ((a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4)) as i32,
+            ((a0 & KMASK2) | ((a2 & KMASK1) << 4)) as i32,
+        );
+        let scales128 = _mm_sub_epi8(scales128, _mm_set1_epi8(32));
+        let all_scales = _mm256_cvtepi8_epi16(scales128);
+        let l_scales = _mm256_extracti128_si256::<0>(all_scales);
+        let h_scales = _mm256_extracti128_si256::<1>(all_scales);
+        let scales = [
+            _mm256_set_m128i(l_scales, l_scales),
+            _mm256_set_m128i(h_scales, h_scales),
+        ];
+        let hbits = load_u8x32(&x.hmask);
+        let (q3, _) = x.qs.as_chunks::<32>();
+        let (q8, _) = y.qs.as_chunks::<32>();
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 128 {
+            let q3bits = load_u8x32(&q3[j]);
+            let p = |k: usize| {
+                let q3l = _mm256_and_si256(
+                    _mm256_srl_epi16(q3bits, _mm_cvtsi32_si128(2 * k as i32)),
+                    m3,
+                );
+                // 4 where the high bit is clear, 0 where it is set.
+                let bit = _mm_cvtsi32_si128((4 * j + k) as i32);
+                let q3h = _mm256_slli_epi16::<2>(_mm256_srl_epi16(
+                    _mm256_andnot_si256(hbits, _mm256_sll_epi16(mone, bit)),
+                    bit,
+                ));
+                let q8k = load_i8x32(&q8[4 * j + k]);
+                let p16 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(q3l, q8k),
+                    _mm256_maddubs_epi16(q3h, q8k),
+                );
+                _mm256_madd_epi16(_mm256_shuffle_epi8(scales[j], shuffle_q3k(k)), p16)
+            };
+            let p01 = _mm256_add_epi32(p(0), p(1));
+            let p23 = _mm256_add_epi32(p(2), p(3));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p01, p23));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+/// Q4_K/Q5_K scales and mins unpacked to 16 bytes (8 scales, 8 mins) as four u32, with
+/// ggml's mask arithmetic.
+#[inline(always)]
+fn k4_scales_mins(s: &[u8; 12]) -> [i32; 4] {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let u0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    let u1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+    let u2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+    let mins_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let mins_lo = u1 & KMASK1;
+    let scales_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let scales_lo = u0 & KMASK1;
+    [
+        scales_lo as i32,
+        scales_hi as i32,
+        mins_lo as i32,
+        mins_hi as i32,
+    ]
+}
+
+/// Shuffle that broadcasts the i16 at index `i` of each 128-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shuffle_k4(i: usize) -> __m256i {
+    _mm256_set1_epi16((((2 * i + 1) << 8) | (2 * i)) as i16)
+}
+
+/// Per-32 sums of the Q8_K quants (pairs of bsums) as 8 i16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8k_sums32(y: &BlockQ8_K) -> __m128i {
+    let q8sums = load_u8x32(&y.bsums);
+    _mm_hadd_epi16(
+        _mm256_extracti128_si256::<0>(q8sums),
+        _mm256_extracti128_si256::<1>(q8sums),
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0xf);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = _mm_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = y.d() * h(x.d);
+        let dmin = -y.d() * h(x.dmin);
+        let u = k4_scales_mins(&x.scales);
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3], u[2], u[1], u[0]));
+        let prod = _mm_madd_epi16(
+            _mm256_extracti128_si256::<1>(mins_and_scales),
+            q8k_sums32(y),
+        );
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+
+        let sc128 = _mm256_extracti128_si256::<0>(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let (q4, _) = x.qs.as_chunks::<32>();
+        let (q8, _) = y.qs.as_chunks::<32>();
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 64 {
+            let scale_l = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j));
+            let scale_h = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j + 1));
+            let q4bits = load_u8x32(&q4[j]);
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+            let p16l =
+                _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load_i8x32(&q8[2 * j])));
+            let p16h = _mm256_madd_epi16(
+                scale_h,
+                _mm256_maddubs_epi16(q4h, load_i8x32(&q8[2 * j + 1])),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0xf);
+    let mzero = _mm_setzero_si128();
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let d = y.d() * h(x.d);
+        let dmin = -y.d() * h(x.dmin);
+        let u = k4_scales_mins(&x.scales);
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3], u[2], u[1], u[0]));
+        let prod = _mm_madd_epi16(
+            _mm256_extracti128_si256::<1>(mins_and_scales),
+            q8k_sums32(y),
+        );
+        let hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, mzero), mzero);
+        summs += dmin * _mm_extract_epi32::<0>(hsum) as f32;
+
+        let sc128 = _mm256_extracti128_si256::<0>(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let hbits = load_u8x32(&x.qh);
+        let mut hmask = _mm256_set1_epi8(1);
+        let (q5, _) = x.qs.as_chunks::<32>();
+        let (q8, _) = y.qs.as_chunks::<32>();
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 64 {
+            let scale_0 = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j));
+            let scale_1 = _mm256_shuffle_epi8(scales, shuffle_k4(2 * j + 1));
+            let q5bits = load_u8x32(&q5[j]);
+
+            let bit0 = _mm_cvtsi32_si128(2 * j as i32);
+            let q5l_0 = _mm256_and_si256(q5bits, m4);
+            let q5h_0 =
+                _mm256_slli_epi16::<4>(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), bit0));
+            let q5_0 = _mm256_add_epi8(q5l_0, q5h_0);
+            hmask = _mm256_slli_epi16::<1>(hmask);
+
+            let bit1 = _mm_cvtsi32_si128(2 * j as i32 + 1);
+            let q5l_1 = _mm256_and_si256(_mm256_srli_epi16::<4>(q5bits), m4);
+            let q5h_1 =
+                _mm256_slli_epi16::<4>(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), bit1));
+            let q5_1 = _mm256_add_epi8(q5l_1, q5h_1);
+            hmask = _mm256_slli_epi16::<1>(hmask);
+
+            let p16_0 =
+                _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load_i8x32(&q8[2 * j])));
+            let p16_1 = _mm256_madd_epi16(
+                scale_1,
+                _mm256_maddubs_epi16(q5_1, load_i8x32(&q8[2 * j + 1])),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32x8(acc) + summs
+}
+
+/// 128-bit shuffle picking byte `2i` into the low 8 bytes and `2i + 1` into the high 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_shuffle_q6(i: usize) -> __m128i {
+    const ONES: i64 = 0x0101010101010101;
+    _mm_set_epi64x((2 * i as i64 + 1) * ONES, (2 * i as i64) * ONES)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0xf);
+    let m2 = _mm256_set1_epi8(3);
+    let m32s = _mm256_set1_epi8(32);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in x.iter().zip(y) {
+        let d = y.d() * h(x.d);
+        let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
+        let scales = load_u8x16(&scales_bytes);
+        let (ql, _) = x.ql.as_chunks::<32>();
+        let (qh, _) = x.qh.as_chunks::<32>();
+        let (q8, _) = y.qs.as_chunks::<32>();
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 128 {
+            let is = 4 * j;
+            let scale_0 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is));
+            let scale_1 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 1));
+            let scale_2 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 2));
+            let scale_3 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 3));
+
+            let q4bits1 = load_u8x32(&ql[2 * j]);
+            let q4bits2 = load_u8x32(&ql[2 * j + 1]);
+            let q4bits_h = load_u8x32(&qh[j]);
+
+            let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
+            let q4h_1 =
+                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
+            let q4h_2 =
+                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
+            let q4h_3 =
+                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
+
+            let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
+            let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
+            let q4_2 =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
+            let q4_3 =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
+
+            let q8_0 = load_i8x32(&q8[4 * j]);
+            let q8_1 = load_i8x32(&q8[4 * j + 1]);
+            let q8_2 = load_i8x32(&q8[4 * j + 2]);
+            let q8_3 = load_i8x32(&q8[4 * j + 3]);
+
+            // (q − 32)·y = q·y − 32·y, both products in 16 bits.
+            let p16_0 = _mm256_sub_epi16(
+                _mm256_maddubs_epi16(q4_0, q8_0),
+                _mm256_maddubs_epi16(m32s, q8_0),
+            );
+            let p16_1 = _mm256_sub_epi16(
+                _mm256_maddubs_epi16(q4_1, q8_1),
+                _mm256_maddubs_epi16(m32s, q8_1),
+            );
+            let p16_2 = _mm256_sub_epi16(
+                _mm256_maddubs_epi16(q4_2, q8_2),
+                _mm256_maddubs_epi16(m32s, q8_2),
+            );
+            let p16_3 = _mm256_sub_epi16(
+                _mm256_maddubs_epi16(q4_3, q8_3),
+                _mm256_maddubs_epi16(m32s, q8_3),
+            );
+
+            let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
+            let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
+            let p16_2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_2), p16_2);
+            let p16_3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_3), p16_3);
+
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32x8(acc)
+}
+
+// ----------------------------------------------------------------------------------------
+// Float types: 4 accumulators of 8 lanes, STEP = 32 elements, ggml's REDUCE
+// ----------------------------------------------------------------------------------------
+
+/// ggml's `GGML_F32x8_REDUCE` over four accumulators.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn reduce4(s: [__m256; 4]) -> f32 {
+    let s0 = _mm256_add_ps(s[0], s[2]);
+    let s1 = _mm256_add_ps(s[1], s[3]);
+    let s0 = _mm256_add_ps(s0, s1);
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps::<1>(s0));
+    let t1 = _mm_hadd_ps(t0, t0);
+    _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_f32x8(p: &[u8; 32]) -> __m256 {
+    // SAFETY: `p` is 32 readable bytes (8 little-endian f32); the load is unaligned.
+    unsafe { _mm256_loadu_ps(p.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f32_f32(x: &[u8], y: &[u8]) -> f32 {
+    let (xc, xr) = x.as_chunks::<128>();
+    let (yc, yr) = y.as_chunks::<128>();
+    let mut sum = [_mm256_setzero_ps(); 4];
+    for (xc, yc) in xc.iter().zip(yc) {
+        let (xv, _) = xc.as_chunks::<32>();
+        let (yv, _) = yc.as_chunks::<32>();
+        for j in 0..4 {
+            sum[j] = _mm256_fmadd_ps(load_f32x8(&xv[j]), load_f32x8(&yv[j]), sum[j]);
+        }
+    }
+    let mut sumf = reduce4(sum);
+    for (a, b) in xr.chunks_exact(4).zip(yr.chunks_exact(4)) {
+        let a = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+        let b = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        sumf += a * b;
+    }
+    sumf
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_f16(x: &[u8], y: &[u8]) -> f32 {
+    let (xc, xr) = x.as_chunks::<64>();
+    let (yc, yr) = y.as_chunks::<64>();
+    let mut sum = [_mm256_setzero_ps(); 4];
+    for (xc, yc) in xc.iter().zip(yc) {
+        let (xv, _) = xc.as_chunks::<16>();
+        let (yv, _) = yc.as_chunks::<16>();
+        for j in 0..4 {
+            let ax = _mm256_cvtph_ps(load_u8x16(&xv[j]));
+            let ay = _mm256_cvtph_ps(load_u8x16(&yv[j]));
+            sum[j] = _mm256_fmadd_ps(ax, ay, sum[j]);
+        }
+    }
+    let mut sumf = reduce4(sum) as f64;
+    for (a, b) in xr.chunks_exact(2).zip(yr.chunks_exact(2)) {
+        let a = f16_to_f32(u16::from_le_bytes([a[0], a[1]]));
+        let b = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+        sumf += (a * b) as f64;
+    }
+    sumf as f32
+}
+
+/// 8 bf16 → 8 f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_bf16x8(p: &[u8; 16]) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_u8x16(
+        p,
+    ))))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16_bf16(x: &[u8], y: &[u8]) -> f32 {
+    let (xc, xr) = x.as_chunks::<64>();
+    let (yc, yr) = y.as_chunks::<64>();
+    let mut c = [_mm256_setzero_ps(); 4];
+    for (xc, yc) in xc.iter().zip(yc) {
+        let (xv, _) = xc.as_chunks::<16>();
+        let (yv, _) = yc.as_chunks::<16>();
+        for j in 0..4 {
+            c[j] = _mm256_add_ps(
+                _mm256_mul_ps(load_bf16x8(&xv[j]), load_bf16x8(&yv[j])),
+                c[j],
+            );
+        }
+    }
+    let c1 = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3]));
+    let mut g = _mm_add_ps(_mm256_extractf128_ps::<1>(c1), _mm256_castps256_ps128(c1));
+    g = _mm_add_ps(g, _mm_movehl_ps(g, g));
+    g = _mm_add_ss(g, _mm_movehdup_ps(g));
+    let mut sumf = _mm_cvtss_f32(g) as f64;
+    for (a, b) in xr.chunks_exact(2).zip(yr.chunks_exact(2)) {
+        let a = bf16_to_f32(u16::from_le_bytes([a[0], a[1]]));
+        let b = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+        sumf += (a * b) as f64;
+    }
+    sumf as f32
+}

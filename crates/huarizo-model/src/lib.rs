@@ -1,0 +1,21 @@
+//! huarizo-model holds one configurable decoder for the LLaMA family: it reads
+//! hyperparameters from GGUF metadata, maps each family onto a table row
+//! ([`arch::ArchSpec`]), keeps the weights in the memory-mapped file and runs the forward
+//! pass with a KV cache. It must not tokenize or sample (that is `huarizo-text` and
+//! `huarizo-engine`), and it must not carry SIMD of its own: arithmetic lives in
+//! `huarizo-kernels`.
+
+#![deny(missing_docs)]
+
+pub mod arch;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod state;
+
+pub use arch::Arch;
+pub use config::Config;
+pub use error::ModelError;
+pub use huarizo_kernels::pool::ThreadPool;
+pub use model::{Logits, Model};
+pub use state::State;

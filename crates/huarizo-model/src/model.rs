@@ -1,0 +1,456 @@
+//! The weights of a decoder and its forward pass: one code path for every family, driven by
+//! [`Config`] and its [`ArchSpec`](crate::arch::ArchSpec).
+//!
+//! Dimension letters: T tokens in the batch, E embedding width, H / Hkv query / key-value
+//! heads, D / Dv key / value head width, F MLP width, V vocabulary, N context positions.
+
+use crate::arch::Activation;
+use crate::config::{Config, RopeScaling};
+use crate::error::ModelError;
+use crate::state::State;
+use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
+use huarizo_kernels::attention::{attention, AttnParams};
+use huarizo_kernels::matmul::{matmul, quantize_activations};
+use huarizo_kernels::ops;
+use huarizo_kernels::pool::ThreadPool;
+use std::path::Path;
+
+/// Weight types the matmul kernels accept.
+const MATMUL_TYPES: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+
+/// A weight matrix `(n_out, n_in)` left in its file format, read through the mmap.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    info: TensorInfo,
+    /// Input width.
+    pub n_in: usize,
+    /// Output width.
+    pub n_out: usize,
+}
+
+impl Linear {
+    /// The weight's storage type.
+    pub fn ty(&self) -> GgmlType {
+        self.info.ggml_type
+    }
+}
+
+/// One decoder layer. Optional tensors are present only for the families that use them.
+#[derive(Debug)]
+pub struct Layer {
+    attn_norm: Vec<f32>,      // (E)
+    wq: Linear,               // (H·D, E)
+    wk: Linear,               // (Hkv·D, E)
+    wv: Linear,               // (Hkv·Dv, E)
+    wo: Linear,               // (E, H·Dv)
+    bq: Option<Vec<f32>>,     // (H·D)
+    bk: Option<Vec<f32>>,     // (Hkv·D)
+    bv: Option<Vec<f32>>,     // (Hkv·Dv)
+    q_norm: Option<Vec<f32>>, // (D)
+    k_norm: Option<Vec<f32>>, // (D)
+    attn_post_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>, // (E)
+    w_gate: Linear,     // (F, E)
+    w_up: Linear,       // (F, E)
+    w_down: Linear,     // (E, F)
+    ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: configuration plus weights, which stay in the memory-mapped file.
+pub struct Model {
+    file: GgufFile,
+    /// Hyperparameters.
+    pub config: Config,
+    tok_embd: Linear, // (V, E)
+    output_norm: Vec<f32>,
+    output: Linear, // (V, E), the embedding matrix when tied
+    rope_factors: Option<Vec<f32>>,
+    layers: Vec<Layer>,
+}
+
+/// Which positions of a batch get logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (scoring).
+    All,
+}
+
+impl Model {
+    /// Opens a GGUF file and loads the model in it.
+    pub fn load(path: &Path) -> Result<Model, ModelError> {
+        Model::from_gguf(GgufFile::open(path)?)
+    }
+
+    /// Loads the model in an open GGUF file.
+    pub fn from_gguf(file: GgufFile) -> Result<Model, ModelError> {
+        let c = Config::from_gguf(&file)?;
+        let l = Loader { file: &file };
+        let (e, d, dv) = (c.n_embd, c.head_dim, c.head_dim_v);
+        let tok_embd = l.linear("token_embd.weight", e, c.n_vocab)?;
+        let output = if file.tensor("output.weight").is_some() {
+            l.linear("output.weight", e, c.n_vocab)?
+        } else {
+            tok_embd.clone()
+        };
+        let output_norm = l.vector("output_norm.weight", e)?;
+        let rope_factors = match file.tensor("rope_freqs.weight") {
+            Some(_) => Some(l.vector("rope_freqs.weight", c.n_rot / 2)?),
+            None => None,
+        };
+        let spec = c.spec;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let opt_vec = |s: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
+                match file.tensor(&n(s)) {
+                    Some(_) => l.vector(&n(s), len).map(Some),
+                    None => Ok(None),
+                }
+            };
+            let req_if =
+                |cond: bool, s: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
+                    if cond {
+                        l.vector(&n(s), len).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
+            layers.push(Layer {
+                attn_norm: l.vector(&n("attn_norm.weight"), e)?,
+                wq: l.linear(&n("attn_q.weight"), e, c.n_head * d)?,
+                wk: l.linear(&n("attn_k.weight"), e, c.n_head_kv * d)?,
+                wv: l.linear(&n("attn_v.weight"), e, c.n_head_kv * dv)?,
+                wo: l.linear(&n("attn_output.weight"), c.n_head * dv, e)?,
+                bq: opt_vec("attn_q.bias", c.n_head * d)?,
+                bk: opt_vec("attn_k.bias", c.n_head_kv * d)?,
+                bv: opt_vec("attn_v.bias", c.n_head_kv * dv)?,
+                q_norm: req_if(spec.qk_norm, "attn_q_norm.weight", d)?,
+                k_norm: req_if(spec.qk_norm, "attn_k_norm.weight", d)?,
+                attn_post_norm: req_if(spec.post_norms, "post_attention_norm.weight", e)?,
+                ffn_norm: l.vector(&n("ffn_norm.weight"), e)?,
+                w_gate: l.linear(&n("ffn_gate.weight"), e, c.n_ff)?,
+                w_up: l.linear(&n("ffn_up.weight"), e, c.n_ff)?,
+                w_down: l.linear(&n("ffn_down.weight"), c.n_ff, e)?,
+                ffn_post_norm: req_if(spec.post_norms, "post_ffw_norm.weight", e)?,
+            });
+        }
+        Ok(Model {
+            config: c,
+            tok_embd,
+            output_norm,
+            output,
+            rope_factors,
+            layers,
+            file,
+        })
+    }
+
+    /// The underlying GGUF file (metadata for the tokenizer and chat template).
+    pub fn gguf(&self) -> &GgufFile {
+        &self.file
+    }
+
+    fn data(&self, w: &Linear) -> &[u8] {
+        self.file.tensor_data(&w.info)
+    }
+
+    /// `out (T, n_out) = x (T, n_in) · Wᵀ`, quantizing `x` as W's dot product wants.
+    fn linear(
+        &self,
+        pool: &ThreadPool,
+        w: &Linear,
+        x: &[f32],
+        acts: &mut Vec<u8>,
+        out: &mut Vec<f32>,
+    ) {
+        let n_tokens = x.len() / w.n_in;
+        quantize_activations(w.ty(), x, w.n_in, acts);
+        out.resize(n_tokens * w.n_out, 0.0);
+        matmul(
+            pool,
+            w.ty(),
+            self.data(w),
+            w.n_out,
+            w.n_in,
+            acts,
+            n_tokens,
+            out,
+        );
+    }
+
+    /// Runs `tokens` through the decoder at the next positions of `state`, appending their
+    /// keys and values to its cache, and returns logits `(T', V)` (T' = 1 for
+    /// [`Logits::Last`], T for [`Logits::All`]).
+    pub fn forward<'s>(
+        &self,
+        pool: &ThreadPool,
+        state: &'s mut State,
+        tokens: &[u32],
+        which: Logits,
+    ) -> Result<&'s [f32], ModelError> {
+        let c = &self.config;
+        let (e, h, hkv, d, dv) = (c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v);
+        let n_tokens = tokens.len();
+        let pos0 = state.n_past;
+        if n_tokens == 0 {
+            return Err(ModelError::Invalid("forward called with no tokens".into()));
+        }
+        if pos0 + n_tokens > state.n_ctx {
+            return Err(ModelError::ContextFull {
+                needed: pos0 + n_tokens,
+                n_ctx: state.n_ctx,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is out of the vocabulary (size {})",
+                c.n_vocab
+            )));
+        }
+        let s = &mut state.scratch;
+
+        // x (T, E) ← embedding rows.
+        s.x.resize(n_tokens * e, 0.0);
+        let embd_row = self.tok_embd.ty().row_bytes(e).unwrap_or(0);
+        let embd = self.data(&self.tok_embd);
+        for (row, &tok) in s.x.chunks_exact_mut(e).zip(tokens) {
+            let t = tok as usize;
+            huarizo_kernels::dequantize_row(
+                self.tok_embd.ty(),
+                &embd[t * embd_row..(t + 1) * embd_row],
+                row,
+            );
+        }
+        if c.spec.scale_embeddings {
+            let scale = (e as f32).sqrt();
+            s.x.iter_mut().for_each(|v| *v *= scale);
+        }
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            // Attention block.
+            s.xb.clone_from(&s.x);
+            for row in s.xb.chunks_exact_mut(e) {
+                ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
+            }
+            self.linear(pool, &layer.wq, &s.xb, &mut s.acts, &mut s.q);
+            if layer.wk.ty() == layer.wq.ty() {
+                // Same activation format: reuse the quantized input.
+                s.k.resize(n_tokens * layer.wk.n_out, 0.0);
+                matmul(
+                    pool,
+                    layer.wk.ty(),
+                    self.data(&layer.wk),
+                    layer.wk.n_out,
+                    e,
+                    &s.acts,
+                    n_tokens,
+                    &mut s.k,
+                );
+            } else {
+                self.linear(pool, &layer.wk, &s.xb, &mut s.acts, &mut s.k);
+            }
+            self.linear(pool, &layer.wv, &s.xb, &mut s.acts, &mut s.v);
+            for (buf, bias) in [
+                (&mut s.q, &layer.bq),
+                (&mut s.k, &layer.bk),
+                (&mut s.v, &layer.bv),
+            ] {
+                if let Some(bias) = bias {
+                    for row in buf.chunks_exact_mut(bias.len()) {
+                        row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                    }
+                }
+            }
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                s.q.chunks_exact_mut(d)
+                    .for_each(|head| ops::rms_norm(head, qn, c.rms_eps));
+                s.k.chunks_exact_mut(d)
+                    .for_each(|head| ops::rms_norm(head, kn, c.rms_eps));
+            }
+            let swa = c.is_swa_layer(il);
+            let (base, freq_scale) = if swa {
+                (c.rope_base_swa, 1.0)
+            } else {
+                match c.rope_scaling {
+                    RopeScaling::None => (c.rope_base, 1.0),
+                    RopeScaling::Linear { factor } => (c.rope_base, 1.0 / factor),
+                }
+            };
+            for t in 0..n_tokens {
+                ops::rope_angles(
+                    pos0 + t,
+                    c.n_rot,
+                    base,
+                    freq_scale,
+                    self.rope_factors.as_deref(),
+                    &mut s.angles,
+                );
+                for head in s.q[t * h * d..(t + 1) * h * d].chunks_exact_mut(d) {
+                    ops::rope_apply(head, &s.angles, c.spec.rope_neox);
+                }
+                for head in s.k[t * hkv * d..(t + 1) * hkv * d].chunks_exact_mut(d) {
+                    ops::rope_apply(head, &s.angles, c.spec.rope_neox);
+                }
+            }
+            let cache = &mut state.cache[il];
+            let (k_row, v_row) = (hkv * d, hkv * dv);
+            for (dst, &src) in cache.k[pos0 * k_row..(pos0 + n_tokens) * k_row]
+                .iter_mut()
+                .zip(&s.k)
+            {
+                *dst = half::f16::from_f32(src);
+            }
+            for (dst, &src) in cache.v[pos0 * v_row..(pos0 + n_tokens) * v_row]
+                .iter_mut()
+                .zip(&s.v)
+            {
+                *dst = half::f16::from_f32(src);
+            }
+            let params = AttnParams {
+                n_head: h,
+                n_head_kv: hkv,
+                head_dim: d,
+                head_dim_v: dv,
+                scale: c.attn_scale,
+                window: if swa { c.sliding_window } else { None },
+            };
+            s.att.resize(n_tokens * h * dv, 0.0);
+            attention(
+                pool,
+                &params,
+                &s.q,
+                pos0,
+                &cache.k,
+                &cache.v,
+                &mut s.att,
+                &mut s.attn_scratch,
+            );
+            self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
+            if let Some(w) = &layer.attn_post_norm {
+                s.out
+                    .chunks_exact_mut(e)
+                    .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
+            }
+            s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
+
+            // MLP block.
+            s.xb.clone_from(&s.x);
+            for row in s.xb.chunks_exact_mut(e) {
+                ops::rms_norm(row, &layer.ffn_norm, c.rms_eps);
+            }
+            self.linear(pool, &layer.w_gate, &s.xb, &mut s.acts, &mut s.gate);
+            if layer.w_up.ty() == layer.w_gate.ty() {
+                s.up.resize(n_tokens * c.n_ff, 0.0);
+                matmul(
+                    pool,
+                    layer.w_up.ty(),
+                    self.data(&layer.w_up),
+                    c.n_ff,
+                    e,
+                    &s.acts,
+                    n_tokens,
+                    &mut s.up,
+                );
+            } else {
+                self.linear(pool, &layer.w_up, &s.xb, &mut s.acts, &mut s.up);
+            }
+            match c.spec.activation {
+                Activation::SwiGlu => ops::swiglu(&mut s.gate, &s.up, c.n_ff),
+                Activation::GeGlu => ops::geglu(&mut s.gate, &s.up),
+            }
+            self.linear(pool, &layer.w_down, &s.gate, &mut s.acts, &mut s.out);
+            if let Some(w) = &layer.ffn_post_norm {
+                s.out
+                    .chunks_exact_mut(e)
+                    .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
+            }
+            s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
+        }
+        state.n_past += n_tokens;
+
+        // Final norm and output head on the rows that need logits.
+        let first = match which {
+            Logits::Last => n_tokens - 1,
+            Logits::All => 0,
+        };
+        s.xb.clear();
+        s.xb.extend_from_slice(&s.x[first * e..]);
+        for row in s.xb.chunks_exact_mut(e) {
+            ops::rms_norm(row, &self.output_norm, c.rms_eps);
+        }
+        self.linear(pool, &self.output, &s.xb, &mut s.acts, &mut s.logits);
+        Ok(&s.logits)
+    }
+}
+
+/// Reads tensors with their shapes checked.
+struct Loader<'a> {
+    file: &'a GgufFile,
+}
+
+impl Loader<'_> {
+    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
+        self.file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.into() })
+    }
+
+    /// A weight `(n_out, n_in)`, stored as ggml shape `[n_in, n_out]`.
+    fn linear(&self, name: &str, n_in: usize, n_out: usize) -> Result<Linear, ModelError> {
+        let info = self.info(name)?;
+        let expected = vec![n_in as u64, n_out as u64];
+        if info.shape != expected {
+            return Err(ModelError::BadShape {
+                name: name.into(),
+                expected,
+                got: info.shape.clone(),
+            });
+        }
+        if matches!(info.ggml_type, GgmlType::Q8_1 | GgmlType::Q8_K) {
+            return Err(ModelError::UnsupportedType {
+                name: name.into(),
+                ty: info.ggml_type.name(),
+                supported: MATMUL_TYPES,
+            });
+        }
+        if info.ggml_type.row_bytes(n_in).is_none() {
+            return Err(ModelError::Invalid(format!(
+                "tensor {name}: row of {n_in} values is not a whole number of {} blocks",
+                info.ggml_type.name()
+            )));
+        }
+        Ok(Linear {
+            info: info.clone(),
+            n_in,
+            n_out,
+        })
+    }
+
+    /// A vector of `len` values, converted to f32.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let info = self.info(name)?;
+        if info.shape != [len as u64] {
+            return Err(ModelError::BadShape {
+                name: name.into(),
+                expected: vec![len as u64],
+                got: info.shape.clone(),
+            });
+        }
+        if !matches!(
+            info.ggml_type,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+        ) {
+            return Err(ModelError::UnsupportedType {
+                name: name.into(),
+                ty: info.ggml_type.name(),
+                supported: "F32, F16, BF16",
+            });
+        }
+        let mut out = vec![0.0; len];
+        huarizo_kernels::dequantize_row(info.ggml_type, self.file.tensor_data(info), &mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-sequence state: the KV cache and the scratch buffers of the forward pass, allocated
+//! once per sequence so that decoding a token allocates nothing.
+
+use crate::config::Config;
+use half::f16;
+
+/// Keys and values of one layer for every cached position.
+#[derive(Debug)]
+pub struct LayerCache {
+    /// `(N, Hkv·D)` keys.
+    pub k: Vec<f16>,
+    /// `(N, Hkv·Dv)` values.
+    pub v: Vec<f16>,
+}
+
+/// Reusable buffers of the forward pass; their sizes grow to the largest batch seen.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pub(crate) x: Vec<f32>,
+    pub(crate) xb: Vec<f32>,
+    pub(crate) q: Vec<f32>,
+    pub(crate) k: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) att: Vec<f32>,
+    pub(crate) out: Vec<f32>,
+    pub(crate) gate: Vec<f32>,
+    pub(crate) up: Vec<f32>,
+    pub(crate) logits: Vec<f32>,
+    pub(crate) acts: Vec<u8>,
+    pub(crate) angles: Vec<(f32, f32)>,
+    pub(crate) attn_scratch: Vec<Vec<f32>>,
+}
+
+/// One sequence being decoded: how many positions it holds, its cache and scratch space.
+#[derive(Debug)]
+pub struct State {
+    /// Capacity in positions.
+    pub n_ctx: usize,
+    /// Positions filled so far.
+    pub n_past: usize,
+    pub(crate) cache: Vec<LayerCache>,
+    pub(crate) scratch: Scratch,
+}
+
+impl State {
+    /// A fresh sequence of capacity `n_ctx` positions for a model of shape `config`.
+    pub fn new(config: &Config, n_ctx: usize) -> State {
+        let k_row = config.n_head_kv * config.head_dim;
+        let v_row = config.n_head_kv * config.head_dim_v;
+        let cache = (0..config.n_layer)
+            .map(|_| LayerCache {
+                k: vec![f16::ZERO; n_ctx * k_row],
+                v: vec![f16::ZERO; n_ctx * v_row],
+            })
+            .collect();
+        State {
+            n_ctx,
+            n_past: 0,
+            cache,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Forgets every position after the first `n` (keeps a shared prefix).
+    pub fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.iter().map(|c| (c.k.len() + c.v.len()) * 2).sum()
+    }
+}

@@ -1,0 +1,134 @@
+//! The decoder against llama.cpp on the three real models: from llama.cpp's own prompt
+//! tokens (tests/reference/*.json, made by scripts/ref_llama_cpp.py), huarizo's greedy
+//! tokens must equal llama.cpp's for the first 16 steps on ≥ 11 of 12 prompts, and its top-1
+//! token must agree at ≥ 98% of positions when fed llama.cpp's continuation.
+
+use huarizo_model::{Logits, Model, State, ThreadPool};
+use std::path::PathBuf;
+
+fn testdata(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HUARIZO_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/huarizo/testdata")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-testdata.sh",
+        path.display()
+    );
+    path
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn check(model_file: &str, name: &str) {
+    let model = Model::load(&testdata(model_file)).unwrap();
+    let pool = ThreadPool::new(2);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../tests/reference/{name}.json"));
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let records = reference["records"].as_array().unwrap();
+    let (mut exact, mut agree, mut total) = (0, 0, 0);
+    for rec in records {
+        let prompt = ids(&rec["prompt_tokens"]);
+        let want = ids(&rec["tokens"]);
+
+        let mut state = State::new(&model.config, 512);
+        let mut next = argmax(
+            model
+                .forward(&pool, &mut state, &prompt, Logits::Last)
+                .unwrap(),
+        );
+        let mut got = vec![next];
+        while got.len() < 16 {
+            next = argmax(
+                model
+                    .forward(&pool, &mut state, &[next], Logits::Last)
+                    .unwrap(),
+            );
+            got.push(next);
+        }
+        if got[..] == want[..16] {
+            exact += 1;
+        } else {
+            eprintln!(
+                "{name} {:?}:\n  huarizo   {got:?}\n  llama.cpp {:?}",
+                rec["prompt"],
+                &want[..16]
+            );
+        }
+
+        // Teacher-forced along llama.cpp's continuation, one token at a time as the
+        // reference was made.
+        let mut state = State::new(&model.config, 512);
+        let mut logits = model
+            .forward(&pool, &mut state, &prompt, Logits::Last)
+            .unwrap()
+            .to_vec();
+        for (i, &w) in want.iter().enumerate() {
+            total += 1;
+            let got = argmax(&logits);
+            if got == w {
+                agree += 1;
+            } else {
+                let top = &rec["top5"][i];
+                eprintln!(
+                    "{name} {:?} step {i}: huarizo {got} llama.cpp top5 {top}",
+                    rec["prompt"]
+                );
+            }
+            logits.copy_from_slice(
+                model
+                    .forward(&pool, &mut state, &[w], Logits::Last)
+                    .unwrap(),
+            );
+        }
+    }
+    eprintln!(
+        "{name}: {exact}/{} prompts exact for 16 tokens; top-1 agreement {agree}/{total}",
+        records.len()
+    );
+    assert!(
+        exact + 1 >= records.len(),
+        "{name}: only {exact}/{} prompts exact",
+        records.len()
+    );
+    assert!(
+        agree as f64 >= 0.98 * total as f64,
+        "{name}: top-1 agreement {agree}/{total} < 98%"
+    );
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    check("smollm2.gguf", "smollm2");
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    check("qwen.gguf", "qwen");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check("gemma3.gguf", "gemma3");
+}

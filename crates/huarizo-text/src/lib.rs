@@ -1,0 +1,11 @@
+//! huarizo-text: tokenizers built from GGUF metadata, and chat templates.
+//!
+//! It turns text into token ids and back, and conversations into prompt text. It must
+//! not touch weights.
+#![deny(missing_docs)]
+
+pub mod chat_template;
+pub mod tokenizer;
+
+pub use chat_template::{ChatMessage, ChatTemplate, TemplateError};
+pub use tokenizer::{TextError, Tokenizer, TokenizerKind, VocabSpec};
