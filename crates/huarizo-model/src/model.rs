@@ -191,6 +191,21 @@ impl Model {
         tokens: &[u32],
         which: Logits,
     ) -> Result<&'s [f32], ModelError> {
+        self.forward_traced(pool, state, tokens, which, &mut |_, _, _| {})
+    }
+
+    /// [`Model::forward`], reporting each named intermediate to `trace(name, layer, values)`
+    /// (llama.cpp's tensor names: `attn_norm`, `Qcur`, `Kcur`, `Vcur`, `kqv_out`,
+    /// `attn_out`, `ffn_inp`, `ffn_norm`, `ffn_swiglu`, `ffn_out`, `l_out`, `result_norm`),
+    /// so that a mismatch against a reference dump names the layer and op.
+    pub fn forward_traced<'s>(
+        &self,
+        pool: &ThreadPool,
+        state: &'s mut State,
+        tokens: &[u32],
+        which: Logits,
+        trace: &mut dyn FnMut(&str, usize, &[f32]),
+    ) -> Result<&'s [f32], ModelError> {
         let c = &self.config;
         let (e, h, hkv, d, dv) = (c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v);
         let n_tokens = tokens.len();
@@ -235,6 +250,7 @@ impl Model {
             for row in s.xb.chunks_exact_mut(e) {
                 ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
             }
+            trace("attn_norm", il, &s.xb);
             self.linear(pool, &layer.wq, &s.xb, &mut s.acts, &mut s.q);
             if layer.wk.ty() == layer.wq.ty() {
                 // Same activation format: reuse the quantized input.
@@ -295,6 +311,9 @@ impl Model {
                     ops::rope_apply(head, &s.angles, c.spec.rope_neox);
                 }
             }
+            trace("Qcur", il, &s.q);
+            trace("Kcur", il, &s.k);
+            trace("Vcur", il, &s.v);
             let cache = &mut state.cache[il];
             let (k_row, v_row) = (hkv * d, hkv * dv);
             for (dst, &src) in cache.k[pos0 * k_row..(pos0 + n_tokens) * k_row]
@@ -328,7 +347,9 @@ impl Model {
                 &mut s.att,
                 &mut s.attn_scratch,
             );
+            trace("kqv_out", il, &s.att);
             self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
+            trace("attn_out", il, &s.out);
             if let Some(w) = &layer.attn_post_norm {
                 s.out
                     .chunks_exact_mut(e)
@@ -341,6 +362,8 @@ impl Model {
             for row in s.xb.chunks_exact_mut(e) {
                 ops::rms_norm(row, &layer.ffn_norm, c.rms_eps);
             }
+            trace("ffn_inp", il, &s.x);
+            trace("ffn_norm", il, &s.xb);
             self.linear(pool, &layer.w_gate, &s.xb, &mut s.acts, &mut s.gate);
             if layer.w_up.ty() == layer.w_gate.ty() {
                 s.up.resize(n_tokens * c.n_ff, 0.0);
@@ -361,13 +384,16 @@ impl Model {
                 Activation::SwiGlu => ops::swiglu(&mut s.gate, &s.up, c.n_ff),
                 Activation::GeGlu => ops::geglu(&mut s.gate, &s.up),
             }
+            trace("ffn_swiglu", il, &s.gate);
             self.linear(pool, &layer.w_down, &s.gate, &mut s.acts, &mut s.out);
+            trace("ffn_out", il, &s.out);
             if let Some(w) = &layer.ffn_post_norm {
                 s.out
                     .chunks_exact_mut(e)
                     .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
             }
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
+            trace("l_out", il, &s.x);
         }
         state.n_past += n_tokens;
 
@@ -381,6 +407,7 @@ impl Model {
         for row in s.xb.chunks_exact_mut(e) {
             ops::rms_norm(row, &self.output_norm, c.rms_eps);
         }
+        trace("result_norm", 0, &s.xb);
         self.linear(pool, &self.output, &s.xb, &mut s.acts, &mut s.logits);
         Ok(&s.logits)
     }
