@@ -151,10 +151,26 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("huarizo: {err:#}");
+            eprintln!("huarizo: {}", describe(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each cause once: a cause whose text the message already holds
+/// (library errors often repeat their source) is not printed again.
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

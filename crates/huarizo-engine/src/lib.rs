@@ -21,7 +21,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Loading or running the model failed.
-    #[error("{path}: {source}")]
+    #[error("{}", model_message(path, source))]
     Model {
         /// The model file.
         path: String,
@@ -42,6 +42,14 @@ pub enum EngineError {
     /// A request that cannot be served (empty prompt, too long, …).
     #[error("{0}")]
     Request(String),
+}
+
+/// A model error prefixed with its file, unless the error (a malformed file) names it already.
+fn model_message(path: &str, err: &ModelError) -> String {
+    match err {
+        ModelError::Gguf(e) => e.to_string(),
+        other => format!("{path}: {other}"),
+    }
 }
 
 /// Options of [`Engine::load`].

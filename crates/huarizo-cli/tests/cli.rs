@@ -1,0 +1,130 @@
+//! The command-line contract, driven through the built `huarizo` binary: bad model files
+//! give a one-line error naming the file and the fault with exit code 1; `tokenize` and
+//! `run --json` print the documented shapes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn huarizo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_huarizo"))
+        .args(args)
+        .env(
+            "HUARIZO_CACHE",
+            std::env::temp_dir().join("huarizo-cli-test-cache"),
+        )
+        .output()
+        .expect("run huarizo")
+}
+
+fn smollm2() -> String {
+    let dir = std::env::var_os("HUARIZO_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
+        });
+    let path = dir.join("smollm2.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-testdata.sh",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// A minimal GGUF v3 header declaring architecture `arch` and one F32 tensor of 32×32
+/// whose data the file holds only `data_len` bytes of.
+fn gguf(arch: &str, data_len: usize) -> Vec<u8> {
+    let s = |x: &str| [&(x.len() as u64).to_le_bytes()[..], x.as_bytes()].concat();
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(1u64.to_le_bytes()); // metadata keys
+    b.extend(s("general.architecture"));
+    b.extend(8u32.to_le_bytes());
+    b.extend(s(arch));
+    b.extend(s("w"));
+    b.extend(2u32.to_le_bytes());
+    b.extend(32u64.to_le_bytes());
+    b.extend(32u64.to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.resize(b.len().next_multiple_of(32) + data_len, 0);
+    b
+}
+
+#[test]
+fn bad_model_files_fail_with_the_file_and_fault_named() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::fs::read(smollm2()).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("magic.gguf", b"GGML\x03\0\0\0".to_vec(), "magic"),
+        (
+            "version.gguf",
+            [&b"GGUF"[..], &9u32.to_le_bytes()].concat(),
+            "version",
+        ),
+        ("truncated.gguf", real[..1_000_000].to_vec(), "remaining"),
+        ("past-end.gguf", gguf("llama", 100), "past the end"),
+        (
+            "arch.gguf",
+            gguf("mamba", 4096),
+            "unsupported architecture \"mamba\"",
+        ),
+    ];
+    for (name, bytes, fault) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = huarizo(&["run", "-m", path.to_str().unwrap(), "-n", "1", "hi"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.starts_with("huarizo: ") && err.contains(name) && err.contains(fault),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tokenize_and_run_json_print_the_documented_shapes() {
+    let model = smollm2();
+    let out = huarizo(&["tokenize", "-m", &model, "The capital of France is"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[504,3575,282,4649,314]"
+    );
+
+    let out = huarizo(&[
+        "run",
+        "-m",
+        &model,
+        "--raw",
+        "--temperature",
+        "0",
+        "-n",
+        "4",
+        "--json",
+        "--logprobs",
+        "2",
+        "The capital of France is",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["prompt_tokens"],
+        serde_json::json!([504, 3575, 282, 4649, 314])
+    );
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 4);
+    assert!(v["text"].as_str().unwrap().starts_with(" Paris"));
+    let top = v["top_logprobs"].as_array().unwrap();
+    assert_eq!(top.len(), 4);
+    assert_eq!(top[0][0]["id"], v["tokens"][0]);
+    assert!(top[0][0]["logprob"].as_f64().unwrap() <= 0.0);
+}
