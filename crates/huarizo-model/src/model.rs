@@ -355,6 +355,7 @@ impl Model {
                     .chunks_exact_mut(e)
                     .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
             }
+            trace("attn_post_norm", il, &s.out);
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
 
             // MLP block.
@@ -392,6 +393,7 @@ impl Model {
                     .chunks_exact_mut(e)
                     .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
             }
+            trace("ffn_post_norm", il, &s.out);
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
             trace("l_out", il, &s.x);
         }
