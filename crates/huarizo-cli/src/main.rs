@@ -1,6 +1,7 @@
-//! The `huarizo` command line: run, chat, tokenize, info and pull, over the engine.
+//! The `huarizo` command line: run, chat, tokenize, info, pull and bench, over the engine.
 //! Errors print as `huarizo: …` on stderr and exit with code 1.
 
+mod bench;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -117,6 +118,8 @@ enum Command {
         /// The model to fetch.
         model: String,
     },
+    /// Measure prompt-processing and generation speed (llama-bench's tests and table).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         } => commands::tokenize(&model, add_special, &text),
         Command::Info { model } => commands::info(&model),
         Command::Pull { model } => commands::pull(&model),
+        Command::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! The command-line contract, driven through the built `huarizo` binary: bad model files
-//! give a one-line error naming the file and the fault with exit code 1; `tokenize` and
-//! `run --json` print the documented shapes.
+//! give a one-line error naming the file and the fault with exit code 1; `tokenize`,
+//! `run --json` and `bench --json` print the documented shapes.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -127,4 +127,56 @@ fn tokenize_and_run_json_print_the_documented_shapes() {
     assert_eq!(top.len(), 4);
     assert_eq!(top[0][0]["id"], v["tokens"][0]);
     assert!(top[0][0]["logprob"].as_f64().unwrap() <= 0.0);
+}
+
+/// `bench --json` prints llama-bench's JSON: one object per test, with the raw samples.
+/// Checks the shape only, not the speed.
+#[test]
+fn bench_json_prints_llama_bench_shape() {
+    let model = smollm2();
+    let out = huarizo(&[
+        "bench", "-m", &model, "-t", "1", "-p", "8", "-n", "4", "-d", "0,4", "-r", "2", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tests = v.as_array().unwrap();
+    let shape: Vec<(u64, u64, u64)> = tests
+        .iter()
+        .map(|t| {
+            (
+                t["n_prompt"].as_u64().unwrap(),
+                t["n_gen"].as_u64().unwrap(),
+                t["n_depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shape, [(8, 0, 0), (8, 0, 4), (0, 4, 0), (0, 4, 4)]);
+    for t in tests {
+        assert_eq!(t["model_filename"], model.as_str());
+        assert!(t["model_type"].as_str().unwrap().starts_with("llama "));
+        assert!(t["model_size"].as_u64().unwrap() > 50_000_000);
+        assert!(t["model_n_params"].as_u64().unwrap() > 100_000_000);
+        assert_eq!(t["n_threads"], 1);
+        let samples = t["samples_ts"].as_array().unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(t["samples_ns"].as_array().unwrap().len(), 2);
+        let mean = samples.iter().map(|x| x.as_f64().unwrap()).sum::<f64>() / 2.0;
+        let avg = t["avg_ts"].as_f64().unwrap();
+        assert!(avg > 0.0 && (avg - mean).abs() <= 1e-9 * avg, "{t}");
+        assert!(t["stddev_ts"].as_f64().unwrap() >= 0.0);
+    }
+
+    let out = huarizo(&["bench", "-m", &model, "-p", "4", "-n", "0", "-r", "1"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("| model "), "{table}");
+    assert!(
+        table.contains("| pp4 |") || table.contains(" pp4 |"),
+        "{table}"
+    );
+    assert!(table.contains(" ± "), "{table}");
 }

@@ -22,6 +22,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod reference;
+pub mod repacked;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -65,7 +65,12 @@ pub fn matmul(
         out.len() >= n_out * n_tokens,
         "output shorter than (T, n_out)"
     );
-    let dot = vec_dot_kernel(w_type);
+    // Where llama.cpp would repack W, follow its kernels' summation orders.
+    let repacked = crate::repacked::repacked_kernels(w_type, n_out);
+    let plain = match crate::repacked::tiled_kernel(w_type) {
+        Some(tiled) if n_tokens >= crate::repacked::TILED_MIN_ROWS => tiled,
+        _ => vec_dot_kernel(w_type),
+    };
     let out_ptr = SharedOut(out.as_mut_ptr());
     pool.for_chunks(n_out.div_ceil(ROW_TILE), &|tiles| {
         let out_ptr = &out_ptr;
@@ -74,6 +79,7 @@ pub fn matmul(
             let tile = tile_start..(tile_start + ROW_TILE).min(rows.end);
             for t in 0..n_tokens {
                 let a = &acts[t * a_row..(t + 1) * a_row];
+                let dot = repacked.map_or(plain, |k| k.for_row(t, n_tokens));
                 for r in tile.clone() {
                     let value = dot(&w[r * w_row..(r + 1) * w_row], a);
                     // SAFETY: `r` lies in this thread's disjoint row range and

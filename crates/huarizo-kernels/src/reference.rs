@@ -176,7 +176,7 @@ pub fn dequantize_q5_k(x: &[BlockQ5_K], dst: &mut [f32]) {
 
 /// Q6_K signed quant (−32..32) of weight `e`.
 #[inline(always)]
-fn q6k_quant(b: &BlockQ6_K, e: usize) -> i32 {
+pub(crate) fn q6k_quant(b: &BlockQ6_K, e: usize) -> i32 {
     let (h, k, l) = (e / 128, (e % 128) / 32, e % 32);
     let low = b.ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2)) & 0xf;
     let high = (b.qh[32 * h + l] >> (2 * k)) & 3;

@@ -494,7 +494,6 @@ fn scale_shuffle_q6(i: usize) -> __m128i {
 fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
     let m4 = _mm256_set1_epi8(0xf);
     let m2 = _mm256_set1_epi8(3);
-    let m32s = _mm256_set1_epi8(32);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let d = y.d() * h(x.d);
@@ -535,23 +534,12 @@ fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
             let q8_2 = load_i8x32(&q8[4 * j + 2]);
             let q8_3 = load_i8x32(&q8[4 * j + 3]);
 
-            // (q − 32)·y = q·y − 32·y, both products in 16 bits.
-            let p16_0 = _mm256_sub_epi16(
-                _mm256_maddubs_epi16(q4_0, q8_0),
-                _mm256_maddubs_epi16(m32s, q8_0),
-            );
-            let p16_1 = _mm256_sub_epi16(
-                _mm256_maddubs_epi16(q4_1, q8_1),
-                _mm256_maddubs_epi16(m32s, q8_1),
-            );
-            let p16_2 = _mm256_sub_epi16(
-                _mm256_maddubs_epi16(q4_2, q8_2),
-                _mm256_maddubs_epi16(m32s, q8_2),
-            );
-            let p16_3 = _mm256_sub_epi16(
-                _mm256_maddubs_epi16(q4_3, q8_3),
-                _mm256_maddubs_epi16(m32s, q8_3),
-            );
+            // q·y with q unsigned (0..64); the −32 offset is subtracted once per block below,
+            // per lane, as ggml does (its lane split decides the float sums).
+            let p16_0 = _mm256_maddubs_epi16(q4_0, q8_0);
+            let p16_1 = _mm256_maddubs_epi16(q4_1, q8_1);
+            let p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
+            let p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
 
             let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
             let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
@@ -561,6 +549,11 @@ fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
         }
+        // 32·Σ sc·bsum, lane l holding sub-blocks 2l and 2l+1 of 16.
+        let q8sums = load_u8x32(&y.bsums);
+        let q8sclsub =
+            _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, _mm256_cvtepi8_epi16(scales)));
+        let sumi = _mm256_sub_epi32(sumi, q8sclsub);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32x8(acc)

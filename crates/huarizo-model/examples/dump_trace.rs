@@ -1,6 +1,7 @@
 //! Writes the named intermediates of the last token of a sequence (fed one token at a time)
 //! as `NAME-LAYER.bin` little-endian f32 files in OUT_DIR, for comparing with a reference
-//! implementation's dump: `dump_trace MODEL.gguf OUT_DIR ID ID …`.
+//! implementation's dump: `dump_trace MODEL.gguf OUT_DIR ID ID …`. With `BATCH` set in the
+//! environment, all tokens go through one batched pass and every row is written.
 use huarizo_model::{Logits, Model, State, ThreadPool};
 
 fn main() {
@@ -14,7 +15,12 @@ fn main() {
         .collect();
     let pool = ThreadPool::new(2);
     let mut state = State::new(&model.config, 512);
-    for &id in &ids[..ids.len() - 1] {
+    let last = if std::env::var_os("BATCH").is_some() {
+        0
+    } else {
+        ids.len() - 1
+    };
+    for &id in &ids[..last] {
         model
             .forward(&pool, &mut state, &[id], Logits::Last)
             .expect("forward");
@@ -24,12 +30,6 @@ fn main() {
         std::fs::write(out.join(format!("{name}-{layer}.bin")), bytes).expect("write");
     };
     model
-        .forward_traced(
-            &pool,
-            &mut state,
-            &ids[ids.len() - 1..],
-            Logits::Last,
-            &mut write,
-        )
+        .forward_traced(&pool, &mut state, &ids[last..], Logits::Last, &mut write)
         .expect("forward");
 }

@@ -381,6 +381,8 @@ impl Model {
             } else {
                 self.linear(pool, &layer.w_up, &s.xb, &mut s.acts, &mut s.up);
             }
+            trace("ffn_gate", il, &s.gate);
+            trace("ffn_up", il, &s.up);
             match c.spec.activation {
                 Activation::SwiGlu => ops::swiglu(&mut s.gate, &s.up, c.n_ff),
                 Activation::GeGlu => ops::geglu(&mut s.gate, &s.up),

@@ -112,9 +112,9 @@ fn check(model_file: &str, name: &str) -> (usize, usize, usize, usize) {
     (exact, records.len(), agree, total)
 }
 
-/// Asserts issue 2's acceptance (16-token greedy prefix equal on all but one prompt, top-1
-/// agreement ≥ 98%), or, where huarizo does not reach it yet, the level last measured so
-/// that it cannot regress (issue 2 stays open until every model meets the acceptance).
+/// Asserts at least `min_exact` prompts with the 16-token greedy prefix equal and a top-1
+/// agreement rate of at least `min_agree` (issue 2 asks for 11/12 and 0.98; huarizo
+/// reproduces llama.cpp's arithmetic, so the floors are the measured 12/12 and 1.0).
 fn assert_agreement(result: (usize, usize, usize, usize), min_exact: usize, min_agree: f64) {
     let (exact, n, agree, total) = result;
     assert!(
@@ -136,12 +136,12 @@ fn smollm2_matches_llama_cpp() {
 
 #[test]
 fn qwen2_matches_llama_cpp() {
-    assert_agreement(check("qwen.gguf", "qwen"), 11, 0.98);
+    // Measured: bit-identical logits, 12/12 prompts and 384/384 positions.
+    assert_agreement(check("qwen.gguf", "qwen"), 12, 1.0);
 }
 
 #[test]
 fn gemma3_matches_llama_cpp() {
-    // Acceptance is 11/12 and 98%; 8/12 and 97.7% measured: llama.cpp's K-quant GEMM for
-    // batches of 8+ ("tiled") sums in an order huarizo does not reproduce yet.
-    assert_agreement(check("gemma3.gguf", "gemma3"), 8, 0.97);
+    // Measured: bit-identical logits, 12/12 prompts and 384/384 positions.
+    assert_agreement(check("gemma3.gguf", "gemma3"), 12, 1.0);
 }

@@ -1,0 +1,67 @@
+//! Memory read bandwidth: the bound on token generation, which reads every weight once per
+//! token. Sums a buffer much larger than the last-level cache with 1..=T threads (each
+//! thread its own contiguous slice, as a matrix-vector product splits rows) and prints the
+//! best of several passes in GB/s (1e9 bytes/s).
+//!
+//! Standalone (not a workspace member):
+//!   rustc -C opt-level=3 -C target-cpu=native benches/membw.rs -o /tmp/membw && /tmp/membw [MiB] [passes]
+
+use std::time::Instant;
+
+/// Wrapping sum of `v` over eight independent lanes, so the loop vectorizes and the
+/// additions keep up with memory.
+fn sum(v: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].wrapping_add(c[i]);
+        }
+    }
+    let mut s = tail.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+    for a in acc {
+        s = s.wrapping_add(a);
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let passes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let n = mib * 1024 * 1024 / 8;
+    // Written (not just allocated) so every page is backed by real memory.
+    let buf: Vec<u64> = (0..n as u64).collect();
+    let bytes = (n * 8) as f64;
+    let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("buffer {mib} MiB, best of {passes} passes");
+    let mut check = 0u64;
+    for threads in 1..=max_threads {
+        let part = n.div_ceil(threads);
+        let mut best = f64::INFINITY;
+        for _ in 0..passes {
+            let start = Instant::now();
+            let s = std::thread::scope(|scope| {
+                let handles: Vec<_> = buf
+                    .chunks(part)
+                    .map(|slice| scope.spawn(move || sum(slice)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .fold(0u64, |a, h| a.wrapping_add(h.join().unwrap()))
+            });
+            best = best.min(start.elapsed().as_secs_f64());
+            check = check.wrapping_add(s);
+        }
+        println!(
+            "threads {threads}: {:.1} GB/s read ({:.1} GiB/s)",
+            bytes / best / 1e9,
+            bytes / best / (1u64 << 30) as f64
+        );
+    }
+    // Keeps the sums observable so the reads cannot be optimized away.
+    if check == 42 {
+        println!("{check}");
+    }
+}
