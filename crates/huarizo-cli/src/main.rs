@@ -54,9 +54,9 @@ pub struct SamplingArgs {
     /// Frequency penalty (0 = off).
     #[arg(long = "frequency-penalty", default_value_t = 0.0)]
     pub frequency_penalty: f32,
-    /// Random seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Random seed (default: a fresh one each run).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Stop before this string (repeatable).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
