@@ -180,3 +180,28 @@ fn bench_json_prints_llama_bench_shape() {
     );
     assert!(table.contains(" ± "), "{table}");
 }
+
+#[test]
+fn run_stops_before_a_stop_string() {
+    let model = smollm2();
+    let out = huarizo(&[
+        "run",
+        "-m",
+        &model,
+        "--raw",
+        "--temperature",
+        "0",
+        "-n",
+        "20",
+        "--stop",
+        " 9",
+        "1, 2, 3, 4, 5, 6,",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // llama.cpp's greedy continuation is " 7, 8, 9, 10, …"; the text ends before " 9".
+    assert_eq!(String::from_utf8_lossy(&out.stdout), " 7, 8,\n");
+}
