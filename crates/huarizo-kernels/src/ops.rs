@@ -73,6 +73,13 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// Whether the CPU has hardware fused multiply-add (else `mul_add` is a library call).
+#[cfg(target_arch = "x86_64")]
+fn fma_available() -> bool {
+    static FMA: OnceLock<bool> = OnceLock::new();
+    *FMA.get_or_init(|| is_x86_feature_detected!("fma"))
+}
+
 /// Lanes of the vector unit whose arithmetic the ggml-compatible functions reproduce
 /// (llama.cpp built for AVX-512: 16 f32 lanes).
 pub const GGML_LANES: usize = 16;
@@ -89,6 +96,7 @@ pub fn reduce_add16(v: &[f32; GGML_LANES]) -> f32 {
 
 /// `exp(x)` as ggml's vectorised `ggml_v_expf` computes it on AVX-512 (a polynomial with
 /// fused multiply-adds and `scalef`; within 1.5 ulp of the true value), bit for bit.
+#[inline(always)]
 pub fn expf_ggml(x: f32) -> f32 {
     let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
@@ -108,14 +116,32 @@ pub fn expf_ggml(x: f32) -> f32 {
             f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
         )
         .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
-    // scalef: j · 2^n with a single rounding.
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
+    // scalef: j · 2^n with a single rounding (2^n is exact in f64 for |n| ≤ 192).
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (f64::from(j) * pow2) as f32
 }
 
 /// Softmax of one row as ggml's `soft_max` computes it: `exp` by [`expf_ggml`] in chunks of
 /// [`GGML_LANES`] (libm `exp` for a tail), chunk sums reduced lane-wise and accumulated in
 /// f64. Entries of −∞ become 0.
 pub fn softmax_ggml(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { softmax_ggml_fma(x) };
+    }
+    softmax_ggml_body(x)
+}
+
+/// [`softmax_ggml`] compiled with hardware FMA (same results: `mul_add` is fused either way).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn softmax_ggml_fma(x: &mut [f32]) {
+    softmax_ggml_body(x)
+}
+
+#[inline(always)]
+fn softmax_ggml_body(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
     let mut chunks = x.chunks_exact_mut(GGML_LANES);
@@ -140,6 +166,23 @@ pub fn softmax_ggml(x: &mut [f32]) {
 /// SiLU-gated product `gate ← silu(gate) ⊙ up` over rows of `n` values, as ggml's
 /// `swiglu` computes it: [`expf_ggml`]-based SiLU in chunks of 16, libm for a tail.
 pub fn swiglu(gate: &mut [f32], up: &[f32], n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { swiglu_fma(gate, up, n) };
+    }
+    swiglu_body(gate, up, n)
+}
+
+/// [`swiglu`] compiled with hardware FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn swiglu_fma(gate: &mut [f32], up: &[f32], n: usize) {
+    swiglu_body(gate, up, n)
+}
+
+#[inline(always)]
+fn swiglu_body(gate: &mut [f32], up: &[f32], n: usize) {
     for (g_row, u_row) in gate.chunks_exact_mut(n).zip(up.chunks_exact(n)) {
         let vector_part = n - n % GGML_LANES;
         for (g, &u) in g_row[..vector_part].iter_mut().zip(&u_row[..vector_part]) {

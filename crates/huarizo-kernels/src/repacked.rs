@@ -16,13 +16,29 @@ use huarizo_formats::GgmlType;
 /// The kernels llama.cpp's repacking would apply to a weight of type `t` with `n_rows`
 /// rows, if it repacks it.
 pub fn repacked_kernels(t: GgmlType, n_rows: usize) -> Option<RepackedKernels> {
+    let [gemv, gemm, _] = order_kernels();
     match t {
-        GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(RepackedKernels {
-            gemm: dot_q4_k_q8_k_gemm_order,
-            gemv: dot_q4_k_q8_k_gemv_order,
-        }),
+        GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(RepackedKernels { gemm, gemv }),
         _ => None,
     }
+}
+
+/// The order-following kernels, SIMD where the CPU has it (same results either way: the
+/// integer sums are exact and the float steps are the same): [Q4_K GEMV, Q4_K GEMM, Q6_K
+/// tiled].
+fn order_kernels() -> [VecDotFn; 3] {
+    static KERNELS: std::sync::OnceLock<[VecDotFn; 3]> = std::sync::OnceLock::new();
+    *KERNELS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = crate::x86::order_kernels() {
+            return k;
+        }
+        [
+            dot_q4_k_q8_k_gemv_order,
+            dot_q4_k_q8_k_gemm_order,
+            dot_q6_k_q8_k_tiled_order,
+        ]
+    })
 }
 
 /// The two summation orders of a repacked weight: ggml's GEMM handles activation rows in
@@ -50,7 +66,7 @@ impl RepackedKernels {
 /// that it does not repack when a batch has 8 or more rows.
 pub fn tiled_kernel(t: GgmlType) -> Option<VecDotFn> {
     match t {
-        GgmlType::Q6_K => Some(dot_q6_k_q8_k_tiled_order),
+        GgmlType::Q6_K => Some(order_kernels()[2]),
         _ => None,
     }
 }

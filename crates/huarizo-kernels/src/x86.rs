@@ -67,6 +67,15 @@ wrapper!(dot_q3_k, q3_k_q8_k, BlockQ3_K, BlockQ8_K);
 wrapper!(dot_q4_k, q4_k_q8_k, BlockQ4_K, BlockQ8_K);
 wrapper!(dot_q5_k, q5_k_q8_k, BlockQ5_K, BlockQ8_K);
 wrapper!(dot_q6_k, q6_k_q8_k, BlockQ6_K, BlockQ8_K);
+wrapper!(dot_q6_k_tiled, q6_k_tiled_order, BlockQ6_K, BlockQ8_K);
+wrapper!(dot_q4_k_gemv, q4_k_gemv_order, BlockQ4_K, BlockQ8_K);
+wrapper!(dot_q4_k_gemm, q4_k_gemm_order, BlockQ4_K, BlockQ8_K);
+
+/// The AVX2 versions of the kernel orders in `crate::repacked`, if this CPU has AVX2:
+/// (Q4_K GEMV order, Q4_K GEMM order, Q6_K tiled order).
+pub(crate) fn order_kernels() -> Option<[crate::VecDotFn; 3]> {
+    detected().then_some([dot_q4_k_gemv, dot_q4_k_gemm, dot_q6_k_tiled])
+}
 wrapper!(dot_f32, f32_f32);
 wrapper!(dot_f16, f16_f16);
 wrapper!(dot_bf16, bf16_bf16);
@@ -490,73 +499,159 @@ fn scale_shuffle_q6(i: usize) -> __m128i {
     _mm_set_epi64x((2 * i as i64 + 1) * ONES, (2 * i as i64) * ONES)
 }
 
+/// The eight int32 lanes of one Q6_K · Q8_K super-block, split as ggml's AVX2 kernel splits
+/// them (`Σ sc·q·y` per lane minus `32·Σ sc·bsum` per lane); their sum is the block's exact
+/// integer dot product.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
+fn q6_k_block_lanes(x: &BlockQ6_K, y: &BlockQ8_K) -> __m256i {
     let m4 = _mm256_set1_epi8(0xf);
     let m2 = _mm256_set1_epi8(3);
+    let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
+    let scales = load_u8x16(&scales_bytes);
+    let (ql, _) = x.ql.as_chunks::<32>();
+    let (qh, _) = x.qh.as_chunks::<32>();
+    let (q8, _) = y.qs.as_chunks::<32>();
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..QK_K / 128 {
+        let is = 4 * j;
+        let scale_0 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is));
+        let scale_1 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 1));
+        let scale_2 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 2));
+        let scale_3 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 3));
+
+        let q4bits1 = load_u8x32(&ql[2 * j]);
+        let q4bits2 = load_u8x32(&ql[2 * j + 1]);
+        let q4bits_h = load_u8x32(&qh[j]);
+
+        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
+        let q4h_1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
+        let q4h_2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
+        let q4h_3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
+
+        let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
+        let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
+        let q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
+        let q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
+
+        let q8_0 = load_i8x32(&q8[4 * j]);
+        let q8_1 = load_i8x32(&q8[4 * j + 1]);
+        let q8_2 = load_i8x32(&q8[4 * j + 2]);
+        let q8_3 = load_i8x32(&q8[4 * j + 3]);
+
+        // q·y with q unsigned (0..64); the −32 offset is subtracted once per block below,
+        // per lane, as ggml does (its lane split decides the float sums).
+        let p16_0 = _mm256_maddubs_epi16(q4_0, q8_0);
+        let p16_1 = _mm256_maddubs_epi16(q4_1, q8_1);
+        let p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
+        let p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
+
+        let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
+        let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
+        let p16_2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_2), p16_2);
+        let p16_3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_3), p16_3);
+
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+    }
+    // 32·Σ sc·bsum, lane l holding sub-blocks 2l and 2l+1 of 16.
+    let q8sums = load_u8x32(&y.bsums);
+    let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, _mm256_cvtepi8_epi16(scales)));
+    let sumi = _mm256_sub_epi32(sumi, q8sclsub);
+    sumi
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         let d = y.d() * h(x.d);
-        let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
-        let scales = load_u8x16(&scales_bytes);
-        let (ql, _) = x.ql.as_chunks::<32>();
-        let (qh, _) = x.qh.as_chunks::<32>();
-        let (q8, _) = y.qs.as_chunks::<32>();
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..QK_K / 128 {
-            let is = 4 * j;
-            let scale_0 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is));
-            let scale_1 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 1));
-            let scale_2 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 2));
-            let scale_3 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 3));
-
-            let q4bits1 = load_u8x32(&ql[2 * j]);
-            let q4bits2 = load_u8x32(&ql[2 * j + 1]);
-            let q4bits_h = load_u8x32(&qh[j]);
-
-            let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
-            let q4h_1 =
-                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
-            let q4h_2 =
-                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
-            let q4h_3 =
-                _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
-
-            let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
-            let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
-            let q4_2 =
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
-            let q4_3 =
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
-
-            let q8_0 = load_i8x32(&q8[4 * j]);
-            let q8_1 = load_i8x32(&q8[4 * j + 1]);
-            let q8_2 = load_i8x32(&q8[4 * j + 2]);
-            let q8_3 = load_i8x32(&q8[4 * j + 3]);
-
-            // q·y with q unsigned (0..64); the −32 offset is subtracted once per block below,
-            // per lane, as ggml does (its lane split decides the float sums).
-            let p16_0 = _mm256_maddubs_epi16(q4_0, q8_0);
-            let p16_1 = _mm256_maddubs_epi16(q4_1, q8_1);
-            let p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
-            let p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
-
-            let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
-            let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
-            let p16_2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_2), p16_2);
-            let p16_3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_3), p16_3);
-
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
-        }
-        // 32·Σ sc·bsum, lane l holding sub-blocks 2l and 2l+1 of 16.
-        let q8sums = load_u8x32(&y.bsums);
-        let q8sclsub =
-            _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, _mm256_cvtepi8_epi16(scales)));
-        let sumi = _mm256_sub_epi32(sumi, q8sclsub);
+        let sumi = q6_k_block_lanes(x, y);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32x8(acc)
+}
+
+/// Q6_K · Q8_K in the order of ggml's tiled K-quant GEMM (see `crate::repacked`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_tiled_order(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
+    let mut out = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let isum = hsum_i32x8(q6_k_block_lanes(x, y));
+        out = (isum as f32 * h(x.d)).mul_add(y.d(), out);
+    }
+    out
+}
+
+/// Sum of the eight int32 lanes (exact, wrapping as the hardware does).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32x8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Exact `(Σ_j sc_j Σ q·y, Σ_j m_j bsum_j)` of each 64-value pair of one Q4_K · Q8_K
+/// super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_pair_sums(x: &BlockQ4_K, y: &BlockQ8_K) -> [(i32, i32); 4] {
+    let m4 = _mm256_set1_epi8(0xf);
+    let ones = _mm256_set1_epi16(1);
+    let (qs, _) = x.qs.as_chunks::<32>();
+    let (q8, _) = y.qs.as_chunks::<32>();
+    let mut out = [(0i32, 0i32); 4];
+    for (pair, o) in out.iter_mut().enumerate() {
+        let q = load_u8x32(&qs[pair]);
+        let lo = _mm256_and_si256(q, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+        let s_lo = hsum_i32x8(_mm256_madd_epi16(
+            _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * pair])),
+            ones,
+        ));
+        let s_hi = hsum_i32x8(_mm256_madd_epi16(
+            _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * pair + 1])),
+            ones,
+        ));
+        let (sc_lo, m_lo) = scale_min_k4(2 * pair, &x.scales);
+        let (sc_hi, m_hi) = scale_min_k4(2 * pair + 1, &x.scales);
+        o.0 = i32::from(sc_lo) * s_lo + i32::from(sc_hi) * s_hi;
+        o.1 = i32::from(m_lo) * (y.bsum(4 * pair) + y.bsum(4 * pair + 1))
+            + i32::from(m_hi) * (y.bsum(4 * pair + 2) + y.bsum(4 * pair + 3));
+    }
+    out
+}
+
+/// Q4_K · Q8_K in the order of ggml's interleaved Q4_K GEMV (see `crate::repacked`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_gemv_order(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 {
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (x, y) in x.iter().zip(y) {
+        let sums = q4_k_pair_sums(x, y);
+        let isum: i32 = sums.iter().map(|s| s.0).sum();
+        let imin: i32 = sums.iter().map(|s| s.1).sum();
+        let dy = y.d();
+        acc = (isum as f32).mul_add(h(x.d) * dy, acc);
+        acc_min = (imin as f32).mul_add(h(x.dmin) * dy, acc_min);
+    }
+    acc - acc_min
+}
+
+/// Q4_K · Q8_K in the order of ggml's interleaved Q4_K GEMM (see `crate::repacked`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_gemm_order(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 {
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (x, y) in x.iter().zip(y) {
+        let dy = y.d();
+        let (scale, scale_min) = (h(x.d) * dy, h(x.dmin) * dy);
+        for (isum, imin) in q4_k_pair_sums(x, y) {
+            acc = (isum as f32).mul_add(scale, acc);
+            acc_min = (imin as f32).mul_add(scale_min, acc_min);
+        }
+    }
+    acc - acc_min
 }
 
 // ----------------------------------------------------------------------------------------
