@@ -557,8 +557,7 @@ fn q6_k_block_lanes(x: &BlockQ6_K, y: &BlockQ8_K) -> __m256i {
     // 32·Σ sc·bsum, lane l holding sub-blocks 2l and 2l+1 of 16.
     let q8sums = load_u8x32(&y.bsums);
     let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, _mm256_cvtepi8_epi16(scales)));
-    let sumi = _mm256_sub_epi32(sumi, q8sclsub);
-    sumi
+    _mm256_sub_epi32(sumi, q8sclsub)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
