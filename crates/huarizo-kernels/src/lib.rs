@@ -39,6 +39,26 @@ pub use huarizo_formats::GgmlType;
 /// [`vec_dot_type`] respectively.
 pub type VecDotFn = fn(&[u8], &[u8]) -> f32;
 
+/// A weight row against four activation rows at once, each result bit-identical to the
+/// matching [`VecDotFn`].
+pub type VecDot4Fn = fn(&[u8], [&[u8]; 4]) -> [f32; 4];
+
+/// The four-row kernel for weights of type `t`, if this CPU has one.
+pub fn vec_dot4_kernel(t: GgmlType) -> Option<VecDot4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        x86::dot4_kernel(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
 /// The format the activations must be in for a dot product with a row of type `t`
 /// (llama.cpp's `vec_dot_type`).
 pub fn vec_dot_type(t: GgmlType) -> GgmlType {

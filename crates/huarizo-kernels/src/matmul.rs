@@ -67,6 +67,7 @@ pub fn matmul(
     );
     // Where llama.cpp would repack W, follow its kernels' summation orders.
     let repacked = crate::repacked::repacked_kernels(w_type, n_out);
+    let dot4 = crate::vec_dot4_kernel(w_type);
     let plain = match crate::repacked::tiled_kernel(w_type) {
         Some(tiled) if n_tokens >= crate::repacked::TILED_MIN_ROWS => tiled,
         _ => vec_dot_kernel(w_type),
@@ -77,7 +78,22 @@ pub fn matmul(
         let rows = tiles.start * ROW_TILE..(tiles.end * ROW_TILE).min(n_out);
         for tile_start in rows.clone().step_by(ROW_TILE) {
             let tile = tile_start..(tile_start + ROW_TILE).min(rows.end);
-            for t in 0..n_tokens {
+            // Four tokens at a time where a four-row kernel exists (same bits as one by one).
+            let mut t0 = 0;
+            if let (Some(dot4), None) = (dot4, repacked) {
+                while t0 + 4 <= n_tokens {
+                    let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                    for r in tile.clone() {
+                        let values = dot4(&w[r * w_row..(r + 1) * w_row], a);
+                        for (i, v) in values.into_iter().enumerate() {
+                            // SAFETY: as below.
+                            unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
+                        }
+                    }
+                    t0 += 4;
+                }
+            }
+            for t in t0..n_tokens {
                 let a = &acts[t * a_row..(t + 1) * a_row];
                 let dot = repacked.map_or(plain, |k| k.for_row(t, n_tokens));
                 for r in tile.clone() {

@@ -12,8 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// How many times an idle worker polls for new work before it goes to sleep.
-const SPINS_BEFORE_SLEEP: u32 = 200_000;
+/// How many times an idle worker polls for new work with a pause instruction before it
+/// starts yielding its core (the gaps between kernels of one token are microseconds).
+const SPINS_BEFORE_YIELD: u32 = 2_000;
+/// How many polls in all, the yielding ones included, before an idle worker sleeps. Yielding
+/// keeps a machine shared with other busy processes usable: a spinning worker would take the
+/// core the dispatching thread needs.
+const SPINS_BEFORE_SLEEP: u32 = 40_000;
 
 /// A job as the workers see it: a borrowed closure whose lifetime the pool erases.
 type Job = *const (dyn Fn(usize) + Sync);
@@ -166,8 +171,10 @@ fn worker_loop(shared: &Shared, index: usize) {
                 return;
             }
             spins += 1;
-            if spins < SPINS_BEFORE_SLEEP {
+            if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
+            } else if spins < SPINS_BEFORE_SLEEP {
+                std::thread::yield_now();
             } else {
                 let mut guard = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
                 while shared.epoch.load(Ordering::Acquire) == seen

@@ -237,6 +237,105 @@ fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 }
 
 // ----------------------------------------------------------------------------------------
+// Four activation rows at once: the weight block is unpacked once, and each output keeps
+// exactly the single-row kernel's arithmetic (same lanes, same order), so results are equal
+// bit for bit to four calls of the single-row kernel.
+// ----------------------------------------------------------------------------------------
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let qx = bytes_from_nibbles_32(&x.qs);
+        let (dx, mx) = (h(x.d), h(x.m));
+        for r in 0..4 {
+            let y = &ys[r][i];
+            summs[r] += mx * h(y.s);
+            let d0d1 = _mm256_mul_ps(_mm256_set1_ps(dx), _mm256_set1_ps(h(y.d)));
+            let xy = mul_sum_us8_pairs_float(qx, load_i8x32(&y.qs));
+            acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+        }
+    }
+    [
+        hsum_f32x8(acc[0]) + summs[0],
+        hsum_f32x8(acc[1]) + summs[1],
+        hsum_f32x8(acc[2]) + summs[2],
+        hsum_f32x8(acc[3]) + summs[3],
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let qx = load_i8x32(&x.qs);
+        let ax = _mm256_sign_epi8(qx, qx);
+        let dx = h(x.d);
+        for r in 0..4 {
+            let y = &ys[r][i];
+            let d = _mm256_set1_ps(dx * h(y.d));
+            let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
+            acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+        }
+    }
+    [
+        hsum_f32x8(acc[0]),
+        hsum_f32x8(acc[1]),
+        hsum_f32x8(acc[2]),
+        hsum_f32x8(acc[3]),
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+        let ax = _mm256_sign_epi8(qx, qx);
+        let dx = h(x.d);
+        for r in 0..4 {
+            let y = &ys[r][i];
+            let d = _mm256_set1_ps(dx * h(y.d));
+            let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
+            acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+        }
+    }
+    [
+        hsum_f32x8(acc[0]),
+        hsum_f32x8(acc[1]),
+        hsum_f32x8(acc[2]),
+        hsum_f32x8(acc[3]),
+    ]
+}
+
+macro_rules! wrapper4 {
+    ($name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+        fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
+            // SAFETY: only handed out by `dot4_kernel` after `detected()` returned true.
+            unsafe { $kernel(as_blocks::<$wb>(w), a.map(as_blocks::<$ab>)) }
+        }
+    };
+}
+wrapper4!(dot4_q4_1, q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
+wrapper4!(dot4_q8_0, q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
+wrapper4!(dot4_q5_0, q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
+
+/// The four-row kernel for weights of type `t`, where there is one and the CPU has AVX2.
+pub(crate) fn dot4_kernel(t: GgmlType) -> Option<crate::VecDot4Fn> {
+    if !detected() {
+        return None;
+    }
+    match t {
+        GgmlType::Q4_1 => Some(dot4_q4_1),
+        GgmlType::Q8_0 => Some(dot4_q8_0),
+        GgmlType::Q5_0 => Some(dot4_q5_0),
+        _ => None,
+    }
+}
+
+// ----------------------------------------------------------------------------------------
 // k-quants
 // ----------------------------------------------------------------------------------------
 
