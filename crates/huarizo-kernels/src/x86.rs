@@ -265,20 +265,23 @@ fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
     ]
 }
 
+/// Four Q8_0 activation rows against signed weight bytes `qx` (32 per block, scale
+/// `dx`), as `q8_0_q8_0` / `q5_0_q8_0` accumulate each: the shared inner step of the
+/// four-row kernels of the Q8_0-activation types.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let qx = load_i8x32(&x.qs);
-        let ax = _mm256_sign_epi8(qx, qx);
-        let dx = h(x.d);
-        for r in 0..4 {
-            let y = &ys[r][i];
-            let d = _mm256_set1_ps(dx * h(y.d));
-            let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
-            acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
-        }
+fn acc_signed_x4(acc: &mut [__m256; 4], qx: __m256i, dx: f32, ys: &[&[BlockQ8_0]; 4], i: usize) {
+    let ax = _mm256_sign_epi8(qx, qx);
+    for r in 0..4 {
+        let y = &ys[r][i];
+        let d = _mm256_set1_ps(dx * h(y.d));
+        let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
+        acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
     }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_f32x8_x4(acc: [__m256; 4]) -> [f32; 4] {
     [
         hsum_f32x8(acc[0]),
         hsum_f32x8(acc[1]),
@@ -288,26 +291,23 @@ fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, x) in x.iter().enumerate() {
+        acc_signed_x4(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i);
+    }
+    hsum_f32x8_x4(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for (i, x) in x.iter().enumerate() {
         let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
         let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-        let ax = _mm256_sign_epi8(qx, qx);
-        let dx = h(x.d);
-        for r in 0..4 {
-            let y = &ys[r][i];
-            let d = _mm256_set1_ps(dx * h(y.d));
-            let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
-            acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
-        }
+        acc_signed_x4(&mut acc, qx, h(x.d), &ys, i);
     }
-    [
-        hsum_f32x8(acc[0]),
-        hsum_f32x8(acc[1]),
-        hsum_f32x8(acc[2]),
-        hsum_f32x8(acc[3]),
-    ]
+    hsum_f32x8_x4(acc)
 }
 
 macro_rules! wrapper4 {
