@@ -326,11 +326,7 @@ fn ftype_name(id: u64) -> String {
 fn describe(engine: &Engine, filename: &str) -> ModelDesc {
     let gguf = engine.gguf();
     let size: u64 = gguf.tensors().iter().map(|t| t.n_bytes as u64).sum();
-    let n_params: u64 = gguf
-        .tensors()
-        .iter()
-        .map(|t| t.shape.iter().product::<u64>())
-        .sum();
+    let n_params = huarizo_engine::Config::param_count(gguf);
     let label = gguf
         .get("general.size_label")
         .and_then(|v| v.as_str())

@@ -201,11 +201,7 @@ pub fn info(margs: &ModelArgs) -> Result<()> {
     let engine = Engine::load(&path, &EngineOptions { n_threads: 1 })?;
     let c = engine.config();
     let gguf = engine.gguf();
-    let params: u64 = gguf
-        .tensors()
-        .iter()
-        .map(|t| t.shape.iter().product::<u64>())
-        .sum();
+    let params = huarizo_engine::Config::param_count(gguf);
     let mut mix: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for t in gguf.tensors() {
         let e = mix.entry(t.ggml_type.name()).or_default();
