@@ -67,10 +67,17 @@ pub fn matmul(
     );
     // Where llama.cpp would repack W, follow its kernels' summation orders.
     let repacked = crate::repacked::repacked_kernels(w_type, n_out);
-    let dot4 = crate::vec_dot4_kernel(w_type);
+    let tiled = n_tokens >= crate::repacked::TILED_MIN_ROWS;
     let plain = match crate::repacked::tiled_kernel(w_type) {
-        Some(tiled) if n_tokens >= crate::repacked::TILED_MIN_ROWS => tiled,
+        Some(kernel) if tiled => kernel,
         _ => vec_dot_kernel(w_type),
+    };
+    // Four tokens at a time, in the order the one-token kernel for those rows would use.
+    let dot4 = match (repacked, crate::repacked::tiled_kernel4(w_type)) {
+        (Some(k), _) => k.gemm4,
+        (None, Some(kernel)) if tiled => Some(kernel),
+        (None, _) if crate::repacked::tiled_kernel(w_type).is_some() && tiled => None,
+        (None, _) => crate::vec_dot4_kernel(w_type),
     };
     let out_ptr = SharedOut(out.as_mut_ptr());
     pool.for_chunks(n_out.div_ceil(ROW_TILE), &|tiles| {
@@ -80,7 +87,7 @@ pub fn matmul(
             let tile = tile_start..(tile_start + ROW_TILE).min(rows.end);
             // Four tokens at a time where a four-row kernel exists (same bits as one by one).
             let mut t0 = 0;
-            if let (Some(dot4), None) = (dot4, repacked) {
+            if let Some(dot4) = dot4 {
                 while t0 + 4 <= n_tokens {
                     let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
                     for r in tile.clone() {

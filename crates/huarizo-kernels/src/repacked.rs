@@ -10,7 +10,7 @@
 //! equal llama.cpp's bit for bit.
 
 use crate::blocks::{as_blocks, scale_min_k4, BlockQ4_K, BlockQ6_K, BlockQ8_K};
-use crate::VecDotFn;
+use crate::{VecDot4Fn, VecDotFn};
 use huarizo_formats::GgmlType;
 
 /// The kernels llama.cpp's repacking would apply to a weight of type `t` with `n_rows`
@@ -18,7 +18,11 @@ use huarizo_formats::GgmlType;
 pub fn repacked_kernels(t: GgmlType, n_rows: usize) -> Option<RepackedKernels> {
     let [gemv, gemm, _] = order_kernels();
     match t {
-        GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(RepackedKernels { gemm, gemv }),
+        GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(RepackedKernels {
+            gemm,
+            gemv,
+            gemm4: order_kernels_x4().map(|k| k[0]),
+        }),
         _ => None,
     }
 }
@@ -49,6 +53,8 @@ pub struct RepackedKernels {
     pub gemm: VecDotFn,
     /// For the last `T mod 4` rows.
     pub gemv: VecDotFn,
+    /// The GEMM order for four rows at once, where this CPU has it.
+    pub gemm4: Option<VecDot4Fn>,
 }
 
 impl RepackedKernels {
@@ -69,6 +75,27 @@ pub fn tiled_kernel(t: GgmlType) -> Option<VecDotFn> {
         GgmlType::Q6_K => Some(order_kernels()[2]),
         _ => None,
     }
+}
+
+/// [`tiled_kernel`] for four activation rows at once, where this CPU has it.
+pub fn tiled_kernel4(t: GgmlType) -> Option<VecDot4Fn> {
+    match t {
+        GgmlType::Q6_K => order_kernels_x4().map(|k| k[1]),
+        _ => None,
+    }
+}
+
+/// The four-row kernels of the orders, if any: [Q4_K GEMM, Q6_K tiled].
+fn order_kernels_x4() -> Option<[VecDot4Fn; 2]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        crate::x86::order_kernels_x4()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 /// Batches of at least this many rows go through ggml's tiled K-quant GEMM.

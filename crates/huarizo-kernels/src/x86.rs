@@ -324,6 +324,111 @@ fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
     hsum_f32x8_x4(acc)
 }
 
+/// [`q6_k_block_lanes`] for four activation rows, the weight bits unpacked once. Each row's
+/// lanes are the single-row kernel's.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_block_lanes_x4(x: &BlockQ6_K, ys: [&BlockQ8_K; 4]) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0xf);
+    let m2 = _mm256_set1_epi8(3);
+    let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
+    let scales = load_u8x16(&scales_bytes);
+    let (ql, _) = x.ql.as_chunks::<32>();
+    let (qh, _) = x.qh.as_chunks::<32>();
+    let mut sumi = [_mm256_setzero_si256(); 4];
+    for j in 0..QK_K / 128 {
+        let is = 4 * j;
+        let sc = [0, 1, 2, 3]
+            .map(|k| _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(is + k))));
+        let q4bits1 = load_u8x32(&ql[2 * j]);
+        let q4bits2 = load_u8x32(&ql[2 * j + 1]);
+        let q4bits_h = load_u8x32(&qh[j]);
+        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
+        let q4h_1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
+        let q4h_2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
+        let q4h_3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
+        let q4 = [
+            _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0),
+            _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3),
+        ];
+        for (r, y) in ys.iter().enumerate() {
+            let (q8, _) = y.qs.as_chunks::<32>();
+            let mut p = [_mm256_setzero_si256(); 4];
+            for k in 0..4 {
+                let p16 = _mm256_maddubs_epi16(q4[k], load_i8x32(&q8[4 * j + k]));
+                p[k] = _mm256_madd_epi16(sc[k], p16);
+            }
+            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[0], p[1]));
+            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[2], p[3]));
+        }
+    }
+    let scales16 = _mm256_cvtepi8_epi16(scales);
+    for (r, y) in ys.iter().enumerate() {
+        let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_u8x32(&y.bsums), scales16));
+        sumi[r] = _mm256_sub_epi32(sumi[r], q8sclsub);
+    }
+    sumi
+}
+
+/// [`q6_k_tiled_order`] for four activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_tiled_order_x4(x: &[BlockQ6_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
+    let mut out = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let lanes = q6_k_block_lanes_x4(x, [&ys[0][i], &ys[1][i], &ys[2][i], &ys[3][i]]);
+        let dx = h(x.d);
+        for r in 0..4 {
+            let isum = hsum_i32x8(lanes[r]);
+            out[r] = (isum as f32 * dx).mul_add(ys[r][i].d(), out[r]);
+        }
+    }
+    out
+}
+
+/// [`q4_k_gemm_order`] for four activation rows, the nibbles unpacked once.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
+    let m4 = _mm256_set1_epi8(0xf);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [0f32; 4];
+    let mut acc_min = [0f32; 4];
+    for (i, x) in x.iter().enumerate() {
+        let (dx, dminx) = (h(x.d), h(x.dmin));
+        let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min_k4(j, &x.scales));
+        let (qs, _) = x.qs.as_chunks::<32>();
+        let scale: [(f32, f32); 4] = std::array::from_fn(|r| {
+            let dy = ys[r][i].d();
+            (dx * dy, dminx * dy)
+        });
+        for pair in 0..4 {
+            let q = load_u8x32(&qs[pair]);
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let ((sc_lo, m_lo), (sc_hi, m_hi)) = (sm[2 * pair], sm[2 * pair + 1]);
+            for r in 0..4 {
+                let y = &ys[r][i];
+                let (q8, _) = y.qs.as_chunks::<32>();
+                let s_lo = hsum_i32x8(_mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * pair])),
+                    ones,
+                ));
+                let s_hi = hsum_i32x8(_mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * pair + 1])),
+                    ones,
+                ));
+                let isum = i32::from(sc_lo) * s_lo + i32::from(sc_hi) * s_hi;
+                let imin = i32::from(m_lo) * (y.bsum(4 * pair) + y.bsum(4 * pair + 1))
+                    + i32::from(m_hi) * (y.bsum(4 * pair + 2) + y.bsum(4 * pair + 3));
+                acc[r] = (isum as f32).mul_add(scale[r].0, acc[r]);
+                acc_min[r] = (imin as f32).mul_add(scale[r].1, acc_min[r]);
+            }
+        }
+    }
+    [0, 1, 2, 3].map(|r| acc[r] - acc_min[r])
+}
+
 macro_rules! wrapper4 {
     ($name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
@@ -335,6 +440,13 @@ macro_rules! wrapper4 {
 wrapper4!(dot4_q4_1, q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
 wrapper4!(dot4_q8_0, q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
 wrapper4!(dot4_q5_0, q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
+wrapper4!(dot4_q4_k_gemm, q4_k_gemm_order_x4, BlockQ4_K, BlockQ8_K);
+wrapper4!(dot4_q6_k_tiled, q6_k_tiled_order_x4, BlockQ6_K, BlockQ8_K);
+
+/// Four-row versions of the emulated orders: (Q4_K GEMM order, Q6_K tiled order).
+pub(crate) fn order_kernels_x4() -> Option<[crate::VecDot4Fn; 2]> {
+    detected().then_some([dot4_q4_k_gemm, dot4_q6_k_tiled])
+}
 
 /// The four-row kernel for weights of type `t`, where there is one and the CPU has AVX2.
 pub(crate) fn dot4_kernel(t: GgmlType) -> Option<crate::VecDot4Fn> {
