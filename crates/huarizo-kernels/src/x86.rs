@@ -242,86 +242,125 @@ fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 // bit for bit to four calls of the single-row kernel.
 // ----------------------------------------------------------------------------------------
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = [0f32; 4];
-    for (i, x) in x.iter().enumerate() {
-        let qx = bytes_from_nibbles_32(&x.qs);
-        let (dx, mx) = (h(x.d), h(x.m));
-        for r in 0..4 {
-            let y = &ys[r][i];
-            summs[r] += mx * h(y.s);
-            let d0d1 = _mm256_mul_ps(_mm256_set1_ps(dx), _mm256_set1_ps(h(y.d)));
-            let xy = mul_sum_us8_pairs_float(qx, load_i8x32(&y.qs));
-            acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+/// The four-row kernels of the Q8_0/Q8_1-activation types, generated once per instruction
+/// set: `$mul_sum` is the u8×i8 pair-sum step (maddubs + madd on AVX2, one `vpdpbusd` with
+/// AVX-512 VNNI; the integers are the same, as no pair sum here reaches i16 saturation).
+macro_rules! four_row_kernels {
+    ($module:ident, $features:literal, $mul_sum:ident) => {
+        mod $module {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            pub(super) fn q4_1_q8_1_x4(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut summs = [0f32; 4];
+                for (i, x) in x.iter().enumerate() {
+                    let qx = bytes_from_nibbles_32(&x.qs);
+                    let (dx, mx) = (h(x.d), h(x.m));
+                    for r in 0..4 {
+                        let y = &ys[r][i];
+                        summs[r] += mx * h(y.s);
+                        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(dx), _mm256_set1_ps(h(y.d)));
+                        let xy = $mul_sum(qx, load_i8x32(&y.qs));
+                        acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+                    }
+                }
+                [
+                    hsum_f32x8(acc[0]) + summs[0],
+                    hsum_f32x8(acc[1]) + summs[1],
+                    hsum_f32x8(acc[2]) + summs[2],
+                    hsum_f32x8(acc[3]) + summs[3],
+                ]
+            }
+
+            /// Four Q8_0 activation rows against signed weight bytes `qx` (32 per block, scale
+            /// `dx`), as `q8_0_q8_0` / `q5_0_q8_0` accumulate each: the shared inner step of the
+            /// four-row kernels of the Q8_0-activation types.
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) fn acc_signed_x4(
+                acc: &mut [__m256; 4],
+                qx: __m256i,
+                dx: f32,
+                ys: &[&[BlockQ8_0]; 4],
+                i: usize,
+            ) {
+                let ax = _mm256_sign_epi8(qx, qx);
+                // The four rows' scales converted together: dx·d_y per row, the same f32 products.
+                let bits = |r: usize| i16::from_le_bytes(ys[r][i].d.0);
+                let dy = _mm_cvtph_ps(_mm_set_epi16(
+                    0,
+                    0,
+                    0,
+                    0,
+                    bits(3),
+                    bits(2),
+                    bits(1),
+                    bits(0),
+                ));
+                let mut d = [0f32; 4];
+                // SAFETY: `d` holds four f32.
+                unsafe { _mm_storeu_ps(d.as_mut_ptr(), _mm_mul_ps(_mm_set1_ps(dx), dy)) };
+                for r in 0..4 {
+                    let y = &ys[r][i];
+                    let q = $mul_sum(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), q, acc[r]);
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn hsum_f32x8_x4(acc: [__m256; 4]) -> [f32; 4] {
+                [
+                    hsum_f32x8(acc[0]),
+                    hsum_f32x8(acc[1]),
+                    hsum_f32x8(acc[2]),
+                    hsum_f32x8(acc[3]),
+                ]
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (i, x) in x.iter().enumerate() {
+                    acc_signed_x4(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i);
+                }
+                hsum_f32x8_x4(acc)
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (i, x) in x.iter().enumerate() {
+                    let hi = _mm256_andnot_si256(
+                        bytes_from_bits_32(x.qh),
+                        _mm256_set1_epi8(0xf0u8 as i8),
+                    );
+                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+                    acc_signed_x4(&mut acc, qx, h(x.d), &ys, i);
+                }
+                hsum_f32x8_x4(acc)
+            }
         }
-    }
-    [
-        hsum_f32x8(acc[0]) + summs[0],
-        hsum_f32x8(acc[1]) + summs[1],
-        hsum_f32x8(acc[2]) + summs[2],
-        hsum_f32x8(acc[3]) + summs[3],
-    ]
+    };
 }
+four_row_kernels!(avx2_x4, "avx2,fma,f16c", mul_sum_us8_pairs_float);
+four_row_kernels!(
+    vnni_x4,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    mul_sum_us8_pairs_vnni
+);
 
-/// Four Q8_0 activation rows against signed weight bytes `qx` (32 per block, scale
-/// `dx`), as `q8_0_q8_0` / `q5_0_q8_0` accumulate each: the shared inner step of the
-/// four-row kernels of the Q8_0-activation types.
+/// u8×i8 products summed in groups of four by AVX-512 VNNI, as f32 (equal to
+/// [`mul_sum_us8_pairs_float`] when no pair sum saturates i16).
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn acc_signed_x4(acc: &mut [__m256; 4], qx: __m256i, dx: f32, ys: &[&[BlockQ8_0]; 4], i: usize) {
-    let ax = _mm256_sign_epi8(qx, qx);
-    // The four rows' scales converted together: dx·d_y per row, the same f32 products.
-    let bits = |r: usize| i16::from_le_bytes(ys[r][i].d.0);
-    let dy = _mm_cvtph_ps(_mm_set_epi16(
-        0,
-        0,
-        0,
-        0,
-        bits(3),
-        bits(2),
-        bits(1),
-        bits(0),
-    ));
-    let mut d = [0f32; 4];
-    // SAFETY: `d` holds four f32.
-    unsafe { _mm_storeu_ps(d.as_mut_ptr(), _mm_mul_ps(_mm_set1_ps(dx), dy)) };
-    for r in 0..4 {
-        let y = &ys[r][i];
-        let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(load_i8x32(&y.qs), qx));
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), q, acc[r]);
-    }
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn mul_sum_us8_pairs_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_f32x8_x4(acc: [__m256; 4]) -> [f32; 4] {
-    [
-        hsum_f32x8(acc[0]),
-        hsum_f32x8(acc[1]),
-        hsum_f32x8(acc[2]),
-        hsum_f32x8(acc[3]),
-    ]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_q8_0_x4(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        acc_signed_x4(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i);
-    }
-    hsum_f32x8_x4(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, x) in x.iter().enumerate() {
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-        acc_signed_x4(&mut acc, qx, h(x.d), &ys, i);
-    }
-    hsum_f32x8_x4(acc)
+/// Whether this CPU has AVX-512 VNNI with 256-bit forms.
+fn vnni_detected() -> bool {
+    detected() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
 }
 
 /// [`q6_k_block_lanes`] for four activation rows, the weight bits unpacked once. Each row's
@@ -429,17 +468,29 @@ fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
     [0, 1, 2, 3].map(|r| acc[r] - acc_min[r])
 }
 
+macro_rules! wrapper4_vnni {
+    ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
+        fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
+            // SAFETY: only handed out by `dot4_kernel` after `vnni_detected()` returned true.
+            unsafe { $kernel(as_blocks::<$wb>(w), a.map(as_blocks::<$ab>)) }
+        }
+    };
+}
+
 macro_rules! wrapper4 {
-    ($name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+    ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
             // SAFETY: only handed out by `dot4_kernel` after `detected()` returned true.
             unsafe { $kernel(as_blocks::<$wb>(w), a.map(as_blocks::<$ab>)) }
         }
     };
 }
-wrapper4!(dot4_q4_1, q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
-wrapper4!(dot4_q8_0, q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
-wrapper4!(dot4_q5_0, q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
+wrapper4!(dot4_q4_1, avx2_x4::q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
+wrapper4!(dot4_q8_0, avx2_x4::q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
+wrapper4!(dot4_q5_0, avx2_x4::q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
+wrapper4_vnni!(dot4_q4_1_vnni, vnni_x4::q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
+wrapper4_vnni!(dot4_q8_0_vnni, vnni_x4::q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
+wrapper4_vnni!(dot4_q5_0_vnni, vnni_x4::q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
 wrapper4!(dot4_q4_k_gemm, q4_k_gemm_order_x4, BlockQ4_K, BlockQ8_K);
 wrapper4!(dot4_q6_k_tiled, q6_k_tiled_order_x4, BlockQ6_K, BlockQ8_K);
 
@@ -453,10 +504,11 @@ pub(crate) fn dot4_kernel(t: GgmlType) -> Option<crate::VecDot4Fn> {
     if !detected() {
         return None;
     }
+    let vnni = vnni_detected();
     match t {
-        GgmlType::Q4_1 => Some(dot4_q4_1),
-        GgmlType::Q8_0 => Some(dot4_q8_0),
-        GgmlType::Q5_0 => Some(dot4_q5_0),
+        GgmlType::Q4_1 => Some(if vnni { dot4_q4_1_vnni } else { dot4_q4_1 }),
+        GgmlType::Q8_0 => Some(if vnni { dot4_q8_0_vnni } else { dot4_q8_0 }),
+        GgmlType::Q5_0 => Some(if vnni { dot4_q5_0_vnni } else { dot4_q5_0 }),
         _ => None,
     }
 }
