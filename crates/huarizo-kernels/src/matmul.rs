@@ -9,7 +9,7 @@ use crate::{quantize_row, vec_dot_kernel, vec_dot_type};
 use huarizo_formats::GgmlType;
 
 /// Weight rows handled together, so that a tile of W stays in cache across the tokens.
-const ROW_TILE: usize = 16;
+const ROW_TILE: usize = 8;
 
 /// A raw output pointer that threads write through at disjoint indices.
 #[derive(Clone, Copy)]
