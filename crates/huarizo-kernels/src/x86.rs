@@ -368,8 +368,6 @@ fn vnni_detected() -> bool {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_block_lanes_x4(x: &BlockQ6_K, ys: [&BlockQ8_K; 4]) -> [__m256i; 4] {
-    let m4 = _mm256_set1_epi8(0xf);
-    let m2 = _mm256_set1_epi8(3);
     let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
     let scales = load_u8x16(&scales_bytes);
     let (ql, _) = x.ql.as_chunks::<32>();
@@ -379,19 +377,7 @@ fn q6_k_block_lanes_x4(x: &BlockQ6_K, ys: [&BlockQ8_K; 4]) -> [__m256i; 4] {
         let is = 4 * j;
         let sc = [0, 1, 2, 3]
             .map(|k| _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, scale_shuffle_q6(is + k))));
-        let q4bits1 = load_u8x32(&ql[2 * j]);
-        let q4bits2 = load_u8x32(&ql[2 * j + 1]);
-        let q4bits_h = load_u8x32(&qh[j]);
-        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
-        let q4h_1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
-        let q4h_2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
-        let q4h_3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
-        let q4 = [
-            _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0),
-            _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3),
-        ];
+        let q4 = q6_k_unpack(&ql[2 * j], &ql[2 * j + 1], &qh[j]);
         for (r, y) in ys.iter().enumerate() {
             let (q8, _) = y.qs.as_chunks::<32>();
             let mut p = [_mm256_setzero_si256(); 4];
@@ -776,14 +762,31 @@ fn scale_shuffle_q6(i: usize) -> __m128i {
     _mm_set_epi64x((2 * i as i64 + 1) * ONES, (2 * i as i64) * ONES)
 }
 
+/// The 6-bit quants (0..64) of one 128-value half of a Q6_K block, as four vectors of 32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_unpack(ql1: &[u8; 32], ql2: &[u8; 32], qh: &[u8; 32]) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0xf);
+    let m2 = _mm256_set1_epi8(3);
+    let (q4bits1, q4bits2, q4bits_h) = (load_u8x32(ql1), load_u8x32(ql2), load_u8x32(qh));
+    let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
+    let q4h_1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
+    let q4h_2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
+    let q4h_3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
+    [
+        _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0),
+        _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3),
+    ]
+}
+
 /// The eight int32 lanes of one Q6_K · Q8_K super-block, split as ggml's AVX2 kernel splits
 /// them (`Σ sc·q·y` per lane minus `32·Σ sc·bsum` per lane); their sum is the block's exact
 /// integer dot product.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_block_lanes(x: &BlockQ6_K, y: &BlockQ8_K) -> __m256i {
-    let m4 = _mm256_set1_epi8(0xf);
-    let m2 = _mm256_set1_epi8(3);
     let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
     let scales = load_u8x16(&scales_bytes);
     let (ql, _) = x.ql.as_chunks::<32>();
@@ -797,19 +800,7 @@ fn q6_k_block_lanes(x: &BlockQ6_K, y: &BlockQ8_K) -> __m256i {
         let scale_2 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 2));
         let scale_3 = _mm_shuffle_epi8(scales, scale_shuffle_q6(is + 3));
 
-        let q4bits1 = load_u8x32(&ql[2 * j]);
-        let q4bits2 = load_u8x32(&ql[2 * j + 1]);
-        let q4bits_h = load_u8x32(&qh[j]);
-
-        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m2));
-        let q4h_1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(q4bits_h), m2));
-        let q4h_2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits_h), m2));
-        let q4h_3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(q4bits_h), m2));
-
-        let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
-        let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
-        let q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m4), q4h_2);
-        let q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m4), q4h_3);
+        let [q4_0, q4_1, q4_2, q4_3] = q6_k_unpack(&ql[2 * j], &ql[2 * j + 1], &qh[j]);
 
         let q8_0 = load_i8x32(&q8[4 * j]);
         let q8_1 = load_i8x32(&q8[4 * j + 1]);
