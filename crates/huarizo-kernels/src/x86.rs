@@ -38,12 +38,18 @@ pub(crate) fn install(k: &mut Kernels) -> bool {
     k.dot[GgmlType::Q4_K as usize] = dot_q4_k;
     k.dot[GgmlType::Q5_K as usize] = dot_q5_k;
     k.dot[GgmlType::Q6_K as usize] = dot_q6_k;
+    if vnni_detected() {
+        // The same integers with one `vpdpbusd` per pair-sum step.
+        k.dot[GgmlType::Q4_1 as usize] = dot_q4_1_vnni;
+        k.dot[GgmlType::Q5_0 as usize] = dot_q5_0_vnni;
+        k.dot[GgmlType::Q8_0 as usize] = dot_q8_0_vnni;
+    }
     true
 }
 
 /// Safe wrappers. Each is only ever handed out by `install` after `detected()` returned true.
 macro_rules! wrapper {
-    ($name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+    ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: &[u8]) -> f32 {
             // SAFETY: this wrapper is private and only installed by `install` once
             // `detected()` has confirmed AVX2, FMA and F16C.
@@ -58,10 +64,10 @@ macro_rules! wrapper {
     };
 }
 wrapper!(dot_q4_0, q4_0_q8_0, BlockQ4_0, BlockQ8_0);
-wrapper!(dot_q4_1, q4_1_q8_1, BlockQ4_1, BlockQ8_1);
-wrapper!(dot_q5_0, q5_0_q8_0, BlockQ5_0, BlockQ8_0);
+wrapper!(dot_q4_1, avx2_x4::q4_1_q8_1_x1, BlockQ4_1, BlockQ8_1);
+wrapper!(dot_q5_0, avx2_x4::q5_0_q8_0_x1, BlockQ5_0, BlockQ8_0);
 wrapper!(dot_q5_1, q5_1_q8_1, BlockQ5_1, BlockQ8_1);
-wrapper!(dot_q8_0, q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+wrapper!(dot_q8_0, avx2_x4::q8_0_q8_0_x1, BlockQ8_0, BlockQ8_0);
 wrapper!(dot_q2_k, q2_k_q8_k, BlockQ2_K, BlockQ8_K);
 wrapper!(dot_q3_k, q3_k_q8_k, BlockQ3_K, BlockQ8_K);
 wrapper!(dot_q4_k, q4_k_q8_k, BlockQ4_K, BlockQ8_K);
@@ -183,33 +189,6 @@ fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
-    for (x, y) in x.iter().zip(y) {
-        summs += h(x.m) * h(y.s);
-        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(h(x.d)), _mm256_set1_ps(h(y.d)));
-        let xy = mul_sum_us8_pairs_float(bytes_from_nibbles_32(&x.qs), load_i8x32(&y.qs));
-        acc = _mm256_fmadd_ps(d0d1, xy, acc);
-    }
-    hsum_f32x8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(h(x.d) * h(y.d));
-        // Bytes whose fifth bit is clear get 0xF0 or-ed in, i.e. become nibble − 16.
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-        let q = mul_sum_i8_pairs_float(qx, load_i8x32(&y.qs));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32x8(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
 fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0.0f32;
@@ -223,17 +202,6 @@ fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
         acc = _mm256_fmadd_ps(q, _mm256_mul_ps(dx, dy), acc);
     }
     hsum_f32x8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(h(x.d) * h(y.d));
-        let q = mul_sum_i8_pairs_float(load_i8x32(&x.qs), load_i8x32(&y.qs));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32x8(acc)
 }
 
 // ----------------------------------------------------------------------------------------
@@ -339,6 +307,54 @@ macro_rules! four_row_kernels {
                     acc_signed_x4(&mut acc, qx, h(x.d), &ys, i);
                 }
                 hsum_f32x8_x4(acc)
+            }
+
+            /// One-row Q4_1 · Q8_1, the lanes and order of `q4_1_q8_1`.
+            #[target_feature(enable = $features)]
+            pub(super) fn q4_1_q8_1_x1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                let mut summs = 0.0f32;
+                for (x, y) in x.iter().zip(y) {
+                    summs += h(x.m) * h(y.s);
+                    let d0d1 = _mm256_mul_ps(_mm256_set1_ps(h(x.d)), _mm256_set1_ps(h(y.d)));
+                    let xy = $mul_sum(bytes_from_nibbles_32(&x.qs), load_i8x32(&y.qs));
+                    acc = _mm256_fmadd_ps(d0d1, xy, acc);
+                }
+                hsum_f32x8(acc) + summs
+            }
+
+            /// One-row signed-weights · Q8_0 step of `q8_0_q8_0` / `q5_0_q8_0`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn signed_step(acc: __m256, qx: __m256i, d: f32, y: &BlockQ8_0) -> __m256 {
+                let ax = _mm256_sign_epi8(qx, qx);
+                let sy = _mm256_sign_epi8(load_i8x32(&y.qs), qx);
+                _mm256_fmadd_ps(_mm256_set1_ps(d), $mul_sum(ax, sy), acc)
+            }
+
+            /// One-row Q8_0 · Q8_0, the lanes and order of `q8_0_q8_0`.
+            #[target_feature(enable = $features)]
+            pub(super) fn q8_0_q8_0_x1(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                for (x, y) in x.iter().zip(y) {
+                    acc = signed_step(acc, load_i8x32(&x.qs), h(x.d) * h(y.d), y);
+                }
+                hsum_f32x8(acc)
+            }
+
+            /// One-row Q5_0 · Q8_0, the lanes and order of `q5_0_q8_0`.
+            #[target_feature(enable = $features)]
+            pub(super) fn q5_0_q8_0_x1(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                for (x, y) in x.iter().zip(y) {
+                    let hi = _mm256_andnot_si256(
+                        bytes_from_bits_32(x.qh),
+                        _mm256_set1_epi8(0xf0u8 as i8),
+                    );
+                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+                    acc = signed_step(acc, qx, h(x.d) * h(y.d), y);
+                }
+                hsum_f32x8(acc)
             }
         }
     };
@@ -454,6 +470,15 @@ fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
     [0, 1, 2, 3].map(|r| acc[r] - acc_min[r])
 }
 
+macro_rules! wrapper1_vnni {
+    ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
+        fn $name(w: &[u8], a: &[u8]) -> f32 {
+            // SAFETY: only installed by `install` after `vnni_detected()` returned true.
+            unsafe { $kernel(as_blocks::<$wb>(w), as_blocks::<$ab>(a)) }
+        }
+    };
+}
+
 macro_rules! wrapper4_vnni {
     ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
@@ -474,6 +499,9 @@ macro_rules! wrapper4 {
 wrapper4!(dot4_q4_1, avx2_x4::q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
 wrapper4!(dot4_q8_0, avx2_x4::q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
 wrapper4!(dot4_q5_0, avx2_x4::q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
+wrapper1_vnni!(dot_q4_1_vnni, vnni_x4::q4_1_q8_1_x1, BlockQ4_1, BlockQ8_1);
+wrapper1_vnni!(dot_q8_0_vnni, vnni_x4::q8_0_q8_0_x1, BlockQ8_0, BlockQ8_0);
+wrapper1_vnni!(dot_q5_0_vnni, vnni_x4::q5_0_q8_0_x1, BlockQ5_0, BlockQ8_0);
 wrapper4_vnni!(dot4_q4_1_vnni, vnni_x4::q4_1_q8_1_x4, BlockQ4_1, BlockQ8_1);
 wrapper4_vnni!(dot4_q8_0_vnni, vnni_x4::q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
 wrapper4_vnni!(dot4_q5_0_vnni, vnni_x4::q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
