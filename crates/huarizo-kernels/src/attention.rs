@@ -175,6 +175,11 @@ impl SumOrder {
     fn dot(self, k: &[f16], q: &[f32]) -> f32 {
         let slots = self.slots();
         let body = k.len() - k.len() % slots;
+        #[cfg(target_arch = "x86_64")]
+        if body == k.len() && simd() {
+            // SAFETY: `simd()` confirmed AVX2, FMA and F16C.
+            return unsafe { x86::dot_ordered(k, q, matches!(self, SumOrder::VecDot)) };
+        }
         let mut acc = [0f32; VECDOT_STEP];
         lanes_f16(&k[..body], q, slots, &mut acc);
         let mut sum = f64::from(self.reduce(&acc[..slots]));
@@ -246,6 +251,29 @@ mod x86 {
         for c in body..n {
             acc[c] = v[c].to_f32().mul_add(p, acc[c]);
         }
+    }
+
+    /// [`super::SumOrder::dot`] for a whole number of steps, reduced in registers with the
+    /// same additions in the same order as [`super::SumOrder::reduce`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_ordered(k: &[f16], q: &[f32], vecdot: bool) -> f32 {
+        let slots = if vecdot { VECDOT_STEP } else { super::GGML_LANES };
+        let mut acc = [0f32; VECDOT_STEP];
+        lanes_f16(k, q, slots, &mut acc);
+        // SAFETY: `acc` holds 64 f32; the loads read within it.
+        let r = |i: usize| unsafe { _mm256_loadu_ps(acc.as_ptr().add(8 * i)) };
+        let (a, b) = if vecdot {
+            (
+                _mm256_add_ps(_mm256_add_ps(r(0), r(4)), _mm256_add_ps(r(2), r(6))),
+                _mm256_add_ps(_mm256_add_ps(r(1), r(5)), _mm256_add_ps(r(3), r(7))),
+            )
+        } else {
+            (r(0), r(1))
+        };
+        let h = _mm256_add_ps(a, b);
+        let q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
     }
 
     /// See [`super::lanes_f16`].
