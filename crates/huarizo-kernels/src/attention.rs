@@ -257,7 +257,11 @@ mod x86 {
     /// same additions in the same order as [`super::SumOrder::reduce`].
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn dot_ordered(k: &[f16], q: &[f32], vecdot: bool) -> f32 {
-        let slots = if vecdot { VECDOT_STEP } else { super::GGML_LANES };
+        let slots = if vecdot {
+            VECDOT_STEP
+        } else {
+            super::GGML_LANES
+        };
         let mut acc = [0f32; VECDOT_STEP];
         lanes_f16(k, q, slots, &mut acc);
         // SAFETY: `acc` holds 64 f32; the loads read within it.

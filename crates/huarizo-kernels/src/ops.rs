@@ -126,11 +126,101 @@ pub fn expf_ggml(x: f32) -> f32 {
 /// f64. Entries of −∞ become 0.
 pub fn softmax_ggml(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if avx2_fma_available() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { x86::softmax_ggml(x) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if fma_available() {
         // SAFETY: the CPU has FMA.
         return unsafe { softmax_ggml_fma(x) };
     }
     softmax_ggml_body(x)
+}
+
+/// Whether the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma_available() -> bool {
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// [`softmax_ggml`] eight lanes at a time: per lane the same operations as [`expf_ggml`]
+/// (fused multiply-adds, then `j · 2^n`), chunk sums reduced as [`reduce_add16`].
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::GGML_LANES;
+    use std::arch::x86_64::*;
+
+    /// `expf_ggml` on eight lanes. Results below 2^-126 (which only arise for arguments
+    /// below −87 and vanish in every softmax sum and f16 probability) are flushed to 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn expf8(x: __m256) -> __m256 {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0)),
+        );
+        // 2^n from its exponent bits, exact for −126 ≤ n ≤ 127.
+        let ni = _mm256_cvtps_epi32(n);
+        let clamped = _mm256_max_epi32(
+            _mm256_min_epi32(ni, _mm256_set1_epi32(127)),
+            _mm256_set1_epi32(-126),
+        );
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            clamped,
+            _mm256_set1_epi32(127),
+        )));
+        let res = _mm256_mul_ps(j, pow2);
+        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(n, _mm256_set1_ps(-126.0));
+        let huge = _mm256_cmp_ps::<_CMP_GT_OQ>(n, _mm256_set1_ps(127.0));
+        let res = _mm256_andnot_ps(tiny, res);
+        _mm256_blendv_ps(res, _mm256_set1_ps(f32::INFINITY), huge)
+    }
+
+    /// See [`super::softmax_ggml`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax_ggml(x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let maxv = _mm256_set1_ps(max);
+        let mut sum = 0f64;
+        let body = x.len() - x.len() % GGML_LANES;
+        for i in (0..body).step_by(GGML_LANES) {
+            // SAFETY: i + 16 <= body <= x.len(); unaligned loads and stores.
+            let (lo, hi) = unsafe {
+                let p = x.as_mut_ptr().add(i);
+                let lo = expf8(_mm256_sub_ps(_mm256_loadu_ps(p), maxv));
+                let hi = expf8(_mm256_sub_ps(_mm256_loadu_ps(p.add(8)), maxv));
+                _mm256_storeu_ps(p, lo);
+                _mm256_storeu_ps(p.add(8), hi);
+                (lo, hi)
+            };
+            // reduce_add16: halves, quarters, pairs.
+            let h = _mm256_add_ps(lo, hi);
+            let q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
+            sum += f64::from(_mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t))));
+        }
+        for v in &mut x[body..] {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        let inv = (1.0 / sum) as f32;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+    }
 }
 
 /// [`softmax_ggml`] compiled with hardware FMA (same results: `mul_add` is fused either way).
@@ -278,6 +368,24 @@ mod tests {
         assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
         assert_eq!(expf_ggml(0.0), 1.0);
         assert_eq!(expf_ggml(100.0), f32::INFINITY);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_softmax_equals_the_scalar_one_bit_for_bit() {
+        if !avx2_fma_available() {
+            return;
+        }
+        let mut a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.713).sin() * 30.0).collect();
+        a[3] = f32::NEG_INFINITY;
+        let mut b = a.clone();
+        softmax_ggml_body(&mut a);
+        // SAFETY: AVX2 and FMA are available.
+        unsafe { x86::softmax_ggml(&mut b) };
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
