@@ -146,14 +146,18 @@ impl Engine {
             }
             out.tokens.push(token);
             bytes.extend_from_slice(self.tokenizer().token_bytes(token));
-            // Stop strings: cut the text before the first one.
-            let text_now = String::from_utf8_lossy(&bytes);
-            if let Some(cut) = params
+            // Stop strings: cut the text before the first one (no work when there are none).
+            let text_now = if params.stop.is_empty() {
+                std::borrow::Cow::Borrowed("")
+            } else {
+                String::from_utf8_lossy(&bytes)
+            };
+            let found = params
                 .stop
                 .iter()
                 .filter_map(|s| text_now.find(s.as_str()))
-                .min()
-            {
+                .min();
+            if let Some(cut) = found {
                 let final_text = text_now[..cut].to_string();
                 let tail = final_text.get(emitted..).unwrap_or("").to_string();
                 let _ = on_token(TokenEvent { token, text: &tail });

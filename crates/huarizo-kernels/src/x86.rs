@@ -432,7 +432,6 @@ fn q6_k_tiled_order_x4(x: &[BlockQ6_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
     let m4 = _mm256_set1_epi8(0xf);
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [0f32; 4];
     let mut acc_min = [0f32; 4];
     for (i, x) in x.iter().enumerate() {
@@ -447,21 +446,14 @@ fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
             let q = load_u8x32(&qs[pair]);
             let lo = _mm256_and_si256(q, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            let ((sc_lo, m_lo), (sc_hi, m_hi)) = (sm[2 * pair], sm[2 * pair + 1]);
             for r in 0..4 {
                 let y = &ys[r][i];
                 let (q8, _) = y.qs.as_chunks::<32>();
-                let s_lo = hsum_i32x8(_mm256_madd_epi16(
-                    _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * pair])),
-                    ones,
-                ));
-                let s_hi = hsum_i32x8(_mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * pair + 1])),
-                    ones,
-                ));
-                let isum = i32::from(sc_lo) * s_lo + i32::from(sc_hi) * s_hi;
-                let imin = i32::from(m_lo) * (y.bsum(4 * pair) + y.bsum(4 * pair + 1))
-                    + i32::from(m_hi) * (y.bsum(4 * pair + 2) + y.bsum(4 * pair + 3));
+                let dots = (
+                    unsigned_dot32(lo, &q8[2 * pair]),
+                    unsigned_dot32(hi, &q8[2 * pair + 1]),
+                );
+                let (isum, imin) = q4_k_pair_ints([sm[2 * pair], sm[2 * pair + 1]], dots, y, pair);
                 acc[r] = (isum as f32).mul_add(scale[r].0, acc[r]);
                 acc_min[r] = (imin as f32).mul_add(scale[r].1, acc_min[r]);
             }
@@ -888,13 +880,31 @@ fn hsum_i32x8(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
+/// `Σ q·y` over 32 values: 4-bit (or other unsigned, < 128) quants `q` against 32 Q8 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unsigned_dot32(q: __m256i, y: &[i8; 32]) -> i32 {
+    let pairs = _mm256_maddubs_epi16(q, load_i8x32(y));
+    hsum_i32x8(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// `(Σ_j sc_j Σ q·y, Σ_j m_j bsum_j)` of pair `pair` of a Q4_K · Q8_K super-block, from the
+/// two sub-blocks' quant dots and their (scale, min).
+#[inline(always)]
+fn q4_k_pair_ints(sm: [(u8, u8); 2], dots: (i32, i32), y: &BlockQ8_K, pair: usize) -> (i32, i32) {
+    let ((sc_lo, m_lo), (sc_hi, m_hi)) = (sm[0], sm[1]);
+    let isum = i32::from(sc_lo) * dots.0 + i32::from(sc_hi) * dots.1;
+    let imin = i32::from(m_lo) * (y.bsum(4 * pair) + y.bsum(4 * pair + 1))
+        + i32::from(m_hi) * (y.bsum(4 * pair + 2) + y.bsum(4 * pair + 3));
+    (isum, imin)
+}
+
 /// Exact `(Σ_j sc_j Σ q·y, Σ_j m_j bsum_j)` of each 64-value pair of one Q4_K · Q8_K
 /// super-block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_pair_sums(x: &BlockQ4_K, y: &BlockQ8_K) -> [(i32, i32); 4] {
     let m4 = _mm256_set1_epi8(0xf);
-    let ones = _mm256_set1_epi16(1);
     let (qs, _) = x.qs.as_chunks::<32>();
     let (q8, _) = y.qs.as_chunks::<32>();
     let mut out = [(0i32, 0i32); 4];
@@ -902,19 +912,15 @@ fn q4_k_pair_sums(x: &BlockQ4_K, y: &BlockQ8_K) -> [(i32, i32); 4] {
         let q = load_u8x32(&qs[pair]);
         let lo = _mm256_and_si256(q, m4);
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-        let s_lo = hsum_i32x8(_mm256_madd_epi16(
-            _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * pair])),
-            ones,
-        ));
-        let s_hi = hsum_i32x8(_mm256_madd_epi16(
-            _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * pair + 1])),
-            ones,
-        ));
-        let (sc_lo, m_lo) = scale_min_k4(2 * pair, &x.scales);
-        let (sc_hi, m_hi) = scale_min_k4(2 * pair + 1, &x.scales);
-        o.0 = i32::from(sc_lo) * s_lo + i32::from(sc_hi) * s_hi;
-        o.1 = i32::from(m_lo) * (y.bsum(4 * pair) + y.bsum(4 * pair + 1))
-            + i32::from(m_hi) * (y.bsum(4 * pair + 2) + y.bsum(4 * pair + 3));
+        let dots = (
+            unsigned_dot32(lo, &q8[2 * pair]),
+            unsigned_dot32(hi, &q8[2 * pair + 1]),
+        );
+        let sm = [
+            scale_min_k4(2 * pair, &x.scales),
+            scale_min_k4(2 * pair + 1, &x.scales),
+        ];
+        *o = q4_k_pair_ints(sm, dots, y, pair);
     }
     out
 }
