@@ -257,3 +257,26 @@ pub fn pull(model: &str) -> Result<()> {
     println!("{}", path.display());
     Ok(())
 }
+
+/// `huarizo serve`.
+pub fn serve(
+    margs: &ModelArgs,
+    host: String,
+    port: u16,
+    parallel: usize,
+    queue: usize,
+    api_key: Option<String>,
+    alias: Option<String>,
+) -> Result<()> {
+    let engine = load(margs)?;
+    let options = huarizo_server::ServeOptions {
+        host,
+        port,
+        parallel,
+        ctx: margs.ctx,
+        queue,
+        api_key: api_key.filter(|k| !k.is_empty()),
+        model_id: alias.unwrap_or_else(|| margs.model.clone()),
+    };
+    huarizo_server::serve(engine, options)
+}

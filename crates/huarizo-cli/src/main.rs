@@ -118,6 +118,29 @@ enum Command {
         /// The model to fetch.
         model: String,
     },
+    /// Serve the model over an OpenAI-compatible HTTP API with a web chat page at `/`.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0 picks a free one; the address is printed on stderr).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Requests decoded together (slots, one KV cache of --ctx tokens each).
+        #[arg(long, short = 'P', default_value_t = 4)]
+        parallel: usize,
+        /// Requests allowed to wait for a slot; more get 429 at once.
+        #[arg(long, default_value_t = 64)]
+        queue: usize,
+        /// Require `Authorization: Bearer KEY` on every endpoint but /health.
+        #[arg(long = "api-key", env = "HUARIZO_API_KEY")]
+        api_key: Option<String>,
+        /// The model's name in the API (default: the -m argument).
+        #[arg(long)]
+        alias: Option<String>,
+    },
     /// Measure prompt-processing and generation speed (llama-bench's tests and table).
     Bench(bench::BenchArgs),
 }
@@ -147,6 +170,15 @@ fn main() -> ExitCode {
         } => commands::tokenize(&model, add_special, &text),
         Command::Info { model } => commands::info(&model),
         Command::Pull { model } => commands::pull(&model),
+        Command::Serve {
+            model,
+            host,
+            port,
+            parallel,
+            queue,
+            api_key,
+            alias,
+        } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
     };
     match result {

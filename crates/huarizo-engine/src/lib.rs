@@ -7,11 +7,17 @@
 
 pub mod generate;
 pub mod sampling;
+pub mod scheduler;
+pub mod stream;
 
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
-pub use huarizo_model::{Config, Logits, ModelError, State};
+pub use huarizo_model::{Config, Logits, ModelError, Scratch, SeqBatch, State};
 pub use huarizo_text::{ChatMessage, ChatTemplate, Tokenizer};
 pub use sampling::{Sampler, SamplingParams};
+pub use scheduler::{
+    Event, EventSink, Request, Scheduler, SchedulerOptions, StepStats, TokenConstraint,
+    TokenLogprob,
+};
 
 use huarizo_formats::{GgufFile, Value};
 use huarizo_model::{Model, ThreadPool};
@@ -142,6 +148,19 @@ impl Engine {
             .map_err(|e| EngineError::Template(e.to_string()))
     }
 
+    /// Renders a conversation given as JSON messages (which may carry `tool_calls` and
+    /// the like), with extra template variables such as `tools`.
+    pub fn render_chat_json(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        extra: &serde_json::Value,
+    ) -> Result<String, EngineError> {
+        self.template
+            .render_with(messages, add_generation_prompt, extra)
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
     /// Runs `tokens` through the model, appending them to `state`, and returns the logits.
     pub fn forward<'s>(
         &self,
@@ -151,6 +170,23 @@ impl Engine {
     ) -> Result<&'s [f32], EngineError> {
         self.model
             .forward(&self.pool, state, tokens, which)
+            .map_err(|source| EngineError::Model {
+                path: self.path.clone(),
+                source: Box::new(source),
+            })
+    }
+}
+
+impl Engine {
+    /// Runs several sequences in one batched forward (see
+    /// [`huarizo_model::Model::forward_batch`]).
+    pub fn forward_batch<'s>(
+        &self,
+        scratch: &'s mut Scratch,
+        seqs: &mut [SeqBatch<'_>],
+    ) -> Result<&'s [f32], EngineError> {
+        self.model
+            .forward_batch(&self.pool, scratch, seqs)
             .map_err(|source| EngineError::Model {
                 path: self.path.clone(),
                 source: Box::new(source),

@@ -178,6 +178,15 @@ fn softmax_of(c: &[(u32, f32)], temperature: f32) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// Log-probability of `token` under the raw logits (log-softmax).
+pub fn token_logprob(logits: &[f32], token: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    logits.get(token as usize).map_or(f32::NEG_INFINITY, |&l| {
+        (f64::from(l - max) - sum.ln()) as f32
+    })
+}
+
 /// The `k` most likely tokens with their log-probabilities under the raw logits.
 pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -17,5 +17,5 @@ pub use arch::Arch;
 pub use config::Config;
 pub use error::ModelError;
 pub use huarizo_kernels::pool::ThreadPool;
-pub use model::{Logits, Model};
-pub use state::State;
+pub use model::{Logits, Model, SeqBatch};
+pub use state::{Scratch, State};

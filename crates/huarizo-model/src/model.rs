@@ -7,7 +7,7 @@
 use crate::arch::Activation;
 use crate::config::{Config, RopeScaling};
 use crate::error::ModelError;
-use crate::state::State;
+use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention, AttnParams};
 use huarizo_kernels::matmul::{matmul, quantize_activations};
@@ -72,6 +72,8 @@ pub struct Model {
 /// Which positions of a batch get logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
+    /// None (the tokens only fill the cache: a prompt chunk before its last).
+    None,
     /// Only the last token (generation).
     Last,
     /// Every token (scoring).
@@ -183,7 +185,7 @@ impl Model {
 
     /// Runs `tokens` through the decoder at the next positions of `state`, appending their
     /// keys and values to its cache, and returns logits `(T', V)` (T' = 1 for
-    /// [`Logits::Last`], T for [`Logits::All`]).
+    /// [`Logits::Last`], T for [`Logits::All`], 0 for [`Logits::None`]).
     pub fn forward<'s>(
         &self,
         pool: &ThreadPool,
@@ -206,32 +208,87 @@ impl Model {
         which: Logits,
         trace: &mut dyn FnMut(&str, usize, &[f32]),
     ) -> Result<&'s [f32], ModelError> {
+        let mut scratch = std::mem::take(&mut state.scratch);
+        let result = self.forward_core(
+            pool,
+            &mut scratch,
+            &mut [SeqBatch {
+                state: &mut *state,
+                tokens,
+                logits: which,
+            }],
+            trace,
+        );
+        state.scratch = scratch;
+        result?;
+        Ok(&state.scratch.logits)
+    }
+
+    /// Runs several sequences in one batched forward (continuous batching): the weight
+    /// products see every sequence's tokens as one matrix, attention and the KV caches stay
+    /// per sequence. Returns the logits rows the sequences asked for, in sequence order
+    /// (see [`SeqBatch::n_logits`]). `scratch` is shared by the batch; each state's own
+    /// scratch is left alone. A batch of one computes exactly what [`Model::forward`] does.
+    pub fn forward_batch<'s>(
+        &self,
+        pool: &ThreadPool,
+        scratch: &'s mut Scratch,
+        seqs: &mut [SeqBatch<'_>],
+    ) -> Result<&'s [f32], ModelError> {
+        self.forward_core(pool, scratch, seqs, &mut |_, _, _| {})?;
+        Ok(&scratch.logits)
+    }
+
+    fn forward_core(
+        &self,
+        pool: &ThreadPool,
+        s: &mut Scratch,
+        seqs: &mut [SeqBatch<'_>],
+        trace: &mut dyn FnMut(&str, usize, &[f32]),
+    ) -> Result<(), ModelError> {
         let c = &self.config;
         let (e, h, hkv, d, dv) = (c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v);
-        let n_tokens = tokens.len();
-        let pos0 = state.n_past;
-        if n_tokens == 0 {
-            return Err(ModelError::Invalid("forward called with no tokens".into()));
+        if seqs.is_empty() {
+            return Err(ModelError::Invalid(
+                "forward called with no sequences".into(),
+            ));
         }
-        if pos0 + n_tokens > state.n_ctx {
-            return Err(ModelError::ContextFull {
-                needed: pos0 + n_tokens,
-                n_ctx: state.n_ctx,
-            });
+        for seq in seqs.iter() {
+            let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
+            if n == 0 {
+                return Err(ModelError::Invalid("forward called with no tokens".into()));
+            }
+            if pos0 + n > seq.state.n_ctx {
+                return Err(ModelError::ContextFull {
+                    needed: pos0 + n,
+                    n_ctx: seq.state.n_ctx,
+                });
+            }
+            if let Some(&bad) = seq.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+                return Err(ModelError::Invalid(format!(
+                    "token id {bad} is out of the vocabulary (size {})",
+                    c.n_vocab
+                )));
+            }
+            let (k_row, v_row) = (hkv * d, hkv * dv);
+            if seq.state.cache.len() != c.n_layer
+                || seq.state.cache.iter().any(|l| {
+                    l.k.len() < seq.state.n_ctx * k_row || l.v.len() < seq.state.n_ctx * v_row
+                })
+            {
+                return Err(ModelError::Invalid(
+                    "state was made for a model of another shape".into(),
+                ));
+            }
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-            return Err(ModelError::Invalid(format!(
-                "token id {bad} is out of the vocabulary (size {})",
-                c.n_vocab
-            )));
-        }
-        let s = &mut state.scratch;
+        let n_tokens: usize = seqs.iter().map(|q| q.tokens.len()).sum();
 
         // x (T, E) ← embedding rows.
         s.x.resize(n_tokens * e, 0.0);
         let embd_row = self.tok_embd.ty().row_bytes(e).unwrap_or(0);
         let embd = self.data(&self.tok_embd);
-        for (row, &tok) in s.x.chunks_exact_mut(e).zip(tokens) {
+        let all_tokens = seqs.iter().flat_map(|q| q.tokens.iter());
+        for (row, &tok) in s.x.chunks_exact_mut(e).zip(all_tokens) {
             let t = tok as usize;
             huarizo_kernels::dequantize_row(
                 self.tok_embd.ty(),
@@ -295,39 +352,31 @@ impl Model {
                     RopeScaling::Linear { factor } => (c.rope_base, 1.0 / factor),
                 }
             };
-            for t in 0..n_tokens {
-                ops::rope_angles(
-                    pos0 + t,
-                    c.n_rot,
-                    base,
-                    freq_scale,
-                    self.rope_factors.as_deref(),
-                    &mut s.angles,
-                );
-                for head in s.q[t * h * d..(t + 1) * h * d].chunks_exact_mut(d) {
-                    ops::rope_apply(head, &s.angles, c.spec.rope_neox);
+            let mut row0 = 0;
+            for seq in seqs.iter() {
+                let pos0 = seq.state.n_past;
+                for t in 0..seq.tokens.len() {
+                    ops::rope_angles(
+                        pos0 + t,
+                        c.n_rot,
+                        base,
+                        freq_scale,
+                        self.rope_factors.as_deref(),
+                        &mut s.angles,
+                    );
+                    let r = row0 + t;
+                    for head in s.q[r * h * d..(r + 1) * h * d].chunks_exact_mut(d) {
+                        ops::rope_apply(head, &s.angles, c.spec.rope_neox);
+                    }
+                    for head in s.k[r * hkv * d..(r + 1) * hkv * d].chunks_exact_mut(d) {
+                        ops::rope_apply(head, &s.angles, c.spec.rope_neox);
+                    }
                 }
-                for head in s.k[t * hkv * d..(t + 1) * hkv * d].chunks_exact_mut(d) {
-                    ops::rope_apply(head, &s.angles, c.spec.rope_neox);
-                }
+                row0 += seq.tokens.len();
             }
             trace("Qcur", il, &s.q);
             trace("Kcur", il, &s.k);
             trace("Vcur", il, &s.v);
-            let cache = &mut state.cache[il];
-            let (k_row, v_row) = (hkv * d, hkv * dv);
-            for (dst, &src) in cache.k[pos0 * k_row..(pos0 + n_tokens) * k_row]
-                .iter_mut()
-                .zip(&s.k)
-            {
-                *dst = half::f16::from_f32(src);
-            }
-            for (dst, &src) in cache.v[pos0 * v_row..(pos0 + n_tokens) * v_row]
-                .iter_mut()
-                .zip(&s.v)
-            {
-                *dst = half::f16::from_f32(src);
-            }
             let params = AttnParams {
                 n_head: h,
                 n_head_kv: hkv,
@@ -337,16 +386,36 @@ impl Model {
                 window: if swa { c.sliding_window } else { None },
             };
             s.att.resize(n_tokens * h * dv, 0.0);
-            attention(
-                pool,
-                &params,
-                &s.q,
-                pos0,
-                &cache.k,
-                &cache.v,
-                &mut s.att,
-                &mut s.attn_scratch,
-            );
+            let (k_row, v_row) = (hkv * d, hkv * dv);
+            let mut row0 = 0;
+            for seq in seqs.iter_mut() {
+                let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
+                let cache = &mut seq.state.cache[il];
+                let rows = row0..row0 + n;
+                for (dst, &src) in cache.k[pos0 * k_row..(pos0 + n) * k_row]
+                    .iter_mut()
+                    .zip(&s.k[rows.start * k_row..rows.end * k_row])
+                {
+                    *dst = half::f16::from_f32(src);
+                }
+                for (dst, &src) in cache.v[pos0 * v_row..(pos0 + n) * v_row]
+                    .iter_mut()
+                    .zip(&s.v[rows.start * v_row..rows.end * v_row])
+                {
+                    *dst = half::f16::from_f32(src);
+                }
+                attention(
+                    pool,
+                    &params,
+                    &s.q[rows.start * h * d..rows.end * h * d],
+                    pos0,
+                    &cache.k,
+                    &cache.v,
+                    &mut s.att[rows.start * h * dv..rows.end * h * dv],
+                    &mut s.attn_scratch,
+                );
+                row0 += n;
+            }
             trace("kqv_out", il, &s.att);
             self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
             trace("attn_out", il, &s.out);
@@ -399,21 +468,53 @@ impl Model {
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
             trace("l_out", il, &s.x);
         }
-        state.n_past += n_tokens;
 
         // Final norm and output head on the rows that need logits.
-        let first = match which {
-            Logits::Last => n_tokens - 1,
-            Logits::All => 0,
-        };
         s.xb.clear();
-        s.xb.extend_from_slice(&s.x[first * e..]);
+        let mut row0 = 0;
+        for seq in seqs.iter_mut() {
+            let n = seq.tokens.len();
+            let first = match seq.logits {
+                Logits::None => n,
+                Logits::Last => n - 1,
+                Logits::All => 0,
+            };
+            s.xb.extend_from_slice(&s.x[(row0 + first) * e..(row0 + n) * e]);
+            seq.state.n_past += n;
+            row0 += n;
+        }
+        s.logits.clear();
+        if s.xb.is_empty() {
+            return Ok(());
+        }
         for row in s.xb.chunks_exact_mut(e) {
             ops::rms_norm(row, &self.output_norm, c.rms_eps);
         }
         trace("result_norm", 0, &s.xb);
         self.linear(pool, &self.output, &s.xb, &mut s.acts, &mut s.logits);
-        Ok(&s.logits)
+        Ok(())
+    }
+}
+
+/// One sequence's share of a [`Model::forward_batch`].
+#[derive(Debug)]
+pub struct SeqBatch<'a> {
+    /// The sequence; its cache receives the tokens' keys and values.
+    pub state: &'a mut State,
+    /// Tokens to process at the sequence's next positions.
+    pub tokens: &'a [u32],
+    /// Which of them get logits.
+    pub logits: Logits,
+}
+
+impl SeqBatch<'_> {
+    /// Logits rows this sequence contributes to the batch's output.
+    pub fn n_logits(&self) -> usize {
+        match self.logits {
+            Logits::None => 0,
+            Logits::Last => 1,
+            Logits::All => self.tokens.len(),
+        }
     }
 }
 

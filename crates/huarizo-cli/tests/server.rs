@@ -1,0 +1,419 @@
+//! `huarizo serve` driven over real HTTP: malformed and impossible requests get 4xx
+//! answers in OpenAI's error shape and leave the server serving; `--api-key` guards every
+//! endpoint but /health; a client that disconnects mid-stream has its generation stopped
+//! within one step; an overloaded queue answers 429 at once while admitted requests
+//! complete; and the official `openai` Python client, lm-evaluation-harness and a headless
+//! Chromium work against it (scripts under tests/server and tests/e2e).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn testdata() -> PathBuf {
+    std::env::var_os("HUARIZO_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
+        })
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running `huarizo serve`, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let model = testdata().join("smollm2.gguf");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_huarizo"))
+            .args([
+                "serve",
+                "-m",
+                model.to_str().unwrap(),
+                "--port",
+                "0",
+                "-t",
+                "2",
+            ])
+            .args(["--alias", "smollm2"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start huarizo serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("huarizo serve exited before listening")
+                .unwrap();
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let (_, body) = http(addr, "GET", "/metrics", &[], b"");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+#[test]
+fn malformed_requests_get_openai_shaped_4xx_and_the_server_keeps_serving() {
+    let server = Server::start(&["--ctx", "64", "--parallel", "2"]);
+    let a = &server.addr;
+    let long_prompt = "word ".repeat(200);
+    let cases: Vec<(&str, &str, String, u16)> = vec![
+        (
+            "malformed JSON",
+            "/v1/chat/completions",
+            "{\"messages\": [".into(),
+            400,
+        ),
+        ("empty body", "/v1/chat/completions", String::new(), 400),
+        ("not an object", "/v1/completions", "[1,2,3]".into(), 400),
+        (
+            "messages wrong type",
+            "/v1/chat/completions",
+            r#"{"messages":"hi"}"#.into(),
+            400,
+        ),
+        (
+            "messages empty",
+            "/v1/chat/completions",
+            r#"{"messages":[]}"#.into(),
+            400,
+        ),
+        (
+            "unknown role",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"wizard","content":"x"}]}"#.into(),
+            400,
+        ),
+        (
+            "content wrong type",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":5}]}"#.into(),
+            400,
+        ),
+        (
+            "temperature wrong type",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#.into(),
+            400,
+        ),
+        (
+            "temperature out of range",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"temperature":7}"#.into(),
+            400,
+        ),
+        (
+            "n too large",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"n":1000}"#.into(),
+            400,
+        ),
+        (
+            "huge max_tokens",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":10000000000}"#.into(),
+            400,
+        ),
+        (
+            "negative max_tokens",
+            "/v1/completions",
+            r#"{"prompt":"x","max_tokens":-5}"#.into(),
+            400,
+        ),
+        (
+            "prompt longer than the context",
+            "/v1/completions",
+            format!(r#"{{"prompt":"{long_prompt}"}}"#),
+            400,
+        ),
+        (
+            "chat longer than the context",
+            "/v1/chat/completions",
+            format!(r#"{{"messages":[{{"role":"user","content":"{long_prompt}"}}]}}"#),
+            400,
+        ),
+        (
+            "token id out of vocabulary",
+            "/v1/completions",
+            r#"{"prompt":[1,2,99999999]}"#.into(),
+            400,
+        ),
+        (
+            "prompt missing",
+            "/v1/completions",
+            r#"{"max_tokens":3}"#.into(),
+            400,
+        ),
+        (
+            "bad response_format",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}"#
+                .into(),
+            400,
+        ),
+        (
+            "bad tools",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(),
+            400,
+        ),
+        (
+            "too many stop strings",
+            "/v1/completions",
+            format!(r#"{{"prompt":"x","stop":{:?}}}"#, vec!["a"; 40]),
+            400,
+        ),
+        (
+            "logprobs too large",
+            "/v1/completions",
+            r#"{"prompt":"x","logprobs":100}"#.into(),
+            400,
+        ),
+        (
+            "detokenize bad id",
+            "/detokenize",
+            r#"{"tokens":[-1]}"#.into(),
+            400,
+        ),
+        ("unknown endpoint", "/v1/engines", "{}".into(), 404),
+    ];
+    for (what, path, body, want) in &cases {
+        let (status, text) = post(a, path, body);
+        assert_eq!(status, *want, "{what}: {text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: not JSON: {text}"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {text}"
+        );
+        assert!(v["error"]["type"].is_string(), "{what}: {text}");
+    }
+    let (status, _) = http(a, "GET", "/v1/chat/completions", &[], b"");
+    assert_eq!(status, 405);
+    let (status, _) = post(a, "/v1/completions", &"x".repeat(9 << 20));
+    assert_eq!(status, 413, "an oversized body is refused");
+    // Still serving.
+    let (status, text) = post(
+        a,
+        "/v1/completions",
+        r#"{"prompt":"Hello","max_tokens":3,"temperature":0}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = post(a, "/tokenize", r#"{"content":"Hello world"}"#);
+    assert_eq!((status, text.as_str()), (200, r#"{"tokens":[19556,905]}"#));
+    let (status, text) = post(a, "/detokenize", r#"{"tokens":[19556,905]}"#);
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"content":"Hello world"}"#)
+    );
+}
+
+#[test]
+fn api_key_guards_everything_but_health() {
+    let server = Server::start(&["--api-key", "sekret"]);
+    let a = &server.addr;
+    assert_eq!(http(a, "GET", "/health", &[], b"").0, 200);
+    for path in ["/v1/models", "/metrics", "/openapi.json"] {
+        assert_eq!(http(a, "GET", path, &[], b"").0, 401, "{path}");
+        assert_eq!(
+            http(a, "GET", path, &[("Authorization", "Bearer wrong")], b"").0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http(a, "GET", path, &[("Authorization", "Bearer sekret")], b"").0,
+            200,
+            "{path}"
+        );
+    }
+    let (status, text) = post(a, "/v1/completions", r#"{"prompt":"Hi","max_tokens":1}"#);
+    assert_eq!(status, 401);
+    assert!(text.contains("authentication_error"));
+}
+
+#[test]
+fn a_disconnected_stream_stops_decoding_within_one_step() {
+    let server = Server::start(&["--parallel", "2"]);
+    let a = &server.addr;
+    let body = r#"{"prompt":"Once upon a time","max_tokens":3000,"stream":true,"temperature":0.8,"seed":1}"#;
+    let mut s = TcpStream::connect(a).unwrap();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read until a few tokens have streamed, then hang up.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(6).filter(|w| w == b"data: ").count() < 5 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let t0 = Instant::now();
+    while metric(a, "huarizo_cancelled_requests_total") < 1.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "cancellation not seen within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let generated = metric(a, "huarizo_generated_tokens_total");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        metric(a, "huarizo_generated_tokens_total"),
+        generated,
+        "decoding went on"
+    );
+    assert_eq!(metric(a, "huarizo_active_requests"), 0.0);
+    assert!(
+        generated < 200.0,
+        "{generated} tokens generated for a stream read 5 chunks deep"
+    );
+}
+
+#[test]
+fn an_overloaded_queue_answers_429_at_once_and_admitted_requests_complete() {
+    let server = Server::start(&["--parallel", "2", "--queue", "2"]);
+    let addr = server.addr.clone();
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let body =
+                    format!(r#"{{"prompt":"Count to ten: {i}","max_tokens":24,"temperature":0}}"#);
+                let (status, text) = post(&addr, "/v1/completions", &body);
+                (status, t0.elapsed(), text)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let rejected: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    let ok: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
+    assert_eq!(rejected.len() + ok.len(), 12, "{results:?}");
+    assert!(
+        ok.len() >= 4,
+        "at least slots + queue are served: {}",
+        ok.len()
+    );
+    assert!(
+        !rejected.is_empty(),
+        "12 requests on 2 slots + 2 queued must overflow"
+    );
+    for r in &rejected {
+        assert!(r.1 < Duration::from_millis(100), "429 took {:?}", r.1);
+        assert!(r.2.contains("rate_limit_error"));
+    }
+    for r in &ok {
+        let v: serde_json::Value = serde_json::from_str(&r.2).unwrap();
+        assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{}", r.2);
+        assert!(v["choices"][0]["finish_reason"].is_string(), "{}", r.2);
+    }
+}
+
+/// Runs a script from the test suite's Python environment (made by scripts/test-venv.sh).
+fn python(script: &str, args: &[&str], env: &[(&str, &str)]) {
+    let py = testdata().join("venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/test-venv.sh",
+        py.display()
+    );
+    let status = Command::new(py)
+        .arg(repo().join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(repo())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} failed");
+}
+
+#[test]
+fn the_official_openai_client_works() {
+    let server = Server::start(&["--parallel", "4"]);
+    let url = format!("{}/v1", server.url());
+    python(
+        "tests/server/test_openai_client.py",
+        &[],
+        &[("HUARIZO_URL", &url)],
+    );
+}

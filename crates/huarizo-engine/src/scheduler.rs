@@ -1,0 +1,504 @@
+//! Continuous batching: many requests decoded together, one batched forward per step.
+//!
+//! The scheduler owns a fixed set of slots (one KV cache each). A request is admitted to
+//! the free slot whose cache shares the longest prefix with its prompt (a chat that
+//! re-sends its conversation, or many requests with one system prompt, pay only for what
+//! is new). Each [`Scheduler::step`] runs one forward in which every decoding request
+//! contributes its next token and prompts still being read contribute chunks, within a
+//! token budget, so that a long new prompt never stalls the others for long. Results go
+//! to each request's [`EventSink`]; a sink that reports itself closed (the client went
+//! away) has its request dropped at the start of the next step.
+
+use crate::sampling::{token_logprob, top_logprobs, Sampler};
+use crate::stream::{Pushed, TextStream};
+use crate::{Engine, EngineError, FinishReason, GenerateParams};
+use huarizo_model::{Logits, Scratch, SeqBatch, State};
+
+/// Log-probability of one token, with the most likely alternatives at its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// The token.
+    pub token: u32,
+    /// Its log-probability under the model (raw logits, before sampling settings).
+    pub logprob: f32,
+    /// The `k` most likely tokens at that position, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// What a request hears about its progress.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Log-probabilities of the prompt's tokens (the first has none), once it is read.
+    PromptLogprobs(Vec<Option<TokenLogprob>>),
+    /// A generated token and the text that became final with it (may be empty).
+    Token {
+        /// The token id.
+        token: u32,
+        /// Text released by this token.
+        text: String,
+        /// Its log-probability, if the request asked for them.
+        logprob: Option<TokenLogprob>,
+    },
+    /// Generation ended.
+    Done {
+        /// Why.
+        finish: FinishReason,
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Prompt tokens whose cache was reused from an earlier request.
+        cached_tokens: usize,
+        /// Tokens generated (an end-of-generation token is not counted).
+        completion_tokens: usize,
+    },
+    /// The request failed; nothing more follows.
+    Error(String),
+}
+
+/// Where a request's events go.
+pub trait EventSink: Send {
+    /// Delivers an event; false when the receiver is gone (the request is then dropped).
+    fn send(&mut self, event: Event) -> bool;
+    /// True when nobody listens any more.
+    fn is_closed(&self) -> bool;
+}
+
+/// Restricts which tokens may come next (structured output). Errors are messages for the
+/// client.
+pub trait TokenConstraint: Send {
+    /// Sets the logits of forbidden tokens to −∞.
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String>;
+    /// Advances past the sampled token.
+    fn accept(&mut self, token: u32) -> Result<(), String>;
+    /// True when the output is complete and generation must stop.
+    fn is_complete(&self) -> bool;
+}
+
+/// One generation to run.
+pub struct Request {
+    /// Prompt tokens (not empty).
+    pub prompt: Vec<u32>,
+    /// Sampling, limits, stop strings, generated-token log-probabilities.
+    pub params: GenerateParams,
+    /// `Some(k)`: report every prompt token's log-probability with its top `k` (echo).
+    pub prompt_logprobs: Option<usize>,
+    /// Report each generated token's log-probability (with `params.top_logprobs`
+    /// alternatives).
+    pub logprobs: bool,
+    /// Structured-output constraint, if any.
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+    /// Where events go.
+    pub sink: Box<dyn EventSink>,
+}
+
+/// Figures of one step, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepStats {
+    /// Prompt tokens processed.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Requests that finished (any reason).
+    pub finished: usize,
+    /// Requests dropped because their client went away.
+    pub cancelled: usize,
+}
+
+/// Settings of a [`Scheduler`].
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Concurrent requests (slots, one KV cache each).
+    pub n_slots: usize,
+    /// Context positions per slot.
+    pub n_ctx: usize,
+    /// Most tokens in one forward (decode tokens first, then prompt chunks).
+    pub max_batch_tokens: usize,
+}
+
+struct Active {
+    req: Request,
+    /// Prompt tokens not yet in the cache.
+    next_prompt: usize,
+    cached: usize,
+    /// Tokens to feed in the next forward.
+    feed: Vec<u32>,
+    feed_logits: Logits,
+    sampler: Sampler,
+    text: TextStream,
+    generated: usize,
+    prompt_lps: Vec<Option<TokenLogprob>>,
+    logits_buf: Vec<f32>,
+}
+
+struct Slot {
+    state: State,
+    /// Tokens held by `state`.
+    history: Vec<u32>,
+    active: Option<Active>,
+}
+
+/// The continuous-batching scheduler over one engine.
+pub struct Scheduler<'e> {
+    engine: &'e Engine,
+    slots: Vec<Slot>,
+    scratch: Scratch,
+    options: SchedulerOptions,
+}
+
+impl<'e> Scheduler<'e> {
+    /// Allocates `options.n_slots` KV caches of `options.n_ctx` positions.
+    pub fn new(engine: &'e Engine, options: SchedulerOptions) -> Scheduler<'e> {
+        let slots = (0..options.n_slots.max(1))
+            .map(|_| Slot {
+                state: engine.new_state(options.n_ctx),
+                history: Vec::new(),
+                active: None,
+            })
+            .collect();
+        Scheduler {
+            engine,
+            slots,
+            scratch: Scratch::default(),
+            options,
+        }
+    }
+
+    /// Context positions per slot.
+    pub fn n_ctx(&self) -> usize {
+        self.slots[0].state.n_ctx
+    }
+
+    /// Bytes held by the KV caches.
+    pub fn cache_bytes(&self) -> usize {
+        self.slots.iter().map(|s| s.state.cache_bytes()).sum()
+    }
+
+    /// Requests being served.
+    pub fn n_active(&self) -> usize {
+        self.slots.iter().filter(|s| s.active.is_some()).count()
+    }
+
+    /// Whether a request can be admitted now.
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(|s| s.active.is_none())
+    }
+
+    /// Starts `req` in a free slot, reusing the longest cached prefix. Without a free slot
+    /// the request is handed back. A request that cannot run gets an [`Event::Error`].
+    pub fn admit(&mut self, mut req: Request) -> Option<Request> {
+        let n_ctx = self.n_ctx();
+        if req.prompt.is_empty() {
+            req.sink.send(Event::Error("the prompt is empty".into()));
+            return None;
+        }
+        if req.prompt.len() > n_ctx {
+            req.sink.send(Event::Error(format!(
+                "the prompt has {} tokens but the context holds {n_ctx}",
+                req.prompt.len()
+            )));
+            return None;
+        }
+        let n_vocab = self.engine.config().n_vocab;
+        if let Some(bad) = req.prompt.iter().find(|&&t| t as usize >= n_vocab) {
+            req.sink.send(Event::Error(format!(
+                "token id {bad} is out of the vocabulary (size {n_vocab})"
+            )));
+            return None;
+        }
+        let common = |s: &Slot| {
+            s.history
+                .iter()
+                .zip(&req.prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let Some(idx) = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none())
+            .max_by_key(|&i| (common(&self.slots[i]), std::cmp::Reverse(i)))
+        else {
+            return Some(req);
+        };
+        // Prompt log-probabilities need logits at every prompt position: no reuse then.
+        // Otherwise keep at least the last prompt token to compute, for its logits.
+        let keep = if req.prompt_logprobs.is_some() {
+            0
+        } else {
+            common(&self.slots[idx]).min(req.prompt.len() - 1)
+        };
+        let slot = &mut self.slots[idx];
+        slot.state.truncate(keep);
+        slot.history.truncate(keep);
+        let first_lp = req.prompt_logprobs.map(|_| None);
+        slot.active = Some(Active {
+            sampler: Sampler::new(req.params.sampling.clone()),
+            text: TextStream::new(req.params.stop.clone()),
+            next_prompt: keep,
+            cached: keep,
+            feed: Vec::new(),
+            feed_logits: Logits::None,
+            generated: 0,
+            prompt_lps: first_lp.into_iter().collect(),
+            logits_buf: Vec::new(),
+            req,
+        });
+        None
+    }
+
+    /// Runs one batched forward over every active request and delivers its results.
+    /// Returns what was done; zero work means every slot is idle.
+    pub fn step(&mut self) -> Result<StepStats, EngineError> {
+        let mut stats = StepStats::default();
+        let Scheduler {
+            engine,
+            slots,
+            scratch,
+            options,
+        } = self;
+        // Drop requests whose client went away, before spending work on them.
+        for slot in slots.iter_mut() {
+            if slot.active.as_ref().is_some_and(|a| a.req.sink.is_closed()) {
+                slot.active = None;
+                stats.cancelled += 1;
+                stats.finished += 1;
+            }
+        }
+        // Plan: decoding requests first (one token each), then prompt chunks.
+        let mut budget = options.max_batch_tokens.max(1);
+        for slot in slots.iter_mut() {
+            if let Some(a) = slot.active.as_mut() {
+                if a.next_prompt >= a.req.prompt.len() && !a.feed.is_empty() {
+                    budget = budget.saturating_sub(a.feed.len());
+                }
+            }
+        }
+        for slot in slots.iter_mut() {
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            let remaining = a.req.prompt.len() - a.next_prompt;
+            if remaining == 0 || budget == 0 {
+                continue;
+            }
+            let n = remaining.min(budget);
+            budget -= n;
+            a.feed.clear();
+            a.feed
+                .extend_from_slice(&a.req.prompt[a.next_prompt..a.next_prompt + n]);
+            a.next_prompt += n;
+            let done = a.next_prompt == a.req.prompt.len();
+            a.feed_logits = if a.req.prompt_logprobs.is_some() {
+                Logits::All
+            } else if done {
+                Logits::Last
+            } else {
+                Logits::None
+            };
+            stats.prompt_tokens += n;
+        }
+        let mut batch: Vec<SeqBatch<'_>> = Vec::new();
+        let mut members: Vec<usize> = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(a) = slot.active.as_ref() else {
+                continue;
+            };
+            if a.feed.is_empty() {
+                continue;
+            }
+            members.push(i);
+            batch.push(SeqBatch {
+                state: &mut slot.state,
+                tokens: &a.feed,
+                logits: a.feed_logits,
+            });
+        }
+        if batch.is_empty() {
+            return Ok(stats);
+        }
+        let pos_before: Vec<usize> = batch.iter().map(|b| b.state.n_past).collect();
+        let rows: Vec<usize> = batch.iter().map(SeqBatch::n_logits).collect();
+        let logits = match engine.forward_batch(scratch, &mut batch) {
+            Ok(l) => l,
+            Err(e) => {
+                // A failed forward leaves the caches unusable: fail its requests.
+                drop(batch);
+                for &i in &members {
+                    let slot = &mut slots[i];
+                    if let Some(mut a) = slot.active.take() {
+                        a.req.sink.send(Event::Error(e.to_string()));
+                    }
+                    slot.history.clear();
+                    slot.state.truncate(0);
+                    stats.finished += 1;
+                }
+                return Ok(stats);
+            }
+        };
+        let n_vocab = engine.config().n_vocab;
+        let mut row = 0;
+        for (m, &i) in members.iter().enumerate() {
+            let slot = &mut slots[i];
+            let n_rows = rows[m];
+            let seq_logits = &logits[row * n_vocab..(row + n_rows) * n_vocab];
+            row += n_rows;
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            slot.history.extend_from_slice(&a.feed);
+            let fed = std::mem::take(&mut a.feed);
+            let prompt_done = a.next_prompt == a.req.prompt.len();
+            // Prompt log-probabilities: row j (position p) predicts the token at p + 1.
+            if let Some(k) = a.req.prompt_logprobs {
+                if a.feed_logits == Logits::All {
+                    for j in 0..fed.len() {
+                        let next = pos_before[m] + j + 1;
+                        if next < a.req.prompt.len() {
+                            let r = &seq_logits[j * n_vocab..(j + 1) * n_vocab];
+                            let tok = a.req.prompt[next];
+                            a.prompt_lps.push(Some(TokenLogprob {
+                                token: tok,
+                                logprob: token_logprob(r, tok),
+                                top: top_logprobs(r, k),
+                            }));
+                        }
+                    }
+                }
+            }
+            if !prompt_done || n_rows == 0 {
+                continue; // more prompt to read
+            }
+            let last = &seq_logits[(n_rows - 1) * n_vocab..];
+            let first_sample = a.generated == 0 && fed.len() + pos_before[m] == a.req.prompt.len();
+            if first_sample && a.req.prompt_logprobs.is_some() {
+                let lps = std::mem::take(&mut a.prompt_lps);
+                if !a.req.sink.send(Event::PromptLogprobs(lps)) {
+                    slot.active = None;
+                    stats.cancelled += 1;
+                    stats.finished += 1;
+                    continue;
+                }
+            }
+            match sample_next(
+                engine,
+                a,
+                &slot.history,
+                last,
+                slot.state.n_past,
+                slot.state.n_ctx,
+            ) {
+                Next::Feed(token) => {
+                    stats.generated_tokens += 1;
+                    a.feed.push(token);
+                    a.feed_logits = Logits::Last;
+                }
+                Next::Finished(finish, counted) => {
+                    stats.generated_tokens += counted;
+                    stats.finished += 1;
+                    if finish == FinishReason::Cancelled {
+                        stats.cancelled += 1;
+                    }
+                    slot.active = None;
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+enum Next {
+    /// Generation goes on with this token.
+    Feed(u32),
+    /// Generation ended (the events are sent); tokens generated in this step.
+    Finished(FinishReason, usize),
+}
+
+/// Samples after `logits`, sends the token's events and decides whether to go on.
+fn sample_next(
+    engine: &Engine,
+    a: &mut Active,
+    history: &[u32],
+    logits: &[f32],
+    n_past: usize,
+    n_ctx: usize,
+) -> Next {
+    let params = &a.req.params;
+    let done = |a: &mut Active, finish: FinishReason, counted: usize| {
+        let ok = a.req.sink.send(Event::Done {
+            finish,
+            prompt_tokens: a.req.prompt.len(),
+            cached_tokens: a.cached,
+            completion_tokens: a.generated,
+        });
+        Next::Finished(if ok { finish } else { FinishReason::Cancelled }, counted)
+    };
+    if a.generated >= params.max_tokens {
+        return done(a, FinishReason::Length, 0);
+    }
+    let token = match a.req.constraint.as_mut() {
+        None => a.sampler.sample(logits, history),
+        Some(c) => {
+            a.logits_buf.clear();
+            a.logits_buf.extend_from_slice(logits);
+            if let Err(e) = c.mask(&mut a.logits_buf) {
+                a.req.sink.send(Event::Error(e));
+                return Next::Finished(FinishReason::Stop, 0);
+            }
+            a.sampler.sample(&a.logits_buf, history)
+        }
+    };
+    let logprob = a.req.logprobs.then(|| TokenLogprob {
+        token,
+        logprob: token_logprob(logits, token),
+        top: top_logprobs(logits, params.top_logprobs),
+    });
+    let tokenizer = engine.tokenizer();
+    if params.stop_at_eog && tokenizer.is_eog(token) {
+        let rest = a.text.flush();
+        if !rest.is_empty() && !send_text(a, token, rest, None) {
+            return Next::Finished(FinishReason::Cancelled, 0);
+        }
+        return done(a, FinishReason::Stop, 0);
+    }
+    a.generated += 1;
+    let mut complete = false;
+    if let Some(c) = a.req.constraint.as_mut() {
+        if let Err(e) = c.accept(token) {
+            a.req.sink.send(Event::Error(e));
+            return Next::Finished(FinishReason::Stop, 1);
+        }
+        complete = c.is_complete();
+    }
+    match a.text.push(tokenizer.token_bytes(token)) {
+        Pushed::Stopped(tail) => {
+            if !send_text(a, token, tail, logprob) {
+                return Next::Finished(FinishReason::Cancelled, 1);
+            }
+            done(a, FinishReason::Stop, 1)
+        }
+        Pushed::Text(mut chunk) => {
+            let finish = if complete {
+                Some(FinishReason::Stop)
+            } else if a.generated >= a.req.params.max_tokens || n_past >= n_ctx {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            if finish.is_some() {
+                chunk.push_str(&a.text.flush());
+            }
+            if !send_text(a, token, chunk, logprob) {
+                return Next::Finished(FinishReason::Cancelled, 1);
+            }
+            match finish {
+                Some(f) => done(a, f, 1),
+                None => Next::Feed(token),
+            }
+        }
+    }
+}
+
+fn send_text(a: &mut Active, token: u32, text: String, logprob: Option<TokenLogprob>) -> bool {
+    a.req.sink.send(Event::Token {
+        token,
+        text,
+        logprob,
+    })
+}
