@@ -276,7 +276,16 @@ pub fn serve(
         ctx: margs.ctx,
         queue,
         api_key: api_key.filter(|k| !k.is_empty()),
-        model_id: alias.unwrap_or_else(|| margs.model.clone()),
+        model_id: alias.unwrap_or_else(|| model_id(&margs.model)),
     };
     huarizo_server::serve(engine, options)
+}
+
+/// The model's name in the API: an alias as given, a file by its name without extension.
+fn model_id(model: &str) -> String {
+    let path = std::path::Path::new(model);
+    match path.file_stem() {
+        Some(stem) if path.is_file() => stem.to_string_lossy().into_owned(),
+        _ => model.to_string(),
+    }
 }

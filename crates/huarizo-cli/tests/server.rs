@@ -384,7 +384,11 @@ fn an_overloaded_queue_answers_429_at_once_and_admitted_requests_complete() {
     }
     for r in &ok {
         let v: serde_json::Value = serde_json::from_str(&r.2).unwrap();
-        assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{}", r.2);
+        assert!(
+            v["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{}",
+            r.2
+        );
         assert!(v["choices"][0]["finish_reason"].is_string(), "{}", r.2);
     }
 }
@@ -416,4 +420,97 @@ fn the_official_openai_client_works() {
         &[],
         &[("HUARIZO_URL", &url)],
     );
+}
+
+#[test]
+fn the_web_page_streams_and_stops_in_headless_chromium() {
+    let server = Server::start(&["--parallel", "2"]);
+    let e2e = repo().join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "tests/e2e/node_modules is missing: run scripts/test-setup.sh"
+    );
+    let shot = std::env::temp_dir().join(format!("huarizo-chat-{}.png", std::process::id()));
+    let out = Command::new("node")
+        .arg(e2e.join("chat_page.mjs"))
+        .arg(server.url())
+        .arg(&shot)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "chat page test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shot.exists());
+}
+
+#[test]
+fn json_schema_output_always_parses_and_validates() {
+    let server = Server::start(&["--parallel", "4"]);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string", "maxLength": 40 },
+            "age": { "type": "integer", "minimum": 0, "maximum": 150 },
+            "city": { "enum": ["Paris", "Lima", "Beijing"] },
+            "pets": { "type": "array", "items": { "type": "string" }, "maxItems": 3 },
+            "address": {
+                "type": "object",
+                "properties": { "street": { "type": "string" }, "number": { "type": "integer" } },
+                "required": ["street", "number"],
+                "additionalProperties": false
+            }
+        },
+        "required": ["name", "age", "city", "pets", "address"],
+        "additionalProperties": false
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut checked = 0;
+    for round in 0..5 {
+        let body = serde_json::json!({
+            "messages": [{ "role": "user", "content": "Describe a person as JSON." }],
+            "temperature": 1.0,
+            "seed": round,
+            "n": 10,
+            "max_tokens": 120,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": { "name": "person", "schema": schema, "strict": true }
+            }
+        });
+        let (status, text) = post(&server.addr, "/v1/chat/completions", &body.to_string());
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for choice in v["choices"].as_array().unwrap() {
+            let content = choice["message"]["content"].as_str().unwrap();
+            let doc: serde_json::Value = serde_json::from_str(content)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {content}"));
+            assert!(
+                validator.is_valid(&doc),
+                "invalid against the schema: {content}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 50);
+    // json_object mode gives an object; an unsupported schema is a 400 naming it.
+    let (status, text) = post(
+        &server.addr,
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"JSON"}],"max_tokens":60,"temperature":1,"response_format":{"type":"json_object"}}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(doc.is_object());
+    let (status, text) = post(
+        &server.addr,
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"JSON"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"not":{}}}}}"#,
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not"), "{text}");
 }

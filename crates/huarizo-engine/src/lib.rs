@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod json_constraint;
 pub mod sampling;
 pub mod scheduler;
 pub mod stream;
@@ -73,6 +74,7 @@ pub struct Engine {
     template: ChatTemplate,
     has_template: bool,
     pool: ThreadPool,
+    constraint_vocab: std::sync::OnceLock<Result<json_constraint::ConstraintVocab, String>>,
 }
 
 impl Engine {
@@ -101,6 +103,7 @@ impl Engine {
             template,
             has_template,
             pool,
+            constraint_vocab: std::sync::OnceLock::new(),
         })
     }
 
@@ -146,6 +149,32 @@ impl Engine {
         self.template
             .render(messages, add_generation_prompt)
             .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// A constraint that keeps generated text valid JSON: any object when `schema` is
+    /// None, else a document valid against `schema`, within `max_tokens`. Errors name
+    /// what in the schema is unsupported. The vocabulary tables are built on first use.
+    pub fn json_constraint(
+        &self,
+        schema: Option<&serde_json::Value>,
+        max_tokens: usize,
+    ) -> Result<Box<dyn TokenConstraint>, EngineError> {
+        let vocab = self
+            .constraint_vocab
+            .get_or_init(|| {
+                let t = &self.tokenizer;
+                let n = t.n_vocab();
+                let bytes = (0..n as u32).map(|i| t.token_bytes(i).to_vec()).collect();
+                let special = (0..n as u32).map(|i| t.is_control(i)).collect();
+                let eog: Vec<u32> = t.eog_tokens().collect();
+                json_constraint::ConstraintVocab::new(bytes, special, eog)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| EngineError::Request(format!("structured output is unavailable: {e}")))?;
+        json_constraint::JsonOutput::new(vocab, schema, max_tokens)
+            .map(|c| Box::new(c) as Box<dyn TokenConstraint>)
+            .map_err(|e| EngineError::Request(e.to_string()))
     }
 
     /// Renders a conversation given as JSON messages (which may carry `tool_calls` and

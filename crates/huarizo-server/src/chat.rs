@@ -222,7 +222,7 @@ fn prepare(state: &Shared, body: &[u8]) -> Result<(Events, ChatContext), ApiErro
             },
             prompt_logprobs: None,
             logprobs,
-            constraint: format.constraint(state)?,
+            constraint: format.constraint(state, budget)?,
         });
     }
     let events = state.queue.submit(jobs)?;

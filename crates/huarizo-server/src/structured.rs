@@ -51,17 +51,21 @@ impl ResponseFormat {
         }
     }
 
-    /// A fresh constraint for one choice.
+    /// A fresh constraint for one choice of at most `max_tokens` tokens.
     pub fn constraint(
         &self,
-        _state: &Shared,
+        state: &Shared,
+        max_tokens: usize,
     ) -> Result<Option<Box<dyn TokenConstraint>>, ApiError> {
-        match self {
-            ResponseFormat::Text => Ok(None),
-            _ => Err(ApiError::param(
-                "response_format",
-                "structured output is not available in this build yet",
-            )),
-        }
+        let schema = match self {
+            ResponseFormat::Text => return Ok(None),
+            ResponseFormat::JsonObject => None,
+            ResponseFormat::JsonSchema(s) => Some(s),
+        };
+        state
+            .engine
+            .json_constraint(schema, max_tokens)
+            .map(Some)
+            .map_err(|e| ApiError::param("response_format", e.to_string()))
     }
 }
