@@ -223,9 +223,19 @@ pub fn quantize_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) {
         let (d, id) = q8_block_scale(x);
         b.d.set(d);
         for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = (v * id).round_ties_even() as i8;
+            *q = round_even(v * id) as i8;
         }
     }
+}
+
+/// Round half to even, as `_mm256_round_ps(_MM_FROUND_TO_NEAREST_INT)` and `rintf`, for
+/// |x| < 2²² (block-scaled values are at most 127.5): adding and removing 1.5·2²³ leaves the
+/// nearest integer under the default rounding mode. Inlined float adds, where
+/// `round_ties_even` is a libm call on baseline x86-64.
+#[inline(always)]
+fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
+    (x + MAGIC) - MAGIC
 }
 
 /// f32 → Q8_1 as llama.cpp's x86 `quantize_row_q8_1`: as Q8_0, plus `s = f16(d · Σq)` with
@@ -236,7 +246,7 @@ pub fn quantize_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) {
         b.d.set(d);
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(x) {
-            let r = (v * id).round_ties_even() as i32;
+            let r = round_even(v * id) as i32;
             sum += r;
             *q = r as i8;
         }
