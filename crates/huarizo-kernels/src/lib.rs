@@ -43,6 +43,28 @@ pub type VecDotFn = fn(&[u8], &[u8]) -> f32;
 /// matching [`VecDotFn`].
 pub type VecDot4Fn = fn(&[u8], [&[u8]; 4]) -> [f32; 4];
 
+/// A four-row dot product given the four activation rows' block scales as f32, converted once
+/// per batch: `scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]` for block i (`s` = 0 for types
+/// without it). Same bits as [`VecDot4Fn`].
+pub type ScaledDot4Fn = fn(&[u8], [&[u8]; 4], &[[f32; 8]]) -> [f32; 4];
+
+/// The pre-scaled four-row kernel for weights of type `t`, if this CPU has one (Q4_1 with
+/// AVX-512 VNNI).
+pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        x86::scaled4_kernel(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
 /// The four-row kernel for weights of type `t`, if this CPU has one.
 pub fn vec_dot4_kernel(t: GgmlType) -> Option<VecDot4Fn> {
     #[cfg(target_arch = "x86_64")]

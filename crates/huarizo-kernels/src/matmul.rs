@@ -4,6 +4,7 @@
 //! weight's own block format; activations are `(T, n_in)`: T token rows already quantized
 //! to `vec_dot_type(W)`; the output is `(T, n_out)` in f32.
 
+use crate::blocks::QK;
 use crate::pool::ThreadPool;
 use crate::{quantize_row, vec_dot_kernel, vec_dot_type};
 use huarizo_formats::GgmlType;
@@ -79,6 +80,100 @@ pub fn matmul(
         (None, _) if crate::repacked::tiled_kernel(w_type).is_some() && tiled => None,
         (None, _) => crate::vec_dot4_kernel(w_type),
     };
+    // Where a pre-scaled kernel exists, the activation scales of each group of four tokens
+    // are converted to f32 once here instead of once per weight row.
+    let scaled = match (repacked, n_tokens >= 4) {
+        (None, true) => crate::scaled4_kernel(w_type),
+        _ => None,
+    };
+    let n_blocks = n_in / QK;
+    SCALES.with_borrow_mut(|scales| {
+        scales.clear();
+        if scaled.is_some() {
+            group_scales(acts, a_row, n_blocks, n_tokens / 4, scales);
+        }
+        let scales: &[[f32; 8]] = scales;
+        matmul_tiles(
+            pool,
+            MatmulPlan {
+                w,
+                w_row,
+                n_out,
+                acts,
+                a_row,
+                n_tokens,
+                dot4,
+                scaled,
+                scales,
+                n_blocks,
+                plain,
+                repacked,
+            },
+            out,
+        );
+    });
+}
+
+thread_local! {
+    /// Activation scales of the current batch, reused across calls (no allocation per token).
+    static SCALES: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Q8_1 block scales `[d₀..d₃, s₀..s₃]` per (group of four tokens, block), as f32.
+fn group_scales(
+    acts: &[u8],
+    a_row: usize,
+    n_blocks: usize,
+    n_groups: usize,
+    out: &mut Vec<[f32; 8]>,
+) {
+    use crate::blocks::{as_blocks, BlockQ8_1};
+    out.reserve(n_groups * n_blocks);
+    for g in 0..n_groups {
+        let rows: [&[BlockQ8_1]; 4] =
+            std::array::from_fn(|r| as_blocks(&acts[(4 * g + r) * a_row..(4 * g + r + 1) * a_row]));
+        for i in 0..n_blocks {
+            let mut sc = [0f32; 8];
+            for r in 0..4 {
+                sc[r] = rows[r][i].d.get();
+                sc[4 + r] = rows[r][i].s.get();
+            }
+            out.push(sc);
+        }
+    }
+}
+
+/// Everything one matmul's row tiles need.
+struct MatmulPlan<'a> {
+    w: &'a [u8],
+    w_row: usize,
+    n_out: usize,
+    acts: &'a [u8],
+    a_row: usize,
+    n_tokens: usize,
+    dot4: Option<crate::VecDot4Fn>,
+    scaled: Option<crate::ScaledDot4Fn>,
+    scales: &'a [[f32; 8]],
+    n_blocks: usize,
+    plain: crate::VecDotFn,
+    repacked: Option<crate::repacked::RepackedKernels>,
+}
+
+fn matmul_tiles(pool: &ThreadPool, p: MatmulPlan<'_>, out: &mut [f32]) {
+    let MatmulPlan {
+        w,
+        w_row,
+        n_out,
+        acts,
+        a_row,
+        n_tokens,
+        dot4,
+        scaled,
+        scales,
+        n_blocks,
+        plain,
+        repacked,
+    } = p;
     let out_ptr = SharedOut(out.as_mut_ptr());
     pool.for_chunks(n_out.div_ceil(ROW_TILE), &|tiles| {
         let out_ptr = &out_ptr;
@@ -87,6 +182,20 @@ pub fn matmul(
             let tile = tile_start..(tile_start + ROW_TILE).min(rows.end);
             // Four tokens at a time where a four-row kernel exists (same bits as one by one).
             let mut t0 = 0;
+            if let Some(scaled) = scaled {
+                while t0 + 4 <= n_tokens {
+                    let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                    let sc = &scales[(t0 / 4) * n_blocks..(t0 / 4 + 1) * n_blocks];
+                    for r in tile.clone() {
+                        let values = scaled(&w[r * w_row..(r + 1) * w_row], a, sc);
+                        for (i, v) in values.into_iter().enumerate() {
+                            // SAFETY: as below.
+                            unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
+                        }
+                    }
+                    t0 += 4;
+                }
+            }
             if let Some(dot4) = dot4 {
                 while t0 + 4 <= n_tokens {
                     let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);

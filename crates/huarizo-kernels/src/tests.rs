@@ -404,3 +404,39 @@ fn bench_dot_kernels() {
         );
     }
 }
+
+/// The batched kernels (four-row, pre-scaled four-row) give each output exactly the bits of
+/// the one-row kernel, for every token count's mix of them.
+#[test]
+fn batched_matmul_equals_one_row_kernel_bit_for_bit() {
+    use crate::matmul::{matmul, quantize_activations};
+    let pool = crate::pool::ThreadPool::new(2);
+    let mut rng = Rng(0x5eed_0f_ba7c);
+    for t in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let (n_in, n_out) = (256, 24);
+        let w = random_weights(t, n_out * n_in / t.block_size(), &mut rng);
+        for n_tokens in [1, 4, 7, 9, 16] {
+            let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
+            let mut acts = Vec::new();
+            quantize_activations(t, &x, n_in, &mut acts);
+            let mut out = vec![0f32; n_tokens * n_out];
+            matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
+            let one = vec_dot_kernel(t);
+            let (w_row, a_row) = (
+                t.row_bytes(n_in).unwrap(),
+                vec_dot_type(t).row_bytes(n_in).unwrap(),
+            );
+            for tok in 0..n_tokens {
+                for r in 0..n_out {
+                    let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
+                    let got = out[tok * n_out + r];
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

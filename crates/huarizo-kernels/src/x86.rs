@@ -374,6 +374,48 @@ fn mul_sum_us8_pairs_vnni(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
+/// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
+/// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
+/// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
+/// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn q4_1_q8_1_x4_scaled(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = _mm_setzero_ps();
+    let n = x.len().min(scales.len());
+    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+        let qx = bytes_from_nibbles_32(&x.qs);
+        // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
+        let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
+        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
+        let dx = _mm256_set1_ps(h(x.d));
+        for r in 0..4 {
+            let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
+            let xy = mul_sum_us8_pairs_vnni(qx, load_i8x32(&ys[r][i].qs));
+            acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+        }
+    }
+    let mut s = [0f32; 4];
+    // SAFETY: `s` holds four f32.
+    unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
+    [
+        hsum_f32x8(acc[0]) + s[0],
+        hsum_f32x8(acc[1]) + s[1],
+        hsum_f32x8(acc[2]) + s[2],
+        hsum_f32x8(acc[3]) + s[3],
+    ]
+}
+
+fn dot4_q4_1_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
+    unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
+}
+
+/// The pre-scaled four-row kernel for weights of type `t`, where there is one for this CPU.
+pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
+    (t == GgmlType::Q4_1 && vnni_detected()).then_some(dot4_q4_1_scaled as crate::ScaledDot4Fn)
+}
+
 /// Whether this CPU has AVX-512 VNNI with 256-bit forms.
 fn vnni_detected() -> bool {
     detected() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
