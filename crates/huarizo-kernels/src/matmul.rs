@@ -132,14 +132,14 @@ fn group_scales(
     for g in 0..n_groups {
         let rows: [&[BlockQ8_1]; 4] =
             std::array::from_fn(|r| as_blocks(&acts[(4 * g + r) * a_row..(4 * g + r + 1) * a_row]));
-        for i in 0..n_blocks {
+        out.extend((0..n_blocks).map(|i| {
             let mut sc = [0f32; 8];
-            for r in 0..4 {
-                sc[r] = rows[r][i].d.get();
-                sc[4 + r] = rows[r][i].s.get();
+            for (r, row) in rows.iter().enumerate() {
+                sc[r] = row[i].d.get();
+                sc[4 + r] = row[i].s.get();
             }
-            out.push(sc);
-        }
+            sc
+        }));
     }
 }
 
