@@ -53,61 +53,105 @@ pub fn attention(
     out: &mut [f32],
     scratch: &mut Vec<Vec<f32>>,
 ) {
-    let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
-    let n_tokens = q.len() / (h * d);
-    let n_kv = pos0 + n_tokens;
-    assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
-    assert!(out.len() >= n_tokens * h * dv);
-    let group = h / hkv;
-    // ggml computes a single query with its vector dot product and a batch with its GEMM;
-    // the two sum in different orders, and huarizo follows whichever llama.cpp would use.
-    let order = if n_tokens == 1 {
-        SumOrder::VecDot
-    } else {
-        SumOrder::Gemm
+    let span = AttnSpan {
+        row0: 0,
+        n_rows: q.len() / (p.n_head * p.head_dim),
+        pos0,
     };
-    let slots = order.slots();
-    let n_pad = n_kv.next_multiple_of(VECDOT_STEP);
-    let per_thread = n_pad + d + slots * dv;
+    attention_batch(pool, p, q, &[span], &|_| (k_cache, v_cache), out, scratch);
+}
+
+/// One sequence's rows in a batched attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnSpan {
+    /// First row of `q` and `out` that belongs to the sequence.
+    pub row0: usize,
+    /// Its query rows (tokens).
+    pub n_rows: usize,
+    /// Position of its first query.
+    pub pos0: usize,
+}
+
+/// [`attention`] for several sequences at once, in one pass of the pool: sequence `s` owns
+/// rows `spans[s].row0..+n_rows` of `q` and `out`, and `kv(s)` gives its key and value
+/// caches. Each sequence computes exactly what [`attention`] computes for it alone.
+pub fn attention_batch<'c>(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    q: &[f32],
+    spans: &[AttnSpan],
+    kv: &(dyn Fn(usize) -> (&'c [f16], &'c [f16]) + Sync),
+    out: &mut [f32],
+    scratch: &mut Vec<Vec<f32>>,
+) {
+    let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
+    let mut per_thread = 0;
+    for (s, span) in spans.iter().enumerate() {
+        let n_kv = span.pos0 + span.n_rows;
+        let (k_cache, v_cache) = kv(s);
+        assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
+        assert!(q.len() >= (span.row0 + span.n_rows) * h * d);
+        assert!(out.len() >= (span.row0 + span.n_rows) * h * dv);
+        let slots = SumOrder::for_rows(span.n_rows).slots();
+        per_thread = per_thread.max(n_kv.next_multiple_of(VECDOT_STEP) + d + slots * dv);
+    }
+    let group = h / hkv;
     scratch.resize_with(pool.n_threads(), Vec::new);
     for s in scratch.iter_mut() {
         s.resize(per_thread, 0.0);
     }
     let out_ptr = SharedOut(out.as_mut_ptr());
     let scratch_ptr = SharedScratch(scratch.as_mut_ptr());
-    let n_jobs = n_tokens * h;
+    let n_jobs: usize = spans.iter().map(|s| s.n_rows * h).sum();
     let n_threads = pool.n_threads();
     pool.run(&|thread| {
         let (out_ptr, scratch_ptr) = (&out_ptr, &scratch_ptr);
         // SAFETY: thread `thread` uses only `scratch[thread]`, and the outer vector is not
         // resized while the pool runs.
         let buf: &mut Vec<f32> = unsafe { &mut *scratch_ptr.0.add(thread) };
-        let (scores, rest) = buf.split_at_mut(n_pad);
-        let (q16, acc) = rest.split_at_mut(d);
+        // Jobs are numbered sequence by sequence; `seq` and `base` follow this thread's
+        // increasing job numbers.
+        let (mut seq, mut base) = (0, 0);
         // Interleaved jobs: later tokens attend to more positions, so contiguous chunks
         // would leave the first thread idle.
         for job in (thread..n_jobs).step_by(n_threads) {
-            let (t, head) = (job / h, job % h);
-            let pos = pos0 + t;
+            while job >= base + spans[seq].n_rows * h {
+                base += spans[seq].n_rows * h;
+                seq += 1;
+            }
+            let span = spans[seq];
+            let (k_cache, v_cache) = kv(seq);
+            // ggml computes a single query with its vector dot product and a batch with
+            // its GEMM; the two sum in different orders, and huarizo follows whichever
+            // llama.cpp would use.
+            let order = SumOrder::for_rows(span.n_rows);
+            let slots = order.slots();
+            let n_pad = (span.pos0 + span.n_rows).next_multiple_of(VECDOT_STEP);
+            let (scores, rest) = buf.split_at_mut(n_pad);
+            let (q16, rest) = rest.split_at_mut(d);
+            let acc = &mut rest[..slots * dv];
+            let (t, head) = ((job - base) / h, (job - base) % h);
+            let row = span.row0 + t;
+            let pos = span.pos0 + t;
             let kv_head = head / group;
             let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            for (dst, &x) in q16.iter_mut().zip(&q[(t * h + head) * d..][..d]) {
+            for (dst, &x) in q16.iter_mut().zip(&q[(row * h + head) * d..][..d]) {
                 *dst = f16::from_f32(x).to_f32();
             }
             // Scores over the padded row of positions, masked positions at −∞.
-            let row = &mut scores[..(pos + 1).next_multiple_of(GGML_LANES)];
-            for (j, s) in row.iter_mut().enumerate() {
+            let row_scores = &mut scores[..(pos + 1).next_multiple_of(GGML_LANES)];
+            for (j, s) in row_scores.iter_mut().enumerate() {
                 *s = if j < lo || j > pos {
                     f32::NEG_INFINITY
                 } else {
                     order.dot(&k_cache[(j * hkv + kv_head) * d..][..d], q16) * p.scale
                 };
             }
-            softmax_ggml(row);
+            softmax_ggml(row_scores);
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
             // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
-            for (j, &pr) in row.iter().enumerate().take(pos + 1).skip(lo) {
+            for (j, &pr) in row_scores.iter().enumerate().take(pos + 1).skip(lo) {
                 let pr = f16::from_f32(pr).to_f32();
                 if pr == 0.0 {
                     continue;
@@ -116,9 +160,10 @@ pub fn attention(
                 let value = &v_cache[(j * hkv + kv_head) * dv..][..dv];
                 axpy_f16(&mut acc[slot * dv..(slot + 1) * dv], value, pr);
             }
-            // SAFETY: job (t, head) owns out[(t·H + head)·Dv ..][..Dv]; jobs are disjoint.
+            // SAFETY: job (row, head) owns out[(row·H + head)·Dv ..][..Dv]; jobs are
+            // disjoint and rows of different sequences do not overlap.
             let o =
-                unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((t * h + head) * dv), dv) };
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((row * h + head) * dv), dv) };
             let mut lanes = [0f32; VECDOT_STEP];
             for (c, o) in o.iter_mut().enumerate() {
                 for (slot, lane) in lanes[..slots].iter_mut().enumerate() {
@@ -146,6 +191,15 @@ enum SumOrder {
 }
 
 impl SumOrder {
+    /// The order llama.cpp uses for a sequence with `n_rows` queries in the batch.
+    fn for_rows(n_rows: usize) -> SumOrder {
+        if n_rows == 1 {
+            SumOrder::VecDot
+        } else {
+            SumOrder::Gemm
+        }
+    }
+
     /// Accumulator slots (lanes × registers).
     fn slots(self) -> usize {
         match self {

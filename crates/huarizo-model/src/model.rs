@@ -9,7 +9,7 @@ use crate::config::{Config, RopeScaling};
 use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
-use huarizo_kernels::attention::{attention, AttnParams};
+use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
 use huarizo_kernels::matmul::{matmul, quantize_activations};
 use huarizo_kernels::ops;
 use huarizo_kernels::pool::ThreadPool;
@@ -388,6 +388,7 @@ impl Model {
             s.att.resize(n_tokens * h * dv, 0.0);
             let (k_row, v_row) = (hkv * d, hkv * dv);
             let mut row0 = 0;
+            s.spans.clear();
             for seq in seqs.iter_mut() {
                 let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
                 let cache = &mut seq.state.cache[il];
@@ -404,18 +405,26 @@ impl Model {
                 {
                     *dst = half::f16::from_f32(src);
                 }
-                attention(
-                    pool,
-                    &params,
-                    &s.q[rows.start * h * d..rows.end * h * d],
+                s.spans.push(AttnSpan {
+                    row0,
+                    n_rows: n,
                     pos0,
-                    &cache.k,
-                    &cache.v,
-                    &mut s.att[rows.start * h * dv..rows.end * h * dv],
-                    &mut s.attn_scratch,
-                );
+                });
                 row0 += n;
             }
+            let caches = &*seqs;
+            attention_batch(
+                pool,
+                &params,
+                &s.q,
+                &s.spans,
+                &|i| {
+                    let c = &caches[i].state.cache[il];
+                    (&c.k[..], &c.v[..])
+                },
+                &mut s.att,
+                &mut s.attn_scratch,
+            );
             trace("kqv_out", il, &s.att);
             self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
             trace("attn_out", il, &s.out);

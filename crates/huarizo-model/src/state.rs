@@ -29,6 +29,7 @@ pub struct Scratch {
     pub(crate) acts: Vec<u8>,
     pub(crate) angles: Vec<(f32, f32)>,
     pub(crate) attn_scratch: Vec<Vec<f32>>,
+    pub(crate) spans: Vec<huarizo_kernels::attention::AttnSpan>,
 }
 
 /// One sequence being decoded: how many positions it holds, its cache and scratch space.
