@@ -1,6 +1,6 @@
 //! Times the continuous-batching step: N sequences decoding together, against one
 //! sequence decoding alone and one forward of N tokens of a single sequence.
-//! Usage: batch_step MODEL [N]
+//! Also times the default sampler on one row of logits. Usage: batch_step MODEL [N]
 
 use huarizo_engine::{Engine, EngineOptions, Logits, Scratch, SeqBatch};
 use std::time::Instant;
@@ -9,6 +9,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let engine = Engine::load(args[1].as_ref(), &EngineOptions { n_threads: 2 }).unwrap();
     let n: usize = args.get(2).map_or(16, |s| s.parse().unwrap());
+    sampling_cost(&engine);
     let prompt = engine.tokenize_prompt("Once upon a time, in a land far away,");
     let mut states: Vec<_> = (0..n).map(|_| engine.new_state(1024)).collect();
     for s in &mut states {
@@ -50,5 +51,28 @@ fn main() {
     println!(
         "{n} sequences × 1 token: {:.2} ms/step ({:.0} tok/s); 1 sequence × 1 token: {:.2} ms ({:.0} tok/s); 1 sequence × {n} tokens: {:.2} ms",
         batched * 1e3, n as f64 / batched, single * 1e3, 1.0 / single, one_seq * 1e3
+    );
+}
+
+/// Times the default sampler on one row of real logits.
+fn sampling_cost(engine: &Engine) {
+    use huarizo_engine::{Sampler, SamplingParams};
+    let mut state = engine.new_state(64);
+    let logits = engine
+        .forward(
+            &mut state,
+            &engine.tokenize_prompt("Once upon a time"),
+            Logits::Last,
+        )
+        .unwrap()
+        .to_vec();
+    let mut s = Sampler::new(SamplingParams::default());
+    let t0 = Instant::now();
+    for _ in 0..1000 {
+        std::hint::black_box(s.sample(&logits, &[]));
+    }
+    println!(
+        "sampling (llama.cpp defaults): {:.1} µs per token",
+        t0.elapsed().as_secs_f64() * 1e3
     );
 }
