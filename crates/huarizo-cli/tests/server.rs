@@ -393,33 +393,109 @@ fn an_overloaded_queue_answers_429_at_once_and_admitted_requests_complete() {
     }
 }
 
-/// Runs a script from the test suite's Python environment (made by scripts/test-venv.sh).
-fn python(script: &str, args: &[&str], env: &[(&str, &str)]) {
-    let py = testdata().join("venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test-venv.sh",
-        py.display()
-    );
-    let status = Command::new(py)
-        .arg(repo().join(script))
+/// Runs a script (Python from the test suite's venv, made by scripts/test-venv.sh, or a
+/// shell script) and returns its standard output.
+fn script(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let path = repo().join(script);
+    let mut cmd = if script.ends_with(".py") {
+        let py = testdata().join("venv/bin/python");
+        assert!(
+            py.exists(),
+            "{} is missing: run scripts/test-venv.sh",
+            py.display()
+        );
+        let mut c = Command::new(py);
+        c.arg(&path);
+        c
+    } else {
+        Command::new(&path)
+    };
+    let out = cmd
         .args(args)
         .envs(env.iter().copied())
         .current_dir(repo())
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(status.success(), "{script} failed");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}");
+    stdout
 }
 
 #[test]
 fn the_official_openai_client_works() {
     let server = Server::start(&["--parallel", "4"]);
     let url = format!("{}/v1", server.url());
-    python(
+    script(
         "tests/server/test_openai_client.py",
         &[],
         &[("HUARIZO_URL", &url)],
     );
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_in_1000_requests() {
+    let server = Server::start(&["--parallel", "2", "--ctx", "512"]);
+    let out = script("tests/server/run_schemathesis.sh", &[&server.url()], &[]);
+    eprintln!("{out}");
+}
+
+/// lm-evaluation-harness's `local-completions` model against the server, on a local
+/// multiple-choice task: every per-choice log-likelihood equals huarizo's own, computed
+/// in-process with the engine, to 1e-3 nats (as lm_eval splits context and continuation).
+#[test]
+fn lm_eval_log_likelihoods_equal_in_process_ones() {
+    let server = Server::start(&["--parallel", "2", "--ctx", "512"]);
+    let out_dir = std::env::temp_dir().join(format!("huarizo-lm-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = out_dir.to_str().unwrap();
+    script("tests/server/run_lm_eval.sh", &[&server.url(), out], &[]);
+    let json = script("tests/server/lm_eval_loglikelihoods.py", &[out], &[]);
+    let items: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let engine = huarizo_engine::Engine::load(
+        &testdata().join("smollm2.gguf"),
+        &huarizo_engine::EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
+    let tok = |s: &str| engine.tokenizer().encode(s, false, true);
+    let v = engine.config().n_vocab;
+    let (mut n, mut worst, mut same_greedy) = (0, 0f64, 0);
+    for item in items.as_array().unwrap() {
+        for choice in item["choices"].as_array().unwrap() {
+            let (mut ctx, mut cont) = (
+                choice["context"].as_str().unwrap().to_string(),
+                choice["continuation"].as_str().unwrap().to_string(),
+            );
+            // lm_eval moves the context's trailing spaces to the continuation.
+            let kept = ctx.trim_end().len();
+            cont.insert_str(0, &ctx[kept..]);
+            ctx.truncate(kept);
+            let whole = tok(&(ctx.clone() + &cont));
+            let n_ctx = tok(&ctx).len();
+            let mut state = engine.new_state(whole.len());
+            let logits = engine
+                .forward(&mut state, &whole, huarizo_engine::Logits::All)
+                .unwrap();
+            let (mut ll, mut greedy) = (0f64, true);
+            for j in n_ctx..whole.len() {
+                let row = &logits[(j - 1) * v..j * v];
+                ll += f64::from(huarizo_engine::sampling::token_logprob(row, whole[j]));
+                greedy &= huarizo_engine::sampling::argmax(row) == whole[j];
+            }
+            let theirs = choice["loglikelihood"].as_f64().unwrap();
+            worst = worst.max((ll - theirs).abs());
+            assert!(
+                (ll - theirs).abs() <= 1e-3,
+                "{ctx:?} + {cont:?}: lm_eval {theirs}, huarizo in-process {ll}"
+            );
+            same_greedy += usize::from(choice["is_greedy"].as_bool() == Some(greedy));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 80, "20 questions × 4 choices");
+    assert_eq!(same_greedy, n, "is_greedy differs");
+    eprintln!("lm_eval vs in-process: {n} log-likelihoods, largest difference {worst:.2e} nats");
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]

@@ -492,6 +492,82 @@ impl crate::TokenConstraint for JsonOutput {
     }
 }
 
+/// Forces `prefix` token by token, then a JSON document (as [`JsonOutput`]), then `suffix`:
+/// how a tool call (`<tool_call>\n{…}\n</tool_call>`) is made mandatory.
+pub struct FramedJson {
+    prefix: Vec<u32>,
+    json: JsonOutput,
+    suffix: Vec<u32>,
+    /// Tokens of prefix + suffix accepted so far.
+    forced: usize,
+}
+
+impl FramedJson {
+    /// The constraint: `prefix`, a document valid against `schema`, `suffix`.
+    pub fn new(
+        vocab: &ConstraintVocab,
+        prefix: Vec<u32>,
+        schema: &Value,
+        suffix: Vec<u32>,
+        budget: usize,
+    ) -> Result<Self> {
+        let room = budget.saturating_sub(prefix.len() + suffix.len());
+        Ok(FramedJson {
+            json: JsonOutput::new(vocab, Some(schema), room)?,
+            prefix,
+            suffix,
+            forced: 0,
+        })
+    }
+
+    fn in_json(&self) -> bool {
+        self.forced >= self.prefix.len() && !self.json.inner.is_complete()
+    }
+
+    /// The token that must come next, outside the JSON part.
+    fn next_forced(&self) -> Option<u32> {
+        if self.forced < self.prefix.len() {
+            self.prefix.get(self.forced).copied()
+        } else {
+            self.suffix.get(self.forced - self.prefix.len()).copied()
+        }
+    }
+}
+
+impl crate::TokenConstraint for FramedJson {
+    fn mask(&mut self, logits: &mut [f32]) -> std::result::Result<(), String> {
+        if self.in_json() {
+            return crate::TokenConstraint::mask(&mut self.json, logits);
+        }
+        let keep = self.next_forced();
+        for (i, l) in logits.iter_mut().enumerate() {
+            if Some(i as u32) != keep {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, token: u32) -> std::result::Result<(), String> {
+        if self.in_json() {
+            return crate::TokenConstraint::accept(&mut self.json, token);
+        }
+        match self.next_forced() {
+            Some(t) if t == token => {
+                self.forced += 1;
+                Ok(())
+            }
+            _ => Err(format!(
+                "structured output: token {token} is not the forced one"
+            )),
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.forced >= self.prefix.len() + self.suffix.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

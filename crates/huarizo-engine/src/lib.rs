@@ -122,6 +122,11 @@ impl Engine {
         &self.tokenizer
     }
 
+    /// The chat template's source (the model's own, or the built-in fallback).
+    pub fn chat_template_source(&self) -> &str {
+        self.template.source()
+    }
+
     /// Whether the model file carries its own chat template (else a built-in one is used).
     pub fn has_chat_template(&self) -> bool {
         self.has_template
@@ -159,8 +164,51 @@ impl Engine {
         schema: Option<&serde_json::Value>,
         max_tokens: usize,
     ) -> Result<Box<dyn TokenConstraint>, EngineError> {
-        let vocab = self
-            .constraint_vocab
+        let vocab = self.constraint_vocab()?;
+        json_constraint::JsonOutput::new(vocab, schema, max_tokens)
+            .map(|c| Box::new(c) as Box<dyn TokenConstraint>)
+            .map_err(|e| EngineError::Request(e.to_string()))
+    }
+
+    /// A constraint that makes the reply one tool call in the ChatML/Qwen form,
+    /// `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`, whose name is one of
+    /// `tools` (OpenAI `tools` entries) and whose arguments follow that tool's parameters.
+    pub fn tool_call_constraint(
+        &self,
+        tools: &[serde_json::Value],
+        max_tokens: usize,
+    ) -> Result<Box<dyn TokenConstraint>, EngineError> {
+        let branches: Vec<serde_json::Value> = tools
+            .iter()
+            .filter_map(|t| {
+                let f = t.get("function")?;
+                let name = f.get("name")?.as_str()?;
+                let params = f
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({ "type": "object" }));
+                Some(serde_json::json!({
+                    "type": "object",
+                    "properties": { "name": { "const": name }, "arguments": params },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": false,
+                }))
+            })
+            .collect();
+        if branches.is_empty() {
+            return Err(EngineError::Request("no tool to call".into()));
+        }
+        let schema = serde_json::json!({ "anyOf": branches });
+        let vocab = self.constraint_vocab()?;
+        let prefix = self.tokenizer.encode("<tool_call>\n", false, true);
+        let suffix = self.tokenizer.encode("\n</tool_call>", false, true);
+        json_constraint::FramedJson::new(vocab, prefix, &schema, suffix, max_tokens)
+            .map(|c| Box::new(c) as Box<dyn TokenConstraint>)
+            .map_err(|e| EngineError::Request(e.to_string()))
+    }
+
+    fn constraint_vocab(&self) -> Result<&json_constraint::ConstraintVocab, EngineError> {
+        self.constraint_vocab
             .get_or_init(|| {
                 let t = &self.tokenizer;
                 let n = t.n_vocab();
@@ -171,10 +219,7 @@ impl Engine {
                     .map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|e| EngineError::Request(format!("structured output is unavailable: {e}")))?;
-        json_constraint::JsonOutput::new(vocab, schema, max_tokens)
-            .map(|c| Box::new(c) as Box<dyn TokenConstraint>)
-            .map_err(|e| EngineError::Request(e.to_string()))
+            .map_err(|e| EngineError::Request(format!("structured output is unavailable: {e}")))
     }
 
     /// Renders a conversation given as JSON messages (which may carry `tool_calls` and

@@ -178,24 +178,32 @@ fn softmax_of(c: &[(u32, f32)], temperature: f32) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-/// Log-probability of `token` under the raw logits (log-softmax).
-pub fn token_logprob(logits: &[f32], token: u32) -> f32 {
+/// `log Σ exp(logits)`, the log-softmax normaliser (summed in f64).
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    logits.get(token as usize).map_or(f32::NEG_INFINITY, |&l| {
-        (f64::from(l - max) - sum.ln()) as f32
-    })
+    max + logits
+        .iter()
+        .map(|&l| f64::from(l - max).exp())
+        .sum::<f64>()
+        .ln() as f32
+}
+
+/// Log-probability of `token` under the raw logits (log-softmax); the same value
+/// [`top_logprobs`] gives it.
+pub fn token_logprob(logits: &[f32], token: u32) -> f32 {
+    let lse = log_sum_exp(logits);
+    logits
+        .get(token as usize)
+        .map_or(f32::NEG_INFINITY, |&l| l - lse)
 }
 
 /// The `k` most likely tokens with their log-probabilities under the raw logits.
 pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = max
-        + logits
-            .iter()
-            .map(|&l| f64::from(l - max).exp())
-            .sum::<f64>()
-            .ln() as f32;
+    top_logprobs_with(logits, k, log_sum_exp(logits))
+}
+
+/// [`top_logprobs`] with the normaliser `lse` already computed.
+pub fn top_logprobs_with(logits: &[f32], k: usize, lse: f32) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     let k = k.min(idx.len());
     if k == 0 {
@@ -210,7 +218,7 @@ pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.truncate(k);
     idx.sort_unstable_by(cmp);
     idx.into_iter()
-        .map(|i| (i, logits[i as usize] - log_sum))
+        .map(|i| (i, logits[i as usize] - lse))
         .collect()
 }
 

@@ -9,7 +9,7 @@
 //! to each request's [`EventSink`]; a sink that reports itself closed (the client went
 //! away) has its request dropped at the start of the next step.
 
-use crate::sampling::{token_logprob, top_logprobs, Sampler};
+use crate::sampling::{log_sum_exp, top_logprobs_with, Sampler};
 use crate::stream::{Pushed, TextStream};
 use crate::{Engine, EngineError, FinishReason, GenerateParams};
 use huarizo_model::{Logits, Scratch, SeqBatch, State};
@@ -352,12 +352,8 @@ impl<'e> Scheduler<'e> {
                         let next = pos_before[m] + j + 1;
                         if next < a.req.prompt.len() {
                             let r = &seq_logits[j * n_vocab..(j + 1) * n_vocab];
-                            let tok = a.req.prompt[next];
-                            a.prompt_lps.push(Some(TokenLogprob {
-                                token: tok,
-                                logprob: token_logprob(r, tok),
-                                top: top_logprobs(r, k),
-                            }));
+                            a.prompt_lps
+                                .push(Some(logprob_entry(r, a.req.prompt[next], k)));
                         }
                     }
                 }
@@ -444,15 +440,19 @@ fn sample_next(
             a.sampler.sample(&a.logits_buf, history)
         }
     };
-    let logprob = a.req.logprobs.then(|| TokenLogprob {
-        token,
-        logprob: token_logprob(logits, token),
-        top: top_logprobs(logits, params.top_logprobs),
-    });
+    let logprob = a
+        .req
+        .logprobs
+        .then(|| logprob_entry(logits, token, params.top_logprobs));
     let tokenizer = engine.tokenizer();
     if params.stop_at_eog && tokenizer.is_eog(token) {
         let rest = a.text.flush();
         if !rest.is_empty() && !send_text(a, token, rest, None) {
+            return Next::Finished(FinishReason::Cancelled, 0);
+        }
+        // With log-probabilities the end token is reported too (as OpenAI's legacy
+        // completions do), text-less: scorers count on one entry per generated token.
+        if logprob.is_some() && !send_text(a, token, String::new(), logprob) {
             return Next::Finished(FinishReason::Cancelled, 0);
         }
         return done(a, FinishReason::Stop, 0);
@@ -492,6 +492,18 @@ fn sample_next(
                 None => Next::Feed(token),
             }
         }
+    }
+}
+
+/// A token's log-probability and the top `k` at its position, from one log-softmax.
+fn logprob_entry(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
+    let lse = log_sum_exp(logits);
+    TokenLogprob {
+        token,
+        logprob: logits
+            .get(token as usize)
+            .map_or(f32::NEG_INFINITY, |&l| l - lse),
+        top: top_logprobs_with(logits, k, lse),
     }
 }
 

@@ -43,8 +43,11 @@ pub struct StreamOptions {
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
 
-/// Checks the messages and flattens content parts into strings for the template.
-fn normalize_messages(messages: &Value) -> Result<Value, ApiError> {
+/// Checks the messages and flattens content parts into strings for the template. An
+/// assistant turn that only calls tools gets empty content (templates concatenate it); when
+/// the template knows nothing of `tool_calls`, the calls are written into the content in the
+/// `<tool_call>` form the model is asked to produce.
+fn normalize_messages(messages: &Value, template_has_tools: bool) -> Result<Value, ApiError> {
     let list = messages
         .as_array()
         .ok_or_else(|| ApiError::param("messages", "messages must be a list of message objects"))?;
@@ -78,7 +81,11 @@ fn normalize_messages(messages: &Value) -> Result<Value, ApiError> {
         let content = match obj.get("content") {
             None | Some(Value::Null) => {
                 if role == "assistant" && obj.contains_key("tool_calls") {
-                    Value::Null
+                    if template_has_tools {
+                        Value::String(String::new())
+                    } else {
+                        Value::String(tools::render_tool_calls(&obj["tool_calls"]))
+                    }
                 } else {
                     return Err(ApiError::param(
                         &format!("messages[{i}].content"),
@@ -169,7 +176,8 @@ struct ChatContext {
 fn prepare(state: &Shared, body: &[u8]) -> Result<(Events, ChatContext), ApiError> {
     let req: ChatRequest = parse_body(body)?;
     let engine = &state.engine;
-    let messages = normalize_messages(&req.messages)?;
+    let template_has_tools = engine.chat_template_source().contains("tool_calls");
+    let messages = normalize_messages(&req.messages, template_has_tools)?;
     let tool_choice_none = req.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
     let tools = match &req.tools {
         Some(t) if !t.is_null() => {
@@ -177,6 +185,42 @@ fn prepare(state: &Shared, body: &[u8]) -> Result<(Events, ChatContext), ApiErro
             (!tool_choice_none && t.as_array().is_some_and(|a| !a.is_empty())).then(|| t.clone())
         }
         _ => None,
+    };
+    // "required", or one named function: the reply is forced to be a call.
+    let forced_tools: Option<Vec<Value>> = match (&req.tool_choice, &tools) {
+        (None | Some(Value::Null), _) => None,
+        (Some(Value::String(s)), _) if s == "auto" || s == "none" => None,
+        (Some(Value::String(s)), Some(t)) if s == "required" => t.as_array().cloned(),
+        (Some(Value::Object(o)), Some(t)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::param("tool_choice", "tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": …}}")
+                })?;
+            let chosen: Vec<Value> = t
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x.pointer("/function/name").and_then(Value::as_str) == Some(name))
+                .cloned()
+                .collect();
+            if chosen.is_empty() {
+                return Err(ApiError::param(
+                    "tool_choice",
+                    format!("tool_choice names {name:?}, which is not among the tools"),
+                ));
+            }
+            Some(chosen)
+        }
+        (Some(_), None) => return Err(ApiError::param("tool_choice", "tool_choice needs tools")),
+        (Some(_), _) => {
+            return Err(ApiError::param(
+                "tool_choice",
+                "tool_choice must be \"auto\", \"none\", \"required\" or a named function",
+            ))
+        }
     };
     let extra = match &tools {
         Some(t) => json!({ "tools": t }),
@@ -222,7 +266,15 @@ fn prepare(state: &Shared, body: &[u8]) -> Result<(Events, ChatContext), ApiErro
             },
             prompt_logprobs: None,
             logprobs,
-            constraint: format.constraint(state, budget)?,
+            constraint: match &forced_tools {
+                Some(t) => Some(
+                    state
+                        .engine
+                        .tool_call_constraint(t, budget)
+                        .map_err(|e| ApiError::param("tools", e.to_string()))?,
+                ),
+                None => format.constraint(state, budget)?,
+            },
         });
     }
     let events = state.queue.submit(jobs)?;
@@ -291,7 +343,14 @@ async fn collect(
             return Err(ApiError::internal("the generation worker stopped"));
         };
         match ev {
-            Event::Token { text, logprob, .. } => {
+            Event::Token {
+                token,
+                text,
+                logprob,
+            } => {
+                if state.engine.tokenizer().is_eog(token) {
+                    continue; // the end token, reported only for completions' logprobs
+                }
                 if first {
                     state.metrics.ttft.observe(start.elapsed().as_secs_f64());
                     first = false;
@@ -426,7 +485,14 @@ fn stream(
                 Poll::Ready(Some(x)) => x,
             };
             match ev {
-                Event::Token { text, logprob, .. } => {
+                Event::Token {
+                    token,
+                    text,
+                    logprob,
+                } => {
+                    if state.engine.tokenizer().is_eog(token) {
+                        continue;
+                    }
                     if st.first {
                         state.metrics.ttft.observe(start.elapsed().as_secs_f64());
                         st.first = false;

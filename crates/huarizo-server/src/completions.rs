@@ -243,6 +243,15 @@ impl Legacy {
     }
 }
 
+/// Characters a generated token adds to the text (an end token adds none).
+fn token_width(state: &Shared, token: u32) -> usize {
+    if state.engine.tokenizer().is_eog(token) {
+        0
+    } else {
+        piece(&state.engine, token).chars().count()
+    }
+}
+
 /// Adds the echoed prompt's tokens to `legacy`.
 fn push_prompt(state: &Shared, legacy: &mut Legacy, p: &Prompt, lps: &[Option<TokenLogprob>]) {
     for (j, &t) in p.tokens.iter().enumerate() {
@@ -299,7 +308,7 @@ async fn collect(
                 let c = &mut choices[i];
                 c.text.push_str(&text);
                 if ctx.logprobs.is_some() {
-                    let width = piece(&state.engine, token).chars().count();
+                    let width = token_width(&state, token);
                     c.legacy.push(&state, token, logprob.as_ref(), width);
                 }
             }
@@ -421,7 +430,7 @@ fn stream_response(
                             offset: offsets[i],
                             ..Legacy::default()
                         };
-                        let width = piece(&state.engine, token).chars().count();
+                        let width = token_width(&state, token);
                         legacy.push(&state, token, logprob.as_ref(), width);
                         offsets[i] = legacy.offset;
                         legacy.json()

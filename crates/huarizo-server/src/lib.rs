@@ -134,6 +134,7 @@ fn router(state: Shared) -> Router {
         .route("/completions", post(completions::completions))
         .route("/tokenize", post(misc::tokenize))
         .route("/detokenize", post(misc::detokenize))
+        .route("/tokenizer_info", get(misc::tokenizer_info))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -164,7 +165,8 @@ async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Res
 async fn count(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let route = match path {
-        "/" | "/health" | "/metrics" | "/openapi.json" | "/tokenize" | "/detokenize" => path,
+        "/" | "/health" | "/metrics" | "/openapi.json" | "/tokenize" | "/detokenize"
+        | "/tokenizer_info" => path,
         "/v1/models" | "/models" => "/v1/models",
         "/v1/chat/completions" | "/chat/completions" => "/v1/chat/completions",
         "/v1/completions" | "/completions" => "/v1/completions",

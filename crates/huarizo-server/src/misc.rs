@@ -65,17 +65,45 @@ pub async fn models(State(state): State<Shared>) -> Json<Value> {
     }))
 }
 
+/// llama.cpp's `{"content", "add_special", "parse_special"}` or vLLM's
+/// `{"prompt", "add_special_tokens"}` (what lm-evaluation-harness's remote tokenizer sends).
 #[derive(Deserialize)]
 struct TokenizeRequest {
-    content: String,
+    content: Option<String>,
+    prompt: Option<String>,
     add_special: Option<bool>,
+    add_special_tokens: Option<bool>,
+    parse_special: Option<bool>,
 }
 
 pub async fn tokenize(State(state): State<Shared>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req: TokenizeRequest = parse_body(&body)?;
-    let add = req.add_special.unwrap_or(false);
-    let tokens = state.engine.tokenizer().encode(&req.content, add, add);
-    Ok(Json(json!({ "tokens": tokens })))
+    let text = req
+        .content
+        .or(req.prompt)
+        .ok_or_else(|| ApiError::param("content", "content (or prompt) is required"))?;
+    let add = req.add_special.or(req.add_special_tokens).unwrap_or(false);
+    // Special-token text becomes the special token, as in prompts given as text.
+    let parse = req.parse_special.unwrap_or(true);
+    let tokens = state.engine.tokenizer().encode(&text, add, parse);
+    Ok(Json(json!({ "tokens": tokens, "count": tokens.len() })))
+}
+
+/// What lm-evaluation-harness's remote tokenizer (and vLLM's route of that name) reads.
+pub async fn tokenizer_info(State(state): State<Shared>) -> Json<Value> {
+    let t = state.engine.tokenizer();
+    let text = |id: Option<u32>| id.map(|i| String::from_utf8_lossy(t.token_bytes(i)).into_owned());
+    Json(json!({
+        "tokenizer_class": format!("{:?}", t.kind()),
+        "vocab_size": t.n_vocab(),
+        "bos_token": text(t.bos()),
+        "eos_token": text(t.eos()),
+        "pad_token": text(t.pad()),
+        "unk_token": text(t.unk()),
+        "add_bos_token": t.add_bos(),
+        "add_eos_token": t.add_eos(),
+        "chat_template": state.engine.chat_template_source(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -96,9 +124,8 @@ pub async fn detokenize(State(state): State<Shared>, body: Bytes) -> Result<Json
         }
         ids.push(t as u32);
     }
-    Ok(Json(
-        json!({ "content": state.engine.tokenizer().decode(&ids) }),
-    ))
+    let text = state.engine.tokenizer().decode(&ids);
+    Ok(Json(json!({ "content": text, "prompt": text })))
 }
 
 pub async fn not_found() -> ApiError {

@@ -40,6 +40,29 @@ pub fn parse_tool_calls(text: &str) -> Option<(Option<String>, Value)> {
     ))
 }
 
+/// OpenAI `tool_calls` written back as the `<tool_call>` blocks a model produced them as.
+pub fn render_tool_calls(calls: &Value) -> String {
+    let mut out = String::new();
+    for call in calls.as_array().into_iter().flatten() {
+        let name = call
+            .pointer("/function/name")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let args = match call.pointer("/function/arguments") {
+            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+            Some(v) => v.clone(),
+            None => json!({}),
+        };
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("<tool_call>\n");
+        out.push_str(&json!({ "name": name, "arguments": args }).to_string());
+        out.push_str("\n</tool_call>");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
