@@ -52,65 +52,95 @@ pub fn matmul(
     n_tokens: usize,
     out: &mut [f32],
 ) {
-    let w_row = row_bytes(w_type, n_in);
-    let a_row = row_bytes(vec_dot_type(w_type), n_in);
-    assert!(
-        w.len() >= w_row * n_out,
-        "weight shorter than (n_out, n_in)"
+    matmul_many(
+        pool,
+        n_in,
+        acts,
+        n_tokens,
+        &mut [Product {
+            w_type,
+            w,
+            n_out,
+            out,
+        }],
     );
+}
+
+/// One weight of a [`matmul_many`]: W `(n_out, n_in)` of type `w_type`, results into
+/// `out (T, n_out)`.
+pub struct Product<'a> {
+    /// The weight's type.
+    pub w_type: GgmlType,
+    /// The weight, `n_out` rows.
+    pub w: &'a [u8],
+    /// Output width.
+    pub n_out: usize,
+    /// `(T, n_out)` results.
+    pub out: &'a mut [f32],
+}
+
+/// Most weights one [`matmul_many`] takes.
+pub const MAX_PRODUCTS: usize = 4;
+
+/// Several products of the same activations (Q, K and V; gate and up) in one pass of the
+/// pool, so that both threads share one pool of row tiles and meet once. Each result is
+/// exactly what [`matmul`] computes for its weight alone. The weights' types must share
+/// one activation format.
+pub fn matmul_many(
+    pool: &ThreadPool,
+    n_in: usize,
+    acts: &[u8],
+    n_tokens: usize,
+    products: &mut [Product<'_>],
+) {
+    assert!(
+        !products.is_empty() && products.len() <= MAX_PRODUCTS,
+        "1 to {MAX_PRODUCTS} products"
+    );
+    let act_type = vec_dot_type(products[0].w_type);
+    assert!(
+        products.iter().all(|p| vec_dot_type(p.w_type) == act_type),
+        "the weights of one matmul_many must share an activation format"
+    );
+    let a_row = row_bytes(act_type, n_in);
     assert!(
         acts.len() >= a_row * n_tokens,
         "activations shorter than (T, n_in)"
     );
-    assert!(
-        out.len() >= n_out * n_tokens,
-        "output shorter than (T, n_out)"
-    );
-    // Where llama.cpp would repack W, follow its kernels' summation orders.
-    let repacked = crate::repacked::repacked_kernels(w_type, n_out);
-    let tiled = n_tokens >= crate::repacked::TILED_MIN_ROWS;
-    let plain = match crate::repacked::tiled_kernel(w_type) {
-        Some(kernel) if tiled => kernel,
-        _ => vec_dot_kernel(w_type),
-    };
-    // Four tokens at a time, in the order the one-token kernel for those rows would use.
-    let dot4 = match (repacked, crate::repacked::tiled_kernel4(w_type)) {
-        (Some(k), _) => k.gemm4,
-        (None, Some(kernel)) if tiled => Some(kernel),
-        (None, _) if crate::repacked::tiled_kernel(w_type).is_some() && tiled => None,
-        (None, _) => crate::vec_dot4_kernel(w_type),
-    };
-    // Where a pre-scaled kernel exists, the activation scales of each group of four tokens
-    // are converted to f32 once here instead of once per weight row.
-    let scaled = match (repacked, n_tokens >= 4) {
-        (None, true) => crate::scaled4_kernel(w_type),
-        _ => None,
-    };
     let n_blocks = n_in / QK;
     SCALES.with_borrow_mut(|scales| {
         scales.clear();
-        if scaled.is_some() {
+        let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
+        let mut first_tile = [0usize; MAX_PRODUCTS + 1];
+        let mut need_scales = false;
+        let n = products.len();
+        for (j, p) in products.iter_mut().enumerate() {
+            first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
+            let plan = TilePlan::new(p, n_in, a_row, n_tokens);
+            need_scales |= plan.scaled.is_some();
+            plans[j] = Some(plan);
+        }
+        if need_scales {
             group_scales(acts, a_row, n_blocks, n_tokens / 4, scales);
         }
         let scales: &[[f32; 8]] = scales;
-        matmul_tiles(
-            pool,
-            MatmulPlan {
-                w,
-                w_row,
-                n_out,
-                acts,
-                a_row,
-                n_tokens,
-                dot4,
-                scaled,
-                scales,
-                n_blocks,
-                plain,
-                repacked,
-            },
-            out,
-        );
+        pool.for_chunks(first_tile[n], &|tiles| {
+            for global in tiles {
+                let j = (0..n)
+                    .find(|&j| global < first_tile[j + 1])
+                    .unwrap_or(n - 1);
+                if let Some(plan) = &plans[j] {
+                    plan.run(
+                        global - first_tile[j],
+                        acts,
+                        a_row,
+                        n_tokens,
+                        scales,
+                        n_blocks,
+                    );
+                }
+            }
+        });
     });
 }
 
@@ -143,84 +173,115 @@ fn group_scales(
     }
 }
 
-/// Everything one matmul's row tiles need.
-struct MatmulPlan<'a> {
+/// The kernels one weight's row tiles run.
+struct TilePlan<'a> {
     w: &'a [u8],
     w_row: usize,
     n_out: usize,
-    acts: &'a [u8],
-    a_row: usize,
-    n_tokens: usize,
+    out: SharedOut,
     dot4: Option<crate::VecDot4Fn>,
     scaled: Option<crate::ScaledDot4Fn>,
-    scales: &'a [[f32; 8]],
-    n_blocks: usize,
     plain: crate::VecDotFn,
     repacked: Option<crate::repacked::RepackedKernels>,
 }
 
-fn matmul_tiles(pool: &ThreadPool, p: MatmulPlan<'_>, out: &mut [f32]) {
-    let MatmulPlan {
-        w,
-        w_row,
-        n_out,
-        acts,
-        a_row,
-        n_tokens,
-        dot4,
-        scaled,
-        scales,
-        n_blocks,
-        plain,
-        repacked,
-    } = p;
-    let out_ptr = SharedOut(out.as_mut_ptr());
-    pool.for_chunks(n_out.div_ceil(ROW_TILE), &|tiles| {
-        let out_ptr = &out_ptr;
-        let rows = tiles.start * ROW_TILE..(tiles.end * ROW_TILE).min(n_out);
-        for tile_start in rows.clone().step_by(ROW_TILE) {
-            let tile = tile_start..(tile_start + ROW_TILE).min(rows.end);
-            // Four tokens at a time where a four-row kernel exists (same bits as one by one).
-            let mut t0 = 0;
-            if let Some(scaled) = scaled {
-                while t0 + 4 <= n_tokens {
-                    let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
-                    let sc = &scales[(t0 / 4) * n_blocks..(t0 / 4 + 1) * n_blocks];
-                    for r in tile.clone() {
-                        let values = scaled(&w[r * w_row..(r + 1) * w_row], a, sc);
-                        for (i, v) in values.into_iter().enumerate() {
-                            // SAFETY: as below.
-                            unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
-                        }
+impl<'a> TilePlan<'a> {
+    fn new(p: &'a mut Product<'_>, n_in: usize, a_row: usize, n_tokens: usize) -> TilePlan<'a> {
+        let (w_type, n_out) = (p.w_type, p.n_out);
+        let w_row = row_bytes(w_type, n_in);
+        assert!(
+            p.w.len() >= w_row * n_out,
+            "weight shorter than (n_out, n_in)"
+        );
+        assert!(
+            p.out.len() >= n_out * n_tokens,
+            "output shorter than (T, n_out)"
+        );
+        debug_assert!(a_row > 0);
+        // Where llama.cpp would repack W, follow its kernels' summation orders.
+        let repacked = crate::repacked::repacked_kernels(w_type, n_out);
+        let tiled = n_tokens >= crate::repacked::TILED_MIN_ROWS;
+        let plain = match crate::repacked::tiled_kernel(w_type) {
+            Some(kernel) if tiled => kernel,
+            _ => vec_dot_kernel(w_type),
+        };
+        // Four tokens at a time, in the order the one-token kernel for those rows would use.
+        let dot4 = match (repacked, crate::repacked::tiled_kernel4(w_type)) {
+            (Some(k), _) => k.gemm4,
+            (None, Some(kernel)) if tiled => Some(kernel),
+            (None, _) if crate::repacked::tiled_kernel(w_type).is_some() && tiled => None,
+            (None, _) => crate::vec_dot4_kernel(w_type),
+        };
+        // Where a pre-scaled kernel exists, the activation scales of each group of four
+        // tokens are converted to f32 once per call instead of once per weight row.
+        let scaled = match (repacked, n_tokens >= 4) {
+            (None, true) => crate::scaled4_kernel(w_type),
+            _ => None,
+        };
+        TilePlan {
+            w: p.w,
+            w_row,
+            n_out,
+            out: SharedOut(p.out.as_mut_ptr()),
+            dot4,
+            scaled,
+            plain,
+            repacked,
+        }
+    }
+
+    /// Computes the rows of tile `tile` for every token.
+    fn run(
+        &self,
+        tile: usize,
+        acts: &[u8],
+        a_row: usize,
+        n_tokens: usize,
+        scales: &[[f32; 8]],
+        n_blocks: usize,
+    ) {
+        let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
+        let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
+        // Four tokens at a time where a four-row kernel exists (same bits as one by one).
+        let mut t0 = 0;
+        if let Some(scaled) = self.scaled {
+            while t0 + 4 <= n_tokens {
+                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                let sc = &scales[(t0 / 4) * n_blocks..(t0 / 4 + 1) * n_blocks];
+                for r in rows.clone() {
+                    let values = scaled(&w[r * w_row..(r + 1) * w_row], a, sc);
+                    for (i, v) in values.into_iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
                     }
-                    t0 += 4;
                 }
-            }
-            if let Some(dot4) = dot4 {
-                while t0 + 4 <= n_tokens {
-                    let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
-                    for r in tile.clone() {
-                        let values = dot4(&w[r * w_row..(r + 1) * w_row], a);
-                        for (i, v) in values.into_iter().enumerate() {
-                            // SAFETY: as below.
-                            unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
-                        }
-                    }
-                    t0 += 4;
-                }
-            }
-            for t in t0..n_tokens {
-                let a = &acts[t * a_row..(t + 1) * a_row];
-                let dot = repacked.map_or(plain, |k| k.for_row(t, n_tokens));
-                for r in tile.clone() {
-                    let value = dot(&w[r * w_row..(r + 1) * w_row], a);
-                    // SAFETY: `r` lies in this thread's disjoint row range and
-                    // `t * n_out + r < n_tokens * n_out <= out.len()` (asserted above).
-                    unsafe { *out_ptr.0.add(t * n_out + r) = value };
-                }
+                t0 += 4;
             }
         }
-    });
+        if let Some(dot4) = self.dot4 {
+            while t0 + 4 <= n_tokens {
+                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                for r in rows.clone() {
+                    let values = dot4(&w[r * w_row..(r + 1) * w_row], a);
+                    for (i, v) in values.into_iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
+                    }
+                }
+                t0 += 4;
+            }
+        }
+        for t in t0..n_tokens {
+            let a = &acts[t * a_row..(t + 1) * a_row];
+            let dot = self.repacked.map_or(self.plain, |k| k.for_row(t, n_tokens));
+            for r in rows.clone() {
+                let value = dot(&w[r * w_row..(r + 1) * w_row], a);
+                // SAFETY: each tile (and so each row `r`) is run by one thread only, and
+                // `t * n_out + r < n_tokens * n_out <= out.len()` (asserted in `new`).
+                unsafe { *out_ptr.0.add(t * n_out + r) = value };
+            }
+        }
+    }
 }
 
 #[cfg(test)]

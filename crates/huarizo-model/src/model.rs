@@ -10,9 +10,10 @@ use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
-use huarizo_kernels::matmul::{matmul, quantize_activations};
+use huarizo_kernels::matmul::{matmul, matmul_many, quantize_activations, Product};
 use huarizo_kernels::ops;
 use huarizo_kernels::pool::ThreadPool;
+use huarizo_kernels::vec_dot_type;
 use std::path::Path;
 
 /// Weight types the matmul kernels accept.
@@ -183,6 +184,63 @@ impl Model {
         );
     }
 
+    /// Q, K and V from the normed input `s.xb`: one quantization and one pass of the pool
+    /// when the three weights share an activation format (the usual case).
+    fn qkv(&self, pool: &ThreadPool, layer: &Layer, n_tokens: usize, s: &mut Scratch) {
+        let (wq, wk, wv) = (&layer.wq, &layer.wk, &layer.wv);
+        let act = vec_dot_type(wq.ty());
+        if vec_dot_type(wk.ty()) != act || vec_dot_type(wv.ty()) != act {
+            self.linear(pool, wq, &s.xb, &mut s.acts, &mut s.q);
+            self.linear(pool, wk, &s.xb, &mut s.acts, &mut s.k);
+            self.linear(pool, wv, &s.xb, &mut s.acts, &mut s.v);
+            return;
+        }
+        quantize_activations(wq.ty(), &s.xb, wq.n_in, &mut s.acts);
+        s.q.resize(n_tokens * wq.n_out, 0.0);
+        s.k.resize(n_tokens * wk.n_out, 0.0);
+        s.v.resize(n_tokens * wv.n_out, 0.0);
+        matmul_many(
+            pool,
+            wq.n_in,
+            &s.acts,
+            n_tokens,
+            &mut [
+                self.product(wq, &mut s.q),
+                self.product(wk, &mut s.k),
+                self.product(wv, &mut s.v),
+            ],
+        );
+    }
+
+    /// The MLP's gate and up projections of `s.xb`, in one pass where they can share it.
+    fn gate_up(&self, pool: &ThreadPool, layer: &Layer, n_tokens: usize, s: &mut Scratch) {
+        let (wg, wu) = (&layer.w_gate, &layer.w_up);
+        if vec_dot_type(wg.ty()) != vec_dot_type(wu.ty()) {
+            self.linear(pool, wg, &s.xb, &mut s.acts, &mut s.gate);
+            self.linear(pool, wu, &s.xb, &mut s.acts, &mut s.up);
+            return;
+        }
+        quantize_activations(wg.ty(), &s.xb, wg.n_in, &mut s.acts);
+        s.gate.resize(n_tokens * wg.n_out, 0.0);
+        s.up.resize(n_tokens * wu.n_out, 0.0);
+        matmul_many(
+            pool,
+            wg.n_in,
+            &s.acts,
+            n_tokens,
+            &mut [self.product(wg, &mut s.gate), self.product(wu, &mut s.up)],
+        );
+    }
+
+    fn product<'a>(&'a self, w: &Linear, out: &'a mut [f32]) -> Product<'a> {
+        Product {
+            w_type: w.ty(),
+            w: self.data(w),
+            n_out: w.n_out,
+            out,
+        }
+    }
+
     /// Runs `tokens` through the decoder at the next positions of `state`, appending their
     /// keys and values to its cache, and returns logits `(T', V)` (T' = 1 for
     /// [`Logits::Last`], T for [`Logits::All`], 0 for [`Logits::None`]).
@@ -308,24 +366,7 @@ impl Model {
                 ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
             }
             trace("attn_norm", il, &s.xb);
-            self.linear(pool, &layer.wq, &s.xb, &mut s.acts, &mut s.q);
-            if layer.wk.ty() == layer.wq.ty() {
-                // Same activation format: reuse the quantized input.
-                s.k.resize(n_tokens * layer.wk.n_out, 0.0);
-                matmul(
-                    pool,
-                    layer.wk.ty(),
-                    self.data(&layer.wk),
-                    layer.wk.n_out,
-                    e,
-                    &s.acts,
-                    n_tokens,
-                    &mut s.k,
-                );
-            } else {
-                self.linear(pool, &layer.wk, &s.xb, &mut s.acts, &mut s.k);
-            }
-            self.linear(pool, &layer.wv, &s.xb, &mut s.acts, &mut s.v);
+            self.qkv(pool, layer, n_tokens, s);
             for (buf, bias) in [
                 (&mut s.q, &layer.bq),
                 (&mut s.k, &layer.bk),
@@ -443,22 +484,7 @@ impl Model {
             }
             trace("ffn_inp", il, &s.x);
             trace("ffn_norm", il, &s.xb);
-            self.linear(pool, &layer.w_gate, &s.xb, &mut s.acts, &mut s.gate);
-            if layer.w_up.ty() == layer.w_gate.ty() {
-                s.up.resize(n_tokens * c.n_ff, 0.0);
-                matmul(
-                    pool,
-                    layer.w_up.ty(),
-                    self.data(&layer.w_up),
-                    c.n_ff,
-                    e,
-                    &s.acts,
-                    n_tokens,
-                    &mut s.up,
-                );
-            } else {
-                self.linear(pool, &layer.w_up, &s.xb, &mut s.acts, &mut s.up);
-            }
+            self.gate_up(pool, layer, n_tokens, s);
             trace("ffn_gate", il, &s.gate);
             trace("ffn_up", il, &s.up);
             match c.spec.activation {
