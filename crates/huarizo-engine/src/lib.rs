@@ -81,7 +81,7 @@ impl Engine {
     /// Loads the model at `path` with its tokenizer and chat template.
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Engine, EngineError> {
         let display = path.display().to_string();
-        let model = Model::load(path).map_err(|source| EngineError::Model {
+        let mut model = Model::load(path).map_err(|source| EngineError::Model {
             path: display.clone(),
             source: Box::new(source),
         })?;
@@ -91,6 +91,8 @@ impl Engine {
             message: e.to_string(),
         })?;
         let (template, has_template) = load_template(gguf, &tokenizer, &model.config)?;
+        // The vocabulary now lives in the tokenizer; its parsed metadata copy is freed.
+        model.gguf_mut().release_arrays("tokenizer.ggml.");
         let pool = if options.n_threads == 0 {
             ThreadPool::with_available_parallelism()
         } else {

@@ -89,6 +89,17 @@ impl GgufFile {
         self.key_index.get(key).map(|&i| &self.header.metadata[i].1)
     }
 
+    /// Frees the parsed values of the metadata arrays whose keys start with `prefix` (they
+    /// read as empty arrays afterwards): a 262k-token vocabulary held as metadata values
+    /// costs tens of MB once a tokenizer has been built from it.
+    pub fn release_arrays(&mut self, prefix: &str) {
+        for (key, value) in &mut self.header.metadata {
+            if key.starts_with(prefix) && matches!(value, Value::Array(_)) {
+                *value = Value::Array(Vec::new());
+            }
+        }
+    }
+
     /// Tensor infos in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.header.tensors

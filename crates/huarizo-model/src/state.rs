@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use half::f16;
+use half::vec::HalfBitsVecExt;
 
 /// Keys and values of one layer for every cached position.
 #[derive(Debug)]
@@ -48,10 +49,14 @@ impl State {
     pub fn new(config: &Config, n_ctx: usize) -> State {
         let k_row = config.n_head_kv * config.head_dim;
         let v_row = config.n_head_kv * config.head_dim_v;
+        // Zeroed allocations (`vec![0u16; n]` asks the allocator for zeroed memory), so that
+        // the operating system commits a cache page only when a position in it is written:
+        // a short chat in a long context, or an idle server slot, costs no memory.
+        let zeroed = |n: usize| -> Vec<f16> { vec![0u16; n].reinterpret_into() };
         let cache = (0..config.n_layer)
             .map(|_| LayerCache {
-                k: vec![f16::ZERO; n_ctx * k_row],
-                v: vec![f16::ZERO; n_ctx * v_row],
+                k: zeroed(n_ctx * k_row),
+                v: zeroed(n_ctx * v_row),
             })
             .collect();
         State {
