@@ -121,7 +121,7 @@ pub fn matmul_many(
             plans[j] = Some(plan);
         }
         if need_scales {
-            group_scales(acts, a_row, n_blocks, n_tokens / 4, scales);
+            group_scales(act_type, acts, a_row, n_blocks, n_tokens / 4, scales);
         }
         let scales: &[[f32; 8]] = scales;
         pool.for_chunks(first_tile[n], &|tiles| {
@@ -149,27 +149,40 @@ thread_local! {
     static SCALES: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Q8_1 block scales `[d₀..d₃, s₀..s₃]` per (group of four tokens, block), as f32.
+/// Block scales per (group of four tokens, block), as f32: `[d₀..d₃, s₀..s₃]` for Q8_1
+/// activations, `[d₀..d₃, 0…]` for Q8_0.
 fn group_scales(
+    act_type: GgmlType,
     acts: &[u8],
     a_row: usize,
     n_blocks: usize,
     n_groups: usize,
     out: &mut Vec<[f32; 8]>,
 ) {
-    use crate::blocks::{as_blocks, BlockQ8_1};
+    use crate::blocks::{as_blocks, BlockQ8_0, BlockQ8_1};
     out.reserve(n_groups * n_blocks);
     for g in 0..n_groups {
-        let rows: [&[BlockQ8_1]; 4] =
-            std::array::from_fn(|r| as_blocks(&acts[(4 * g + r) * a_row..(4 * g + r + 1) * a_row]));
-        out.extend((0..n_blocks).map(|i| {
-            let mut sc = [0f32; 8];
-            for (r, row) in rows.iter().enumerate() {
-                sc[r] = row[i].d.get();
-                sc[4 + r] = row[i].s.get();
-            }
-            sc
-        }));
+        let row = |r: usize| &acts[(4 * g + r) * a_row..(4 * g + r + 1) * a_row];
+        if act_type == GgmlType::Q8_1 {
+            let rows: [&[BlockQ8_1]; 4] = std::array::from_fn(|r| as_blocks(row(r)));
+            out.extend((0..n_blocks).map(|i| {
+                let mut sc = [0f32; 8];
+                for (r, row) in rows.iter().enumerate() {
+                    sc[r] = row[i].d.get();
+                    sc[4 + r] = row[i].s.get();
+                }
+                sc
+            }));
+        } else {
+            let rows: [&[BlockQ8_0]; 4] = std::array::from_fn(|r| as_blocks(row(r)));
+            out.extend((0..n_blocks).map(|i| {
+                let mut sc = [0f32; 8];
+                for (r, row) in rows.iter().enumerate() {
+                    sc[r] = row[i].d.get();
+                }
+                sc
+            }));
+        }
     }
 }
 

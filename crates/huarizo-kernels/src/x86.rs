@@ -411,9 +411,70 @@ fn dot4_q4_1_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
     unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
 }
 
+/// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
+/// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
+/// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn acc_signed_x4_scaled(
+    acc: &mut [__m256; 4],
+    qx: __m256i,
+    dx: f32,
+    ys: &[&[BlockQ8_0]; 4],
+    i: usize,
+    sc: &[f32; 8],
+) {
+    let ax = _mm256_sign_epi8(qx, qx);
+    let dx = _mm256_set1_ps(dx);
+    for r in 0..4 {
+        let q = mul_sum_us8_pairs_vnni(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
+        acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn q8_0_q8_0_x4_scaled(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let n = x.len().min(scales.len());
+    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+        acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
+    }
+    [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn q5_0_q8_0_x4_scaled(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let n = x.len().min(scales.len());
+    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+        acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
+    }
+    [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
+}
+
+fn dot4_q8_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
+    unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+}
+
+fn dot4_q5_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
+    unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+}
+
 /// The pre-scaled four-row kernel for weights of type `t`, where there is one for this CPU.
 pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
-    (t == GgmlType::Q4_1 && vnni_detected()).then_some(dot4_q4_1_scaled as crate::ScaledDot4Fn)
+    if !vnni_detected() {
+        return None;
+    }
+    match t {
+        GgmlType::Q4_1 => Some(dot4_q4_1_scaled),
+        GgmlType::Q5_0 => Some(dot4_q5_0_scaled),
+        GgmlType::Q8_0 => Some(dot4_q8_0_scaled),
+        _ => None,
+    }
 }
 
 /// Whether this CPU has AVX-512 VNNI with 256-bit forms.
