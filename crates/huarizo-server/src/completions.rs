@@ -285,7 +285,6 @@ async fn collect(
         }
     }
     let (mut prompt_tokens, mut completion_tokens, mut done, mut first) = (0, 0, 0, true);
-    let mut echoed = vec![false; total];
     while done < total {
         let Some((i, ev)) = events.recv().await else {
             return Err(ApiError::internal("the generation worker stopped"));
@@ -294,7 +293,6 @@ async fn collect(
         match ev {
             Event::PromptLogprobs(lps) => {
                 push_prompt(&state, &mut choices[i].legacy, p, &lps);
-                echoed[i] = true;
             }
             Event::Token {
                 token,
