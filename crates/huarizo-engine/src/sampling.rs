@@ -202,24 +202,27 @@ pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     top_logprobs_with(logits, k, log_sum_exp(logits))
 }
 
-/// [`top_logprobs`] with the normaliser `lse` already computed.
+/// [`top_logprobs`] with the normaliser `lse` already computed. One pass over the logits
+/// keeping the best `k` (most likely first, ties by id), so scoring every prompt position
+/// allocates only `k` entries, not the vocabulary.
 pub fn top_logprobs_with(logits: &[f32], k: usize, lse: f32) -> Vec<(u32, f32)> {
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let k = k.min(idx.len());
+    let k = k.min(logits.len());
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     if k == 0 {
-        return Vec::new();
+        return best;
     }
-    let cmp = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    idx.select_nth_unstable_by(k - 1, cmp);
-    idx.truncate(k);
-    idx.sort_unstable_by(cmp);
-    idx.into_iter()
-        .map(|i| (i, logits[i as usize] - lse))
-        .collect()
+    // `a` ranks before `b`: larger logit, then smaller id.
+    let before = |a: (u32, f32), b: (u32, f32)| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)).is_gt();
+    for (i, &l) in logits.iter().enumerate() {
+        let c = (i as u32, l);
+        if best.len() == k && !before(c, best[k - 1]) {
+            continue;
+        }
+        let at = best.partition_point(|&x| before(x, c));
+        best.insert(at, c);
+        best.truncate(k);
+    }
+    best.into_iter().map(|(i, l)| (i, l - lse)).collect()
 }
 
 #[cfg(test)]
@@ -263,6 +266,14 @@ mod tests {
         };
         let mut s = Sampler::new(params);
         assert_eq!(s.sample(&[1.0, 3.0, 2.0], &[1]), 2);
+    }
+
+    #[test]
+    fn top_logprobs_break_ties_by_id_and_cap_at_the_vocabulary() {
+        let lp = top_logprobs(&[1.0, 3.0, 3.0, 2.0, 3.0], 4);
+        assert_eq!(lp.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2, 4, 3]);
+        assert_eq!(top_logprobs(&[0.5, 0.25], 10).len(), 2);
+        assert!(top_logprobs(&[0.5], 0).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
-use huarizo_kernels::matmul::{matmul, matmul_many, quantize_activations, Product};
+use huarizo_kernels::matmul::{matmul_many, quantize_activations, Product};
 use huarizo_kernels::ops;
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::vec_dot_type;
@@ -175,76 +175,41 @@ impl Model {
         acts: &mut Vec<u8>,
         out: &mut Vec<f32>,
     ) {
-        let n_tokens = x.len() / w.n_in;
-        quantize_activations(w.ty(), x, w.n_in, acts);
-        out.resize(n_tokens * w.n_out, 0.0);
-        matmul(
-            pool,
-            w.ty(),
-            self.data(w),
-            w.n_out,
-            w.n_in,
-            acts,
-            n_tokens,
-            out,
-        );
+        self.project(pool, [w], x, acts, [out]);
     }
 
-    /// Q, K and V from the normed input `s.xb`: one quantization and one pass of the pool
-    /// when the three weights share an activation format (the usual case).
-    fn qkv(&self, pool: &ThreadPool, layer: &Layer, n_tokens: usize, s: &mut Scratch) {
-        let (wq, wk, wv) = (&layer.wq, &layer.wk, &layer.wv);
-        let act = vec_dot_type(wq.ty());
-        if vec_dot_type(wk.ty()) != act || vec_dot_type(wv.ty()) != act {
-            self.linear(pool, wq, &s.xb, &mut s.acts, &mut s.q);
-            self.linear(pool, wk, &s.xb, &mut s.acts, &mut s.k);
-            self.linear(pool, wv, &s.xb, &mut s.acts, &mut s.v);
+    /// `outs[i] = x · wsᵢᵀ` for weights that read the same input (Q, K, V; gate, up): one
+    /// activation quantization and one pass of the pool when they share an activation
+    /// format (the usual case), else one product after the other.
+    fn project<const N: usize>(
+        &self,
+        pool: &ThreadPool,
+        ws: [&Linear; N],
+        x: &[f32],
+        acts: &mut Vec<u8>,
+        outs: [&mut Vec<f32>; N],
+    ) {
+        let act = vec_dot_type(ws[0].ty());
+        if ws.iter().any(|w| vec_dot_type(w.ty()) != act) {
+            for (w, out) in ws.into_iter().zip(outs) {
+                self.project(pool, [w], x, acts, [out]);
+            }
             return;
         }
-        quantize_activations(wq.ty(), &s.xb, wq.n_in, &mut s.acts);
-        s.q.resize(n_tokens * wq.n_out, 0.0);
-        s.k.resize(n_tokens * wk.n_out, 0.0);
-        s.v.resize(n_tokens * wv.n_out, 0.0);
-        matmul_many(
-            pool,
-            wq.n_in,
-            &s.acts,
-            n_tokens,
-            &mut [
-                self.product(wq, &mut s.q),
-                self.product(wk, &mut s.k),
-                self.product(wv, &mut s.v),
-            ],
-        );
-    }
-
-    /// The MLP's gate and up projections of `s.xb`, in one pass where they can share it.
-    fn gate_up(&self, pool: &ThreadPool, layer: &Layer, n_tokens: usize, s: &mut Scratch) {
-        let (wg, wu) = (&layer.w_gate, &layer.w_up);
-        if vec_dot_type(wg.ty()) != vec_dot_type(wu.ty()) {
-            self.linear(pool, wg, &s.xb, &mut s.acts, &mut s.gate);
-            self.linear(pool, wu, &s.xb, &mut s.acts, &mut s.up);
-            return;
-        }
-        quantize_activations(wg.ty(), &s.xb, wg.n_in, &mut s.acts);
-        s.gate.resize(n_tokens * wg.n_out, 0.0);
-        s.up.resize(n_tokens * wu.n_out, 0.0);
-        matmul_many(
-            pool,
-            wg.n_in,
-            &s.acts,
-            n_tokens,
-            &mut [self.product(wg, &mut s.gate), self.product(wu, &mut s.up)],
-        );
-    }
-
-    fn product<'a>(&'a self, w: &Linear, out: &'a mut [f32]) -> Product<'a> {
-        Product {
-            w_type: w.ty(),
-            w: self.data(w),
-            n_out: w.n_out,
-            out,
-        }
+        let (n_in, n_tokens) = (ws[0].n_in, x.len() / ws[0].n_in);
+        quantize_activations(ws[0].ty(), x, n_in, acts);
+        let mut outs = outs.into_iter();
+        let mut products: [Product<'_>; N] = std::array::from_fn(|i| {
+            let (w, out) = (ws[i], outs.next().expect("one output per weight"));
+            out.resize(n_tokens * w.n_out, 0.0);
+            Product {
+                w_type: w.ty(),
+                w: self.data(w),
+                n_out: w.n_out,
+                out,
+            }
+        });
+        matmul_many(pool, n_in, acts, n_tokens, &mut products);
     }
 
     /// Runs `tokens` through the decoder at the next positions of `state`, appending their
@@ -372,7 +337,13 @@ impl Model {
                 ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
             }
             trace("attn_norm", il, &s.xb);
-            self.qkv(pool, layer, n_tokens, s);
+            self.project(
+                pool,
+                [&layer.wq, &layer.wk, &layer.wv],
+                &s.xb,
+                &mut s.acts,
+                [&mut s.q, &mut s.k, &mut s.v],
+            );
             for (buf, bias) in [
                 (&mut s.q, &layer.bq),
                 (&mut s.k, &layer.bk),
@@ -490,7 +461,13 @@ impl Model {
             }
             trace("ffn_inp", il, &s.x);
             trace("ffn_norm", il, &s.xb);
-            self.gate_up(pool, layer, n_tokens, s);
+            self.project(
+                pool,
+                [&layer.w_gate, &layer.w_up],
+                &s.xb,
+                &mut s.acts,
+                [&mut s.gate, &mut s.up],
+            );
             trace("ffn_gate", il, &s.gate);
             trace("ffn_up", il, &s.up);
             match c.spec.activation {
