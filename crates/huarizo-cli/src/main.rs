@@ -3,6 +3,7 @@
 
 mod bench;
 mod commands;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -143,6 +144,9 @@ enum Command {
     },
     /// Measure prompt-processing and generation speed (llama-bench's tests and table).
     Bench(bench::BenchArgs),
+    /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
+    /// as llama-quantize does.
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
             alias,
         } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
+        Command::Quantize(args) => quantize::quantize(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -205,3 +205,41 @@ fn run_stops_before_a_stop_string() {
     // llama.cpp's greedy continuation is " 7, 8, 9, 10, …"; the text ends before " 9".
     assert_eq!(String::from_utf8_lossy(&out.stdout), " 7, 8,\n");
 }
+
+#[test]
+fn quantize_refuses_a_missing_input_a_bad_type_and_an_unwritable_output() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.gguf");
+    let out = out.to_str().unwrap();
+    let model = smollm2();
+    let unwritable = dir.join("no-such-folder/out.gguf");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["quantize", "/nonexistent/model.gguf", out, "q8_0"],
+            "/nonexistent/model.gguf",
+        ),
+        (
+            &["quantize", &model, out, "q9_0"],
+            "unknown quantization type `q9_0`; supported: f32, f16, bf16, q4_0",
+        ),
+        (&["quantize", &model, out, "Q4_K_M"], "use `q4_k`"),
+        (
+            &["quantize", &model, unwritable.to_str().unwrap(), "Q8_0"],
+            "no-such-folder/out.gguf: creating a temporary file",
+        ),
+    ];
+    for (args, fault) in cases {
+        let result = huarizo(args);
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("huarizo: "), "{args:?}: {err}");
+        assert!(err.contains(fault), "{args:?}: expected {fault:?} in {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -20,6 +20,9 @@ pub use scheduler::{
     TokenLogprob,
 };
 
+/// Requantizing a model file to another weight type (used by `huarizo quantize`).
+pub use huarizo_model::requantize;
+
 use huarizo_formats::{GgufFile, Value};
 use huarizo_model::{Model, ThreadPool};
 use std::path::Path;

@@ -235,3 +235,86 @@ impl GgufError {
         }
     }
 }
+
+/// Why a [`GgufWriter`](crate::GgufWriter) refused a tensor or could not write its file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A second tensor with a name already added.
+    #[error("duplicate tensor name `{tensor}`")]
+    DuplicateTensor {
+        /// The tensor name.
+        tensor: String,
+    },
+    /// More dimensions than GGUF allows.
+    #[error(
+        "tensor `{tensor}`: {n_dims} dimensions, at most {} are supported",
+        crate::MAX_DIMS
+    )]
+    TooManyDims {
+        /// The tensor name.
+        tensor: String,
+        /// The dimension count given.
+        n_dims: usize,
+    },
+    /// A shape a reader would reject: a row that is not whole blocks, or an overflowing
+    /// element or byte count ([`ParseError::NotBlockMultiple`] or
+    /// [`ParseError::ShapeOverflow`], which name the tensor).
+    #[error(transparent)]
+    BadShape(ParseError),
+    /// Tensor data whose length does not match its shape and type.
+    #[error("tensor `{tensor}`: {got} bytes of data, but shape {shape:?} of {ggml_type} needs {expected}")]
+    DataLength {
+        /// The tensor name.
+        tensor: String,
+        /// The shape, ggml order.
+        shape: Vec<u64>,
+        /// The tensor's type.
+        ggml_type: GgmlType,
+        /// Bytes the shape and type need.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A tensor declared without data, written by a method that has no way to get it.
+    #[error("tensor `{tensor}` was declared without data; write the file with `write_with`")]
+    MissingData {
+        /// The tensor name.
+        tensor: String,
+    },
+    /// An array whose elements are not all of the first element's type (GGUF arrays
+    /// have one element type).
+    #[error("key `{key}`: array element {index} is {got}, but the array's first element (which sets its type) is {expected}")]
+    MixedArray {
+        /// The key.
+        key: String,
+        /// The first element of another type (within the innermost offending array).
+        index: usize,
+        /// The first element's type.
+        expected: &'static str,
+        /// This element's type.
+        got: &'static str,
+    },
+    /// Arrays nested deeper than a reader accepts.
+    #[error("key `{key}`: arrays nested deeper than {}", crate::MAX_ARRAY_DEPTH)]
+    NestingTooDeep {
+        /// The key.
+        key: String,
+    },
+    /// `general.alignment` is not an integer power of two that fits in `u32`.
+    #[error("`general.alignment` must be a nonzero power of two up to 2^31, got {got}")]
+    BadAlignment {
+        /// The value as given, e.g. `uint32 48`.
+        got: String,
+    },
+    /// Creating, writing or renaming the file failed.
+    #[error("{}: {op}: {error}", path.display())]
+    Io {
+        /// What was being done (`writing`, `renaming the finished file into place`, …).
+        op: &'static str,
+        /// The destination file (the temporary file next to it is named after it).
+        path: PathBuf,
+        /// The I/O error.
+        error: io::Error,
+    },
+}

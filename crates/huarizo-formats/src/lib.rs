@@ -1,6 +1,7 @@
-//! huarizo-formats reads GGUF files: it parses and validates the header (metadata and
-//! tensor infos) of GGUF v2/v3, memory-maps the file, and hands out zero-copy slices of
-//! tensor data, plus the [`GgmlType`] table (ids, block sizes, bytes per block). It must
+//! huarizo-formats reads and writes GGUF files: it parses and validates the header
+//! (metadata and tensor infos) of GGUF v2/v3, memory-maps the file, and hands out zero-copy
+//! slices of tensor data; [`GgufWriter`] lays out and atomically writes new files; plus the
+//! [`GgmlType`] table (ids, block sizes, bytes per block). It must
 //! not compute anything on weights (dequantization and kernels live in
 //! `huarizo-kernels`), must not interpret metadata (hyperparameters belong to
 //! `huarizo-model`, vocabularies to `huarizo-text`), and must never panic on, or trust a
@@ -16,9 +17,11 @@ mod file;
 mod parse;
 mod types;
 mod value;
+mod writer;
 
-pub use error::{GgufError, ParseError};
+pub use error::{GgufError, ParseError, WriteError};
 pub use file::GgufFile;
 pub use parse::{parse_header, Header, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use types::GgmlType;
 pub use value::Value;
+pub use writer::GgufWriter;

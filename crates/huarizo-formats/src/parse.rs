@@ -223,7 +223,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, ParseError> {
 /// strides downstream, so the shape is validated as if each zero were 1: every element
 /// count, row byte count and partial product of dimensions must be representable
 /// (elements in ggml's int64, bytes in usize).
-fn tensor_bytes(name: &str, shape: &[u64], t: GgmlType) -> Result<usize, ParseError> {
+pub(crate) fn tensor_bytes(name: &str, shape: &[u64], t: GgmlType) -> Result<usize, ParseError> {
     let overflow = || ParseError::ShapeOverflow {
         tensor: name.to_owned(),
         shape: shape.to_vec(),

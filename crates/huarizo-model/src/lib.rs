@@ -11,6 +11,7 @@ pub mod arch;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod requantize;
 pub mod state;
 
 pub use arch::Arch;
