@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-fn resolve(model: &str) -> Result<PathBuf> {
+pub(crate) fn resolve(model: &str) -> Result<PathBuf> {
     Ok(huarizo_hub::resolve(
         model,
         &huarizo_hub::ResolveOptions::default(),

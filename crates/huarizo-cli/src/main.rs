@@ -3,6 +3,7 @@
 
 mod bench;
 mod commands;
+mod lineage;
 mod quantize;
 
 use clap::{Parser, Subcommand};
@@ -144,6 +145,9 @@ enum Command {
     },
     /// Measure prompt-processing and generation speed (llama-bench's tests and table).
     Bench(bench::BenchArgs),
+    /// Was model B built on model A? Evidence layer by layer and a verdict
+    /// (`huarizo lineage scan DIR…` tables many models).
+    Lineage(lineage::LineageArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
         } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
+        Command::Lineage(args) => lineage::lineage(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

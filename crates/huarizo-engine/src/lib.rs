@@ -12,7 +12,8 @@ pub mod scheduler;
 pub mod stream;
 
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
-pub use huarizo_model::{Config, Logits, ModelError, Scratch, SeqBatch, State};
+pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
+pub use huarizo_model::{weights, Config, Logits, ModelError, Scratch, SeqBatch, State};
 pub use huarizo_text::{ChatMessage, ChatTemplate, Tokenizer};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
@@ -23,7 +24,6 @@ pub use scheduler::{
 /// Requantizing a model file to another weight type (used by `huarizo quantize`).
 pub use huarizo_model::requantize;
 
-use huarizo_formats::{GgufFile, Value};
 use huarizo_model::{Model, ThreadPool};
 use std::path::Path;
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod requantize;
 pub mod state;
+pub mod weights;
 
 pub use arch::Arch;
 pub use config::Config;
