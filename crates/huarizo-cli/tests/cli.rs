@@ -243,3 +243,46 @@ fn quantize_refuses_a_missing_input_a_bad_type_and_an_unwritable_output() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn lineage_reports_on_odd_files_and_refuses_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-lineage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An architecture huarizo does not run still gets a report (JSON, verdict unrelated).
+    let odd = dir.join("mamba.gguf");
+    std::fs::write(&odd, gguf("mamba", 32 * 32 * 4)).unwrap();
+    let out = huarizo(&["lineage", "--json", &smollm2(), odd.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"]["verdict"], "unrelated");
+    assert!(report["invariants_note"]
+        .as_str()
+        .unwrap()
+        .contains("configuration"));
+    // A truncated file is an error naming it; so is a scan of a folder without models and
+    // a third model.
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, gguf("llama", 100)).unwrap();
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = smollm2();
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["lineage", &s, cut.to_str().unwrap()], "cut.gguf"),
+        (
+            vec!["lineage", "scan", empty.to_str().unwrap()],
+            "no GGUF files",
+        ),
+        (vec!["lineage", &s, &s, &s], "two models"),
+    ];
+    for (args, needle) in cases {
+        let out = huarizo(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

@@ -78,6 +78,15 @@ impl Checkpoint {
         }
     }
 
+    /// Whether the file was quantized with an importance matrix (llama-quantize records
+    /// `quantize.imatrix.*` keys): its grids were searched, not rounded.
+    pub fn imatrix(&self) -> bool {
+        self.file
+            .metadata()
+            .iter()
+            .any(|(k, _)| k.starts_with("quantize.imatrix"))
+    }
+
     /// Number of weights (elements of every tensor).
     pub fn n_params(&self) -> u64 {
         self.file.tensors().iter().map(|t| t.n_elements()).sum()

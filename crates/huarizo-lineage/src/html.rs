@@ -21,7 +21,7 @@ struct Series<'a> {
 
 /// A line plot of similarity (−0.2…1) against layer, with the null band shaded.
 fn plot(series: &[Series], band: Option<(f64, f64)>) -> String {
-    let (w, h, left, right, top, bottom) = (760.0, 320.0, 56.0, 20.0, 16.0, 44.0);
+    let (w, h, left, right, top, bottom) = (760.0, 344.0, 56.0, 20.0, 16.0, 68.0);
     let n = series
         .iter()
         .map(|s| s.values.len())
@@ -69,7 +69,7 @@ fn plot(series: &[Series], band: Option<(f64, f64)>) -> String {
         svg,
         r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">layer</text>"#,
         (left + w - right) / 2.0,
-        h - 6.0
+        h - bottom + 32.0
     );
     for (k, s) in series.iter().enumerate() {
         let points: Vec<String> = s
@@ -98,11 +98,11 @@ fn plot(series: &[Series], band: Option<(f64, f64)>) -> String {
         let _ = write!(
             svg,
             r#"<rect x="{:.1}" y="{:.1}" width="12" height="3" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
-            left + 10.0,
-            top + 8.0 + 16.0 * k as f64,
+            left + 220.0 * k as f64,
+            h - 12.0,
             s.colour,
-            left + 26.0,
-            top + 13.0 + 16.0 * k as f64,
+            left + 16.0 + 220.0 * k as f64,
+            h - 7.0,
             esc(s.name)
         );
     }
@@ -271,8 +271,9 @@ table{{border-collapse:collapse;margin:8px 0 16px}}td,th{{border:1px solid #ccc;
         (Some(inv), _) => {
             let _ = write!(
                 h,
-                "<p>Function-invariant products on {} probe words: similarity {:.4}; random layer pairings {:.4} ± {:.4}; z = {:.1}; p = {:.1e}.</p><table><tr><th>term</th><th>mean similarity</th></tr>",
-                inv.words, inv.similarity, inv.null_mean, inv.null_sd, inv.z, inv.p_value
+                "<p>Function-invariant products on {} probe words: similarity {:.4}; random layer pairings {:.4} ± {:.4}; z = {:.1}; p = {:.1e}. Against unrelated real models: z = {:.1}, p = {:.1e}.</p><table><tr><th>term</th><th>mean similarity</th></tr>",
+                inv.words, inv.similarity, inv.null_mean, inv.null_sd, inv.z, inv.p_value,
+                inv.z_unrelated, inv.p_unrelated
             );
             for (term, v) in &inv.per_term {
                 let _ = write!(h, "<tr><td>{}</td><td>{v:.4}</td></tr>", esc(term));

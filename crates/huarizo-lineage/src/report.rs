@@ -187,6 +187,13 @@ impl Report {
                      {:.4} ± {:.4}, z = {:.1}, p = {:.1e}",
                     r.words, r.similarity, r.null_mean, r.null_sd, r.z, r.p_value
                 );
+                let (mu, sd) = crate::invariants::UNRELATED_NULL;
+                let _ = writeln!(
+                    s,
+                    "   against unrelated real models ({mu:.3} ± {sd:.3}): z = {:.1}, \
+                     p = {:.1e}",
+                    r.z_unrelated, r.p_unrelated
+                );
                 for (term, v) in &r.per_term {
                     let _ = writeln!(s, "     {term:<16} {v:.4}");
                 }

@@ -73,6 +73,29 @@ pub fn scan(dirs: &[PathBuf], options: &Options) -> Result<ScanReport, LineageEr
         models.push((c, fp));
         pb.inc(1);
     }
+    // A model whose tensors are not under their GGUF names (renamed) is read through its
+    // tensor-graph match with a model that fingerprinted.
+    for i in 0..models.len() {
+        if models[i].1.is_ok() {
+            continue;
+        }
+        let retry = (0..models.len())
+            .filter(|&j| j != i && models[j].1.is_ok())
+            .find_map(|j| {
+                let graph = crate::graph::match_tensors(&models[j].0.file, &models[i].0.file);
+                let names = |layer: Option<usize>, role: &str| {
+                    let role = match layer {
+                        Some(_) => format!("blk.*.{role}"),
+                        None => role.to_string(),
+                    };
+                    graph.find(layer, &role).map(|m| m.b.clone())
+                };
+                invariants::fingerprint(&models[i].0, &names, threads, &|| {}).ok()
+            });
+        if let Some(fp) = retry {
+            models[i].1 = Ok(fp);
+        }
+    }
     pb.finish_and_clear();
     let mut rows = Vec::new();
     for (i, (c, fp)) in models.iter().enumerate() {

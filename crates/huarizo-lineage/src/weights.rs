@@ -16,9 +16,10 @@ use std::sync::Mutex;
 /// weights" (the noise model is an estimate; real quantizers search for better grids).
 pub const QUANT_TOLERANCE: f64 = 1.5;
 
-/// Share of values allowed off the coarser grid in the snap test (the finer copy's own
-/// rounding can move a value that sat near a level boundary).
-pub const SNAP_TOLERANCE: f64 = 0.01;
+/// Share of values allowed off the coarser grid in the snap test. Re-quantized copies of
+/// the test models land on it exactly (0 of every tensor's values off); a copy whose
+/// weights moved by 3–4% of their size has 1–3% off.
+pub const SNAP_TOLERANCE: f64 = 0.002;
 
 /// One matched pair of equal shape, compared value by value.
 #[derive(Clone, Debug, Serialize)]
@@ -167,13 +168,14 @@ fn compare_pair(
     let noise_a = expected_sq_error(ia.ggml_type, &vb);
     let noise_b = expected_sq_error(ib.ggml_type, &va);
     let explained = noise_a + noise_b;
-    // The coarser copy is the one whose format adds more noise.
+    // The coarser copy is the one whose format adds more noise. A file quantized with an
+    // importance matrix searched its grids, so re-quantizing cannot reproduce it.
     let snap_mismatch = if same_values {
         Some(0.0)
     } else if noise_a >= noise_b {
-        snap_mismatch(ia.ggml_type, &va, &vb)
+        snap_mismatch(ia.ggml_type, &va, &vb).filter(|_| !a.imatrix())
     } else {
-        snap_mismatch(ib.ggml_type, &vb, &va)
+        snap_mismatch(ib.ggml_type, &vb, &va).filter(|_| !b.imatrix())
     };
     let quantization_explains = if norm_a > 0.0 {
         (explained / norm_a).sqrt()
