@@ -81,6 +81,9 @@ pub struct Request {
     pub params: GenerateParams,
     /// `Some(k)`: report every prompt token's log-probability with its top `k` (echo).
     pub prompt_logprobs: Option<usize>,
+    /// With `prompt_logprobs`, only the tokens from this index on need them (earlier
+    /// entries are `None`), so a cached prefix up to it can be reused. 0 = all.
+    pub prompt_logprobs_from: usize,
     /// Report each generated token's log-probability (with `params.top_logprobs`
     /// alternatives).
     pub logprobs: bool,
@@ -217,17 +220,23 @@ impl<'e> Scheduler<'e> {
         else {
             return Some(req);
         };
-        // Prompt log-probabilities need logits at every prompt position: no reuse then.
-        // Otherwise keep at least the last prompt token to compute, for its logits.
-        let keep = if req.prompt_logprobs.is_some() {
-            0
-        } else {
-            common(&self.slots[idx]).min(req.prompt.len() - 1)
+        // Prompt log-probabilities need logits from the position before the first scored
+        // token: the cache is reused up to there. Otherwise keep at least the last prompt
+        // token to compute, for its logits.
+        let keep = match req.prompt_logprobs {
+            Some(_) => common(&self.slots[idx])
+                .min(req.prompt_logprobs_from.saturating_sub(1))
+                .min(req.prompt.len() - 1),
+            None => common(&self.slots[idx]).min(req.prompt.len() - 1),
         };
         let slot = &mut self.slots[idx];
         slot.state.truncate(keep);
         slot.history.truncate(keep);
-        let first_lp = req.prompt_logprobs.map(|_| None);
+        // Tokens 0..=keep get no log-probability computed here.
+        let first_lp: Vec<Option<TokenLogprob>> = match req.prompt_logprobs {
+            Some(_) => vec![None; keep + 1],
+            None => Vec::new(),
+        };
         slot.active = Some(Active {
             sampler: Sampler::new(req.params.sampling.clone()),
             text: TextStream::new(req.params.stop.clone()),
@@ -236,7 +245,7 @@ impl<'e> Scheduler<'e> {
             feed: Vec::new(),
             feed_logits: Logits::None,
             generated: 0,
-            prompt_lps: first_lp.into_iter().collect(),
+            prompt_lps: first_lp,
             logits_buf: Vec::new(),
             req,
         });
@@ -285,7 +294,9 @@ impl<'e> Scheduler<'e> {
                 .extend_from_slice(&a.req.prompt[a.next_prompt..a.next_prompt + n]);
             a.next_prompt += n;
             let done = a.next_prompt == a.req.prompt.len();
-            a.feed_logits = if a.req.prompt_logprobs.is_some() {
+            // Position p's logits score token p + 1: needed from the first scored token.
+            let scores_here = a.next_prompt >= a.req.prompt_logprobs_from;
+            a.feed_logits = if a.req.prompt_logprobs.is_some() && scores_here {
                 Logits::All
             } else if done {
                 Logits::Last
@@ -347,14 +358,15 @@ impl<'e> Scheduler<'e> {
             let prompt_done = a.next_prompt == a.req.prompt.len();
             // Prompt log-probabilities: row j (position p) predicts the token at p + 1.
             if let Some(k) = a.req.prompt_logprobs {
-                if a.feed_logits == Logits::All {
-                    for j in 0..fed.len() {
-                        let next = pos_before[m] + j + 1;
-                        if next < a.req.prompt.len() {
+                let all = a.feed_logits == Logits::All;
+                for j in 0..fed.len() {
+                    let next = pos_before[m] + j + 1;
+                    if next < a.req.prompt.len() && a.prompt_lps.len() == next {
+                        let entry = (all && next >= a.req.prompt_logprobs_from).then(|| {
                             let r = &seq_logits[j * n_vocab..(j + 1) * n_vocab];
-                            a.prompt_lps
-                                .push(Some(logprob_entry(r, a.req.prompt[next], k)));
-                        }
+                            logprob_entry(r, a.req.prompt[next], k)
+                        });
+                        a.prompt_lps.push(entry);
                     }
                 }
             }

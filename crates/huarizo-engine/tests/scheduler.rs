@@ -75,6 +75,7 @@ fn request(prompt: Vec<u32>, params: GenerateParams, sink: &Recorder) -> Request
         prompt,
         params,
         prompt_logprobs: None,
+        prompt_logprobs_from: 0,
         logprobs: false,
         constraint: None,
         sink: Box::new(sink.clone()),

@@ -70,6 +70,7 @@ impl Queue {
                 prompt: j.prompt,
                 params: j.params,
                 prompt_logprobs: j.prompt_logprobs,
+                prompt_logprobs_from: 0,
                 logprobs: j.logprobs,
                 constraint: j.constraint,
                 sink: Box::new(ChannelSink {
