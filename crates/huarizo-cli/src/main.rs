@@ -3,6 +3,7 @@
 
 mod bench;
 mod commands;
+mod eval;
 mod lineage;
 mod quantize;
 
@@ -148,6 +149,8 @@ enum Command {
     /// Was model B built on model A? Evidence layer by layer and a verdict
     /// (`huarizo lineage scan DIR…` tables many models).
     Lineage(lineage::LineageArgs),
+    /// Score a model on lm-evaluation-harness-compatible tasks (BIG-bench JSON tasks, …).
+    Eval(eval::EvalArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
         Command::Lineage(args) => lineage::lineage(&args),
+        Command::Eval(args) => eval::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

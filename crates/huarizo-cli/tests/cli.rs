@@ -286,3 +286,51 @@ fn lineage_reports_on_odd_files_and_refuses_bad_ones() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn eval_refuses_bad_tasks_without_writing_results() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let typo = dir.join("task.json");
+    std::fs::write(
+        &typo,
+        r#"{"name":"t","metrics":["multiple_choice_grad"],"preferred_score":"multiple_choice_grad","examples":[{"input":"a","target":"b"}]}"#,
+    )
+    .unwrap();
+    let out_file = dir.join("results.json");
+    let s = smollm2();
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec![
+                "eval",
+                "-m",
+                &s,
+                "--tasks",
+                typo.to_str().unwrap(),
+                "-o",
+                out_file.to_str().unwrap(),
+            ],
+            "unknown metric \"multiple_choice_grad\"",
+        ),
+        (
+            vec![
+                "eval",
+                "-m",
+                &s,
+                "--tasks",
+                "arc_challeng",
+                "-o",
+                out_file.to_str().unwrap(),
+            ],
+            "unknown task \"arc_challeng\"",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = huarizo(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains("task.json") || needle.contains("arc"), "{err}");
+        assert!(!out_file.exists(), "no results file for a failed run");
+    }
+}

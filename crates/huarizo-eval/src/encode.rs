@@ -26,7 +26,10 @@ pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> (Vec<u
     let trimmed = context.trim_end_matches(' ');
     let n_spaces = context.len() - trimmed.len();
     let (context, continuation) = if n_spaces > 0 {
-        (trimmed, format!("{}{continuation}", &context[trimmed.len()..]))
+        (
+            trimmed,
+            format!("{}{continuation}", &context[trimmed.len()..]),
+        )
     } else {
         (context, continuation.to_string())
     };

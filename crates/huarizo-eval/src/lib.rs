@@ -6,10 +6,15 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod encode;
 pub mod error;
+pub mod metrics;
 pub mod requests;
+pub mod results;
 pub mod runner;
+pub mod suite;
+pub mod tasks;
 
 pub use error::EvalError;
 pub use requests::{GenerateUntil, Loglikelihood, LoglikelihoodResult, Rolling, RollingResult};
@@ -23,12 +28,55 @@ pub struct Evaluator<'e> {
     engine: &'e Engine,
     /// How requests are run.
     pub options: RunOptions,
+    cache: Option<std::cell::RefCell<cache::ResultCache>>,
+    tokens: std::cell::Cell<usize>,
 }
 
 impl<'e> Evaluator<'e> {
     /// An evaluator over `engine`.
     pub fn new(engine: &'e Engine, options: RunOptions) -> Evaluator<'e> {
-        Evaluator { engine, options }
+        Evaluator {
+            engine,
+            options,
+            cache: None,
+            tokens: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Keeps answers in `cache` (and reuses those it holds).
+    pub fn with_cache(mut self, cache: cache::ResultCache) -> Self {
+        self.cache = Some(std::cell::RefCell::new(cache));
+        self
+    }
+
+    /// Tokens in the requests run so far (context and continuation; cached answers are
+    /// not counted).
+    pub fn tokens(&self) -> usize {
+        self.tokens.get()
+    }
+
+    /// Runs jobs, answering from the cache where it can.
+    fn run(&self, jobs: &[Job]) -> Result<Vec<Outcome>, EvalError> {
+        let Some(cache) = &self.cache else {
+            let n: usize = jobs.iter().map(Job::len).sum();
+            self.tokens.set(self.tokens.get() + n);
+            return runner::run(self.engine, jobs, &self.options, &mut |_, _| {});
+        };
+        let mut out: Vec<Option<Outcome>> = jobs
+            .iter()
+            .map(|j| cache.borrow().get(j).cloned())
+            .collect();
+        let todo: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
+        let fresh: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
+        let n: usize = fresh.iter().map(Job::len).sum();
+        self.tokens.set(self.tokens.get() + n);
+        let results = runner::run(self.engine, &fresh, &self.options, &mut |i, o| {
+            cache.borrow_mut().put(&fresh[i], o);
+        })?;
+        for (i, r) in todo.into_iter().zip(results) {
+            out[i] = Some(r);
+        }
+        Ok(out.into_iter().map(|o| o.expect("answered")).collect())
     }
 
     /// The engine.
@@ -64,7 +112,7 @@ impl<'e> Evaluator<'e> {
                 Job::Score { tokens, from }
             })
             .collect();
-        let out = runner::run(self.engine, &jobs, &self.options, &mut |_, _| {})?;
+        let out = self.run(&jobs)?;
         Ok(out
             .into_iter()
             .map(|o| match o {
@@ -88,12 +136,14 @@ impl<'e> Evaluator<'e> {
         let mut jobs = Vec::new();
         let mut owner = Vec::new();
         for (i, r) in requests.iter().enumerate() {
-            for (tokens, from) in encode::rolling_windows(&encode::encode(tok, &r.text), prefix, max) {
+            for (tokens, from) in
+                encode::rolling_windows(&encode::encode(tok, &r.text), prefix, max)
+            {
                 jobs.push(Job::Score { tokens, from });
                 owner.push(i);
             }
         }
-        let out = runner::run(self.engine, &jobs, &self.options, &mut |_, _| {})?;
+        let out = self.run(&jobs)?;
         let mut results = vec![
             RollingResult {
                 logprob: 0.0,
@@ -134,7 +184,7 @@ impl<'e> Evaluator<'e> {
                 }
             })
             .collect();
-        let out = runner::run(self.engine, &jobs, &self.options, &mut |_, _| {})?;
+        let out = self.run(&jobs)?;
         Ok(out
             .into_iter()
             .map(|o| match o {

@@ -34,6 +34,21 @@ pub enum Job {
 }
 
 impl Job {
+    /// Tokens the job reads (and, for generation, at most generates).
+    pub fn len(&self) -> usize {
+        match self {
+            Job::Score { tokens, .. } => tokens.len(),
+            Job::Generate {
+                tokens, max_tokens, ..
+            } => tokens.len() + max_tokens,
+        }
+    }
+
+    /// Whether the job has no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.tokens().is_empty()
+    }
+
     fn tokens(&self) -> &[u32] {
         match self {
             Job::Score { tokens, .. } | Job::Generate { tokens, .. } => tokens,

@@ -15,14 +15,21 @@ fn smollm2() -> Engine {
             PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
         });
     let path = dir.join("smollm2.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-testdata.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-testdata.sh",
+        path.display()
+    );
     Engine::load(&path, &EngineOptions { n_threads: 0 }).unwrap()
 }
 
 /// Sum of log-probabilities of `tokens[from..]` from one forward over all of `tokens`.
 fn plain(engine: &Engine, tokens: &[u32], from: usize) -> (f64, bool) {
     let mut state = engine.new_state(tokens.len());
-    let logits = engine.forward(&mut state, tokens, Logits::All).unwrap().to_vec();
+    let logits = engine
+        .forward(&mut state, tokens, Logits::All)
+        .unwrap()
+        .to_vec();
     let v = engine.config().n_vocab;
     let mut sum = 0.0f64;
     let mut greedy = true;

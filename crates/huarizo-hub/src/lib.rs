@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod alias;
+pub mod datasets;
 mod fsutil;
 mod hf;
 
@@ -68,10 +69,35 @@ impl ResolveOptions {
     }
 }
 
+/// The sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, HubError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(fsutil::io_err("open", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(fsutil::io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(alias::hex(h.finalize().as_slice()))
+}
+
 /// Everything that can go wrong while resolving a model name; each variant names the
 /// file, URL, package or alias at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// A dataset could not be fetched or unpacked.
+    #[error("dataset {name}: {message}")]
+    Dataset {
+        /// The dataset.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A name that looks like a path, but no file is there.
     #[error("model file {} does not exist", path.display())]
     NotFound {
