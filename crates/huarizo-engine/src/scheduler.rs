@@ -287,7 +287,13 @@ impl<'e> Scheduler<'e> {
             if remaining == 0 || budget == 0 {
                 continue;
             }
-            let n = remaining.min(budget);
+            let mut n = remaining.min(budget);
+            // Positions before the first scored token need no logits: read them in a
+            // chunk of their own, so that the output layer runs only where it must.
+            let first_scored = a.req.prompt_logprobs_from.saturating_sub(1);
+            if a.req.prompt_logprobs.is_some() && a.next_prompt < first_scored {
+                n = n.min(first_scored - a.next_prompt);
+            }
             budget -= n;
             a.feed.clear();
             a.feed
@@ -295,7 +301,7 @@ impl<'e> Scheduler<'e> {
             a.next_prompt += n;
             let done = a.next_prompt == a.req.prompt.len();
             // Position p's logits score token p + 1: needed from the first scored token.
-            let scores_here = a.next_prompt >= a.req.prompt_logprobs_from;
+            let scores_here = a.next_prompt > first_scored;
             a.feed_logits = if a.req.prompt_logprobs.is_some() && scores_here {
                 Logits::All
             } else if done {
