@@ -6,22 +6,7 @@ use huarizo_engine::requantize::{requantize, Action, RequantizeOptions};
 use huarizo_engine::{Engine, EngineOptions, GenerateParams, Logits, SamplingParams};
 use huarizo_formats::{GgmlType, GgufFile, Value};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
-    path
-}
+use std::path::Path;
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. In the beginning, the \
                     universe was created. This has made a lot of people very angry and \
@@ -148,7 +133,7 @@ const PROMPT: &str = "Once upon a time";
 /// Q4_1 values, and to 90% against the original, like Q8_0.
 #[test]
 fn smollm2_to_q8_0_and_f16_predicts_like_the_original() {
-    let input = testdata("smollm2.gguf");
+    let input = huarizo_testdata::file("smollm2.gguf");
     let dir = std::env::temp_dir().join(format!("huarizo-requantize-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let original = load(&input);

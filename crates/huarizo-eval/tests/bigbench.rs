@@ -63,12 +63,7 @@ fn prompts_are_bigbench_s_byte_for_byte() {
 
 #[test]
 fn smollm2_scores_tasks_into_lm_eval_results() {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let model = dir.join("smollm2.gguf");
+    let model = huarizo_testdata::file("smollm2.gguf");
     let engine = Engine::load(&model, &EngineOptions { n_threads: 0 }).unwrap();
     let ev = Evaluator::new(&engine, RunOptions::default());
     let names = ["toy_mc", "toy_gen", "toy_composite"]

@@ -6,20 +6,9 @@ use huarizo_engine::sampling::token_logprob;
 use huarizo_engine::{Engine, EngineOptions, Logits};
 use huarizo_eval::encode::encode_pair;
 use huarizo_eval::{Evaluator, GenerateUntil, Loglikelihood, Rolling, RunOptions};
-use std::path::PathBuf;
 
 fn smollm2() -> Engine {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join("smollm2.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
+    let path = huarizo_testdata::file("smollm2.gguf");
     Engine::load(&path, &EngineOptions { n_threads: 0 }).unwrap()
 }
 

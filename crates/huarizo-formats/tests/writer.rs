@@ -239,27 +239,11 @@ impl From<WriteError> for FillError {
     }
 }
 
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huarizo/testdata"))
-        })
-        .expect("neither HUARIZO_TESTDATA nor HOME is set");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-testdata.sh (from the repo root) to download the test models",
-        path.display()
-    );
-    path
-}
-
 /// SmolLM2 (written by llama.cpp's gguf-py) through from_file plus every tensor, borrowed
 /// from the map: the copy is the same file, byte for byte.
 #[test]
 fn smollm2_copies_byte_for_byte() {
-    let input = testdata("smollm2.gguf");
+    let input = huarizo_testdata::file("smollm2.gguf");
     let f = GgufFile::open(&input).unwrap_or_else(|e| panic!("{e}"));
     let mut w = GgufWriter::from_file(&f);
     for t in f.tensors() {

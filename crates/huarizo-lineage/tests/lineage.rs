@@ -10,21 +10,6 @@ use huarizo_lineage::{compare, Options, Report, Verdict};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
-    path
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lineage");
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +37,7 @@ struct Variants {
 fn variants() -> &'static Variants {
     static V: OnceLock<Variants> = OnceLock::new();
     V.get_or_init(|| {
-        let base = testdata("smollm2.gguf");
+        let base = huarizo_testdata::file("smollm2.gguf");
         let perturbed = scratch("perturbed.gguf");
         let fine_tune = Edit::Perturb {
             noise: 0.02,
@@ -96,14 +81,17 @@ fn lineage(a: &Path, b: &Path) -> Report {
 
 #[test]
 fn a_requantized_copy_has_the_same_weights() {
-    let r = lineage(&testdata("smollm2.gguf"), &variants().q8_0);
+    let r = lineage(&huarizo_testdata::file("smollm2.gguf"), &variants().q8_0);
     assert_eq!(r.verdict.verdict, Verdict::SameWeights);
     assert!(r.verdict.confidence >= 0.99);
 }
 
 #[test]
 fn a_fine_tuned_copy_is_derived() {
-    let r = lineage(&testdata("smollm2.gguf"), &variants().perturbed);
+    let r = lineage(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &variants().perturbed,
+    );
     assert_eq!(r.verdict.verdict, Verdict::Derived);
     let w = r.weights.as_ref().unwrap();
     assert!(w.mean_cosine > 0.99, "cosine {}", w.mean_cosine);
@@ -115,7 +103,10 @@ fn a_fine_tuned_copy_is_derived() {
 
 #[test]
 fn a_permuted_and_renamed_copy_is_derived_and_the_renames_are_listed() {
-    let r = lineage(&testdata("smollm2.gguf"), &variants().permuted_renamed);
+    let r = lineage(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &variants().permuted_renamed,
+    );
     assert_eq!(r.verdict.verdict, Verdict::Derived);
     // The direct comparison is fooled by the permutations; the invariants are not.
     assert!(r.weights.as_ref().unwrap().mean_cosine < DIRECT_LIMIT);
@@ -143,7 +134,11 @@ fn permuting_heads_and_neurons_keeps_the_function() {
     // In f32 every MLP neuron can move on its own (no quantization blocks to keep), and
     // no activation is rounded to 8 bits, so the outputs agree to float rounding (sums
     // run in another order; the f16 KV cache can round a value one ulp apart).
-    let f32_base = requantized(&testdata("smollm2.gguf"), "f32.gguf", GgmlType::F32);
+    let f32_base = requantized(
+        &huarizo_testdata::file("smollm2.gguf"),
+        "f32.gguf",
+        GgmlType::F32,
+    );
     let f32_permuted = scratch("f32-permuted.gguf");
     write_variant(&f32_base, &f32_permuted, &Edit::Permute { seed: 5 }).unwrap();
     let options = EngineOptions { n_threads: 0 };
@@ -189,7 +184,7 @@ fn permuting_heads_and_neurons_keeps_the_function() {
 
 #[test]
 fn random_weights_in_the_same_architecture_are_independent() {
-    let r = lineage(&testdata("smollm2.gguf"), &variants().reinit);
+    let r = lineage(&huarizo_testdata::file("smollm2.gguf"), &variants().reinit);
     assert_eq!(r.verdict.verdict, Verdict::SameArchitecture);
     assert!(r.invariants.as_ref().unwrap().p_value > 0.01);
 }
@@ -201,7 +196,7 @@ fn different_real_models_are_never_derived() {
         ("gemma3.gguf", "smollm2.gguf"),
         ("gemma3.gguf", "qwen.gguf"),
     ] {
-        let r = lineage(&testdata(a), &testdata(b));
+        let r = lineage(&huarizo_testdata::file(a), &huarizo_testdata::file(b));
         assert_eq!(r.verdict.verdict, Verdict::Unrelated, "{a} vs {b}");
         assert!(!r.architecture.same_architecture);
         // What is shared is reported.
@@ -215,14 +210,14 @@ fn different_real_models_are_never_derived() {
 
 #[test]
 fn a_truncated_file_is_a_clear_error() {
-    let bytes = std::fs::read(testdata("smollm2.gguf")).unwrap();
+    let bytes = std::fs::read(huarizo_testdata::file("smollm2.gguf")).unwrap();
     let cut = scratch("truncated.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let options = Options {
         progress: false,
         ..Options::default()
     };
-    let err = compare(&testdata("smollm2.gguf"), &cut, &options)
+    let err = compare(&huarizo_testdata::file("smollm2.gguf"), &cut, &options)
         .expect_err("a truncated file is an error");
     let msg = err.to_string();
     assert!(msg.contains("truncated.gguf"), "{msg}");
