@@ -86,7 +86,7 @@ impl<'e> Evaluator<'e> {
 
     /// The longest input the model reads.
     pub fn max_len(&self) -> usize {
-        self.engine.new_state(usize::MAX).n_ctx
+        self.engine.config().n_ctx_train.max(1)
     }
 
     /// Answers loglikelihood requests. A request longer than the context keeps its last

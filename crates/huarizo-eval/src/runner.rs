@@ -177,17 +177,12 @@ pub fn run(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let n_ctx = engine.new_state(usize::MAX).n_ctx;
+    let n_ctx = engine.config().n_ctx_train.max(1);
     for (i, j) in jobs.iter().enumerate() {
-        let need = j.tokens().len()
-            + match j {
-                Job::Generate { max_tokens, .. } => *max_tokens,
-                Job::Score { .. } => 0,
-            };
         if j.tokens().len() > n_ctx || j.tokens().is_empty() {
             return Err(EvalError::TooLong {
                 job: i,
-                tokens: need,
+                tokens: j.tokens().len(),
                 n_ctx,
             });
         }
