@@ -91,8 +91,10 @@ def main():
         data = os.path.join(tmp, name + ".jsonl")
         with open(data, "w", encoding="utf-8") as f:
             for s in items:
-                # The best-scored choice: BIG-bench's target (first on ties).
-                gold = s["choices"].index(s["target"][0]) if s["target"][0] in s["choices"] else 0
+                # The best-scored choice (first on ties); BIG-bench's `target` can be an
+                # explanation rather than a choice (strategyqa).
+                scores = s["choice_scores"]
+                gold = scores.index(max(scores))
                 f.write(json.dumps({"doc_id": s["doc_id"], "prompt": s["prompt"],
                                     "choices": s["choices"], "gold": gold}) + "\n")
         with open(os.path.join(tmp, name + ".yaml"), "w", encoding="utf-8") as f:

@@ -27,8 +27,8 @@ for task, ss in by_task.items():
         same += int(max(range(len(lp)), key=lambda i: (lp[i], -i)) == s["chosen"])
         ours_acc.append(s["score"])
         items.append({"task": task, "doc_id": s["doc_id"], "prompt": s["prompt"],
-                      "choices": s["choices"], "reference_logprobs": lp,
-                      "target": s["target"]})
+                      "choices": s["choices"], "choice_scores": s["choice_scores"],
+                      "reference_logprobs": lp})
     report[task] = {
         "items": len(ss),
         "max_abs_diff_nats": max(diffs),

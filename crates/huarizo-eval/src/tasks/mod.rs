@@ -16,6 +16,8 @@ pub struct SampleLog {
     pub prompt: String,
     /// Choices, for multiple choice.
     pub choices: Vec<String>,
+    /// Each choice's score if chosen (BIG-bench `target_scores`; 1/0 for a gold index).
+    pub choice_scores: Vec<f64>,
     /// Log-probability of each choice.
     pub logprobs: Vec<f64>,
     /// Whether each choice is the greedy continuation.
