@@ -33,6 +33,9 @@ pub struct Evaluation {
 }
 
 fn metric_entries(out: &mut Map<String, Value>, t: &TaskResult) {
+    if let Some(n) = t.normalized {
+        out.insert("normalized_score,none".into(), json!(n));
+    }
     for m in &t.metrics {
         out.insert(format!("{},none", m.name), json!(m.value));
         out.insert(
@@ -43,25 +46,61 @@ fn metric_entries(out: &mut Map<String, Value>, t: &TaskResult) {
 }
 
 impl Evaluation {
-    /// Mean of each group's members' first metric (every member weighted alike).
+    /// Values of a group's members: a leaf task's `value`, or a member group's mean
+    /// (so a composite task counts once in `bigbench-lite`, as in BIG-bench).
+    fn member_values(&self, group: &str, value: &dyn Fn(&TaskResult) -> Option<f64>) -> Vec<f64> {
+        let Some((_, members)) = self.groups.iter().find(|(g, _)| g == group) else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .filter_map(|m| match self.tasks.iter().find(|t| &t.name == m) {
+                Some(t) => value(t),
+                None => {
+                    let v = self.member_values(m, value);
+                    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                }
+            })
+            .collect()
+    }
+
+    /// Mean of a group's members' normalized scores (BIG-bench's
+    /// `normalized_aggregate_score`; the BIG-bench Lite score for `bigbench-lite`).
+    pub fn group_normalized(&self, group: &str) -> Option<f64> {
+        let v = self.member_values(group, &|t| t.normalized);
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// Per group: name, metric, mean of its members' first metric (each member weighted
+    /// alike), member count.
     pub fn group_scores(&self) -> Vec<(String, String, f64, usize)> {
         self.groups
             .iter()
-            .filter_map(|(g, members)| {
-                let scores: Vec<(&str, f64)> = self
-                    .tasks
-                    .iter()
-                    .filter(|t| members.contains(&t.name))
-                    .filter_map(|t| t.metrics.first().map(|m| (m.name.as_str(), m.value)))
-                    .collect();
-                if scores.is_empty() {
+            .filter_map(|(g, _)| {
+                let metric = self.first_metric(g)?;
+                let v = self.member_values(g, &|t| {
+                    t.metrics
+                        .first()
+                        .filter(|m| m.name == metric)
+                        .map(|m| m.value)
+                });
+                if v.is_empty() {
                     return None;
                 }
-                let name = scores[0].0.to_string();
-                let mean = scores.iter().map(|s| s.1).sum::<f64>() / scores.len() as f64;
-                Some((g.clone(), name, mean, scores.len()))
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                Some((g.clone(), metric, mean, v.len()))
             })
             .collect()
+    }
+
+    /// The metric of a group's first leaf.
+    fn first_metric(&self, group: &str) -> Option<String> {
+        let (_, members) = self.groups.iter().find(|(g, _)| g == group)?;
+        let m = members.first()?;
+        match self.tasks.iter().find(|t| &t.name == m) {
+            Some(t) => t.metrics.first().map(|x| x.name.clone()),
+            None => self.first_metric(m),
+        }
     }
 
     /// The results JSON.
@@ -95,9 +134,11 @@ impl Evaluation {
         let mut groups = Map::new();
         let mut group_subtasks = Map::new();
         for (g, metric, mean, n) in self.group_scores() {
+            let normalized = self.group_normalized(&g);
             groups.insert(
                 g.clone(),
-                json!({"alias": g, format!("{metric},none"): mean, format!("{metric}_stderr,none"): "N/A", "n_tasks": n}),
+                json!({"alias": g, format!("{metric},none"): mean, format!("{metric}_stderr,none"): "N/A",
+                       "normalized_aggregate_score,none": normalized, "n_tasks": n}),
             );
         }
         for (g, members) in &self.groups {
@@ -154,6 +195,11 @@ impl Evaluation {
         }
         for (g, metric, mean, n) in self.group_scores() {
             s.push_str(&format!("|{g} (mean of {n})| |{metric}|{mean:.4}| | |\n"));
+            if let Some(norm) = self.group_normalized(&g) {
+                s.push_str(&format!(
+                    "|{g} (mean of {n})| |normalized_aggregate_score|{norm:.2}| | |\n"
+                ));
+            }
         }
         s
     }

@@ -179,9 +179,15 @@ pub fn run(
             groups.push((src.name.clone(), members.clone()));
         }
         if let Some(g) = &src.group {
+            // A composite task joins the outer group as one member (its own group).
+            let member = if members.len() > 1 {
+                src.name.clone()
+            } else {
+                members[0].clone()
+            };
             match groups.iter_mut().find(|(n, _)| n == g) {
-                Some((_, m)) => m.extend(members),
-                None => groups.push((g.clone(), members)),
+                Some((_, m)) => m.push(member),
+                None => groups.push((g.clone(), vec![member])),
             }
         }
     }

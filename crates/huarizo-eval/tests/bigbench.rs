@@ -70,7 +70,10 @@ fn smollm2_scores_tasks_into_lm_eval_results() {
         .map(|t| fixtures().join(t).display().to_string())
         .join(",");
     let no_bigbench = || -> Result<PathBuf, String> { Err("not needed".into()) };
-    let sources = suite::resolve(&names, &no_bigbench).unwrap();
+    let mut sources = suite::resolve(&names, &no_bigbench).unwrap();
+    for s in &mut sources {
+        s.group = Some("toy-suite".into());
+    }
     let options = SuiteOptions {
         shots: Some(1),
         limit: None,
@@ -102,10 +105,31 @@ fn smollm2_scores_tasks_into_lm_eval_results() {
     // Generative: exact_str_match over post-processed answers.
     assert_eq!(e.tasks[1].metrics[0].name, "exact_str_match");
     assert!(e.tasks[1].samples.iter().all(|s| s.generated.is_some()));
-    // The composite task is a group of its two subtasks.
+    // The composite task is a group of its two subtasks, and one member of the outer
+    // group (as a composite task counts once in bigbench-lite).
     let groups = e.group_scores();
-    assert_eq!(groups.len(), 1);
-    assert_eq!(groups[0].3, 2);
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let composite = groups
+        .iter()
+        .find(|g| g.0.ends_with("toy_composite"))
+        .unwrap();
+    assert_eq!(composite.3, 2);
+    // The outer group's raw mean takes the members scored by its first metric (the MC
+    // leaf and the composite task); its normalized score takes all three.
+    let outer_raw = groups.iter().find(|g| g.0 == "toy-suite").unwrap();
+    assert_eq!(outer_raw.3, 2);
+    // BIG-bench's normalized score: 100·(grade − chance)/(1 − chance); the groups average
+    // their members'.
+    let chance = (1.0 / 3.0 * 3.0 + 1.5 / 4.0 + 0.5) / 5.0;
+    let want = 100.0 * (mc.metrics[0].value - chance) / (1.0 - chance);
+    assert!((mc.normalized.unwrap() - want).abs() < 1e-9);
+    let parts = [
+        e.tasks[0].normalized.unwrap(),
+        e.tasks[1].normalized.unwrap(),
+        e.group_normalized(&composite.0).unwrap(),
+    ];
+    let outer = e.group_normalized("toy-suite").unwrap();
+    assert!((outer - parts.iter().sum::<f64>() / 3.0).abs() < 1e-9);
     let j = e.to_json();
     for key in [
         "results",

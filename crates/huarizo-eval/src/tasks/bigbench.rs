@@ -338,6 +338,22 @@ impl LeafTask {
             .any(|m| MULTIPLE_CHOICE_METRICS.contains(&m.as_str()))
     }
 
+    /// BIG-bench's low score of multiple_choice_grade: the mean over every example of the
+    /// mean of its choices' scores (what choosing at random earns). 0 for generative tasks.
+    pub fn chance_level(&self) -> f64 {
+        let per: Vec<f64> = self
+            .examples
+            .iter()
+            .filter(|e| !e.choices.is_empty())
+            .map(|e| e.choices.iter().map(|c| c.1).sum::<f64>() / e.choices.len() as f64)
+            .collect();
+        if per.is_empty() || !self.is_multiple_choice() {
+            0.0
+        } else {
+            per.iter().sum::<f64>() / per.len() as f64
+        }
+    }
+
     /// Examples the task evaluates.
     pub fn num_examples(&self) -> usize {
         match self.max_examples {

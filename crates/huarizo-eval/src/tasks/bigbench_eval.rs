@@ -145,8 +145,13 @@ pub fn evaluate_leaf(
         }
         metrics.push(mean_metric("exact_str_match", &matches, true));
     }
+    let low = leaf.chance_level();
+    let normalized = metrics
+        .first()
+        .map(|m| 100.0 * (m.value - low) / (1.0 - low).max(f64::EPSILON));
     Ok(TaskResult {
         name: leaf.name.clone(),
+        normalized,
         metrics,
         n_shot: shots,
         n_original: original,

@@ -45,6 +45,9 @@ pub struct TaskResult {
     pub n_original: usize,
     /// Items scored (after `--limit`).
     pub n_effective: usize,
+    /// BIG-bench's normalized score, `100·(score − low)/(high − low)`: low is chance for
+    /// multiple choice, 0 for exact_str_match; high is 1.
+    pub normalized: Option<f64>,
     /// Per item.
     pub samples: Vec<SampleLog>,
 }
