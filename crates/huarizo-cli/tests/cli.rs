@@ -2,7 +2,6 @@
 //! give a one-line error naming the file and the fault with exit code 1; `tokenize`,
 //! `run --json` and `bench --json` print the documented shapes.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn huarizo(args: &[&str]) -> Output {
@@ -17,18 +16,9 @@ fn huarizo(args: &[&str]) -> Output {
 }
 
 fn smollm2() -> String {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join("smollm2.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    huarizo_testdata::file("smollm2.gguf")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A minimal GGUF v3 header declaring architecture `arch` and one F32 tensor of 32×32

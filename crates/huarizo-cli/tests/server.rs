@@ -11,14 +11,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn testdata() -> PathBuf {
-    std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        })
-}
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -38,7 +30,7 @@ impl Server {
         let turn = ONE_SERVER_AT_A_TIME
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let model = testdata().join("smollm2.gguf");
+        let model = huarizo_testdata::dir().join("smollm2.gguf");
         let mut child = Command::new(env!("CARGO_BIN_EXE_huarizo"))
             .args([
                 "serve",
@@ -414,7 +406,7 @@ fn an_overloaded_queue_answers_429_at_once_and_admitted_requests_complete() {
 fn script(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let path = repo().join(script);
     let mut cmd = if script.ends_with(".py") {
-        let py = testdata().join("venv/bin/python");
+        let py = huarizo_testdata::dir().join("venv/bin/python");
         assert!(
             py.exists(),
             "{} is missing: run scripts/test-venv.sh",
@@ -469,7 +461,7 @@ fn lm_eval_log_likelihoods_equal_in_process_ones() {
     let json = script("tests/server/lm_eval_loglikelihoods.py", &[out], &[]);
     let items: serde_json::Value = serde_json::from_str(&json).unwrap();
     let engine = huarizo_engine::Engine::load(
-        &testdata().join("smollm2.gguf"),
+        &huarizo_testdata::dir().join("smollm2.gguf"),
         &huarizo_engine::EngineOptions { n_threads: 2 },
     )
     .unwrap();

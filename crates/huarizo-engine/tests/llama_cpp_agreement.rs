@@ -8,21 +8,6 @@ use huarizo_engine::{Engine, EngineOptions, GenerateParams, SamplingParams};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
-    path
-}
-
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
@@ -33,7 +18,11 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 #[test]
 fn smollm2_prompts_and_greedy_tokens_match_llama_cpp() {
-    let engine = Engine::load(&testdata("smollm2.gguf"), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/smollm2.json");
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

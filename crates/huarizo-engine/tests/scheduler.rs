@@ -8,17 +8,7 @@ use huarizo_engine::{
     Engine, EngineOptions, Event, EventSink, FinishReason, GenerateParams, Logits, Request,
     SamplingParams, Scheduler, SchedulerOptions,
 };
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/huarizo/testdata")
-        });
-    dir.join(name)
-}
 
 /// Collects events; can be closed from outside to play a client that went away.
 #[derive(Clone, Default)]
@@ -101,7 +91,11 @@ const PROMPTS: [&str; 4] = [
 
 #[test]
 fn batched_requests_agree_with_solo_generation() {
-    let engine = Engine::load(&testdata("smollm2.gguf"), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
     let n = 16;
     let solo: Vec<Vec<u32>> = PROMPTS
         .iter()
@@ -161,7 +155,11 @@ fn batched_requests_agree_with_solo_generation() {
 
 #[test]
 fn prompt_logprobs_cancellation_and_prefix_reuse() {
-    let engine = Engine::load(&testdata("smollm2.gguf"), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
     let ids = engine.tokenize_prompt("The capital of France is Paris, and the capital of Italy is");
     let mut s = Scheduler::new(
         &engine,
@@ -231,7 +229,11 @@ fn prompt_logprobs_cancellation_and_prefix_reuse() {
 
 #[test]
 fn impossible_requests_get_errors() {
-    let engine = Engine::load(&testdata("smollm2.gguf"), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
     let mut s = Scheduler::new(
         &engine,
         SchedulerOptions {
@@ -260,7 +262,11 @@ fn impossible_requests_get_errors() {
 #[test]
 fn batched_forward_equals_separate_forwards_bit_for_bit() {
     use huarizo_engine::{Scratch, SeqBatch};
-    let engine = Engine::load(&testdata("smollm2.gguf"), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.tokenize_prompt(p)).collect();
     let v = engine.config().n_vocab;
     // Each sequence has read its prompt but the last token; the batch feeds that token

@@ -1,28 +1,11 @@
 //! The real SmolLM2 file fetched by scripts/fetch-testdata.sh.
 
-use std::path::PathBuf;
-
 use huarizo_formats::{GgmlType, GgufFile, Value};
-
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huarizo/testdata"))
-        })
-        .expect("neither HUARIZO_TESTDATA nor HOME is set");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-testdata.sh (from the repo root) to download the test models",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn smollm2() {
-    let f = GgufFile::open(&testdata("smollm2.gguf")).unwrap_or_else(|e| panic!("{e}"));
+    let f =
+        GgufFile::open(&huarizo_testdata::file("smollm2.gguf")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f.tensors().len(), 272);
     assert_eq!(
         f.get("general.architecture").and_then(Value::as_str),
@@ -54,7 +37,7 @@ fn smollm2() {
 #[test]
 fn other_testdata_models_open() {
     for name in ["gemma3.gguf", "qwen.gguf"] {
-        let f = GgufFile::open(&testdata(name)).unwrap_or_else(|e| panic!("{e}"));
+        let f = GgufFile::open(&huarizo_testdata::file(name)).unwrap_or_else(|e| panic!("{e}"));
         assert!(!f.tensors().is_empty(), "{name}");
         assert!(f
             .get("general.architecture")

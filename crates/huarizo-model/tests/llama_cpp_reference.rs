@@ -6,21 +6,6 @@
 use huarizo_model::{Logits, Model, State, ThreadPool};
 use std::path::PathBuf;
 
-fn testdata(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HUARIZO_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/huarizo/testdata")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-testdata.sh",
-        path.display()
-    );
-    path
-}
-
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
@@ -42,7 +27,7 @@ fn argmax(row: &[f32]) -> u32 {
 /// Checks a model against its reference and returns (exact prompts, prompts, agreeing
 /// positions, positions).
 fn check(model_file: &str, name: &str) -> (usize, usize, usize, usize) {
-    let model = Model::load(&testdata(model_file)).unwrap();
+    let model = Model::load(&huarizo_testdata::file(model_file)).unwrap();
     let pool = ThreadPool::new(2);
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../tests/reference/{name}.json"));
