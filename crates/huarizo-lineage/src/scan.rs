@@ -7,7 +7,7 @@ use crate::invariants::{self, Fingerprint};
 use crate::report::ModelSummary;
 use crate::{bar, compare_open, Options};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// One model of the scan.
@@ -168,9 +168,4 @@ impl ScanReport {
         }
         s
     }
-}
-
-/// Whether `p` names the `scan` keyword rather than a model.
-pub fn is_scan_keyword(p: &Path) -> bool {
-    p.as_os_str() == "scan"
 }
