@@ -2,57 +2,11 @@
 
 mod common;
 
-use common::{Bytes, Gguf, Tensor};
+use common::{all_values, Bytes, Gguf, Tensor};
 use huarizo_formats::{parse_header, GgmlType, GgufError, GgufFile, ParseError, Value};
 
 fn s(v: &str) -> Value {
     Value::String(v.to_owned())
-}
-
-/// One entry of every scalar type, plus arrays (empty, of strings, nested).
-fn all_values() -> Vec<(String, Value)> {
-    let kvs = [
-        ("t.u8", Value::U8(200)),
-        ("t.i8", Value::I8(-100)),
-        ("t.u16", Value::U16(60_000)),
-        ("t.i16", Value::I16(-30_000)),
-        ("t.u32", Value::U32(4_000_000_000)),
-        ("t.i32", Value::I32(-2_000_000_000)),
-        ("t.u64", Value::U64(u64::MAX)),
-        ("t.i64", Value::I64(i64::MIN)),
-        ("t.f32", Value::F32(-1.5e-3)),
-        ("t.f64", Value::F64(std::f64::consts::PI)),
-        ("t.true", Value::Bool(true)),
-        ("t.false", Value::Bool(false)),
-        ("t.str", s("llama ñ 🦙")),
-        ("t.empty_str", s("")),
-        ("t.empty_arr", Value::Array(vec![])),
-        (
-            "t.arr_i32",
-            Value::Array(vec![Value::I32(-1), Value::I32(2)]),
-        ),
-        (
-            "t.arr_str",
-            Value::Array(vec![s("a"), s(""), s("<|im_end|>")]),
-        ),
-        (
-            "t.arr_bool",
-            Value::Array(vec![Value::Bool(true), Value::Bool(false)]),
-        ),
-        ("t.arr_f64", Value::Array(vec![Value::F64(0.25)])),
-        (
-            "t.nested",
-            Value::Array(vec![
-                Value::Array(vec![s("x"), s("y")]),
-                Value::Array(vec![s("z")]),
-            ]),
-        ),
-        (
-            "t.nested3",
-            Value::Array(vec![Value::Array(vec![Value::Array(vec![Value::U16(7)])])]),
-        ),
-    ];
-    kvs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// A valid small file: all value types plus three tensors of different types.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Gguf, Tensor};
+use common::{all_values, Gguf, Tensor};
 use huarizo_formats::{GgmlType, GgufFile, GgufWriter, Value, WriteError};
 
 fn s(v: &str) -> Value {
@@ -20,66 +20,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
-}
-
-/// One entry of every value type, arrays of several element types, nested arrays.
-fn all_values() -> Vec<(String, Value)> {
-    let kvs = [
-        ("t.u8", Value::U8(200)),
-        ("t.i8", Value::I8(-100)),
-        ("t.u16", Value::U16(60_000)),
-        ("t.i16", Value::I16(-30_000)),
-        ("t.u32", Value::U32(4_000_000_000)),
-        ("t.i32", Value::I32(-2_000_000_000)),
-        ("t.u64", Value::U64(u64::MAX)),
-        ("t.i64", Value::I64(i64::MIN)),
-        ("t.f32", Value::F32(-1.5e-3)),
-        ("t.f64", Value::F64(std::f64::consts::PI)),
-        ("t.true", Value::Bool(true)),
-        ("t.false", Value::Bool(false)),
-        ("t.str", s("llama ñ 🦙")),
-        ("t.empty_str", s("")),
-        ("t.empty_arr", Value::Array(vec![])),
-        ("t.arr_u8", Value::Array(vec![Value::U8(0), Value::U8(255)])),
-        (
-            "t.arr_i32",
-            Value::Array(vec![Value::I32(-1), Value::I32(2)]),
-        ),
-        (
-            "t.arr_f32",
-            Value::Array(vec![Value::F32(0.5), Value::F32(-2.0)]),
-        ),
-        ("t.arr_u64", Value::Array(vec![Value::U64(1 << 40)])),
-        (
-            "t.arr_str",
-            Value::Array(vec![s("a"), s(""), s("<|im_end|>")]),
-        ),
-        (
-            "t.arr_bool",
-            Value::Array(vec![Value::Bool(true), Value::Bool(false)]),
-        ),
-        ("t.arr_f64", Value::Array(vec![Value::F64(0.25)])),
-        (
-            "t.nested",
-            Value::Array(vec![
-                Value::Array(vec![s("x"), s("y")]),
-                Value::Array(vec![]),
-                Value::Array(vec![s("z")]),
-            ]),
-        ),
-        (
-            "t.nested_mixed_inner",
-            Value::Array(vec![
-                Value::Array(vec![Value::I16(-7)]),
-                Value::Array(vec![Value::F64(1.0), Value::F64(2.0)]),
-            ]),
-        ),
-        (
-            "t.nested3",
-            Value::Array(vec![Value::Array(vec![Value::Array(vec![Value::U16(7)])])]),
-        ),
-    ];
-    kvs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// `n` bytes of a pattern particular to `seed`.
