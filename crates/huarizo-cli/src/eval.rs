@@ -14,18 +14,27 @@ pub struct EvalArgs {
     /// The model (GGUF path, `hf:` name or alias).
     #[arg(short = 'm', long = "model", default_value = huarizo_hub::DEFAULT_MODEL)]
     pub model: String,
-    /// Comma-separated tasks: `bigbench:TASK`, `bigbench-lite`, or a path to a task.json.
+    /// Comma-separated tasks: lm-eval's leaderboard tasks and groups (`arc_challenge`,
+    /// `hellaswag`, `mmlu`, `truthfulqa_mc1`, `truthfulqa_mc2`, `winogrande`, `gsm8k`,
+    /// `leaderboard-v1`), `bigbench:TASK`, `bigbench-lite`, `perplexity:FILE`, or a path
+    /// to a BIG-bench task.json or an lm-eval task YAML/JSON.
     #[arg(long, required = true)]
     pub tasks: String,
-    /// Examples in each prompt (default: 0).
+    /// Examples in each prompt (default: BIG-bench 0; lm-eval tasks the leaderboard's
+    /// count; a task that fixes 0, as TruthfulQA does, keeps 0).
     #[arg(long)]
     pub shots: Option<usize>,
+    /// Folder holding Hub datasets by id (`DIR/allenai/ai2_arc/…`), in the Hub's file
+    /// layout; a dataset not found there is fetched from the Hugging Face Hub.
+    #[arg(long = "data-dir", env = "HUARIZO_DATA")]
+    pub data_dir: Option<PathBuf>,
     /// Score at most N items per task.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed of few-shot sampling and choice order (BIG-bench's default is 42).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of few-shot sampling and choice order (default: BIG-bench's 42, lm-eval's
+    /// 1234).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Write lm-eval's results JSON here.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
@@ -47,7 +56,19 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let opts = huarizo_hub::ResolveOptions::default();
     let bigbench = || huarizo_hub::datasets::bigbench_tasks(&opts).map_err(|e| e.to_string());
-    let sources = suite::resolve(&args.tasks, &bigbench)?;
+    let data = |id: &str, config: Option<&str>| -> Result<PathBuf, String> {
+        if let Some(dir) = &args.data_dir {
+            let local = dir.join(id);
+            if local.is_dir() {
+                return Ok(local);
+            }
+        }
+        huarizo_hub::hf::dataset(id, config, &opts).map_err(|e| match &args.data_dir {
+            Some(dir) => format!("not in {} and not fetched: {e}", dir.display()),
+            None => format!("{e} (or pass --data-dir DIR holding {id}/ in the Hub layout)"),
+        })
+    };
+    let sources = suite::resolve(&args.tasks, &bigbench, &data)?;
     let path = crate::commands::resolve(&args.model)?;
     let sha = huarizo_hub::sha256_file(&path)?;
     let engine = Engine::load(

@@ -13,6 +13,21 @@ pub struct Metric {
     pub stderr: Option<f64>,
     /// Whether a higher value is better.
     pub higher_is_better: bool,
+    /// The filter its answers went through (lm-eval's `exact_match,strict-match`);
+    /// `none` for most metrics.
+    pub filter: String,
+}
+
+impl Metric {
+    /// Its key in lm-eval's results: `name,filter`.
+    pub fn key(&self) -> String {
+        format!("{},{}", self.name, self.filter)
+    }
+
+    /// Its standard error's key: `name_stderr,filter`.
+    pub fn stderr_key(&self) -> String {
+        format!("{}_stderr,{}", self.name, self.filter)
+    }
 }
 
 /// Mean of `xs`.
@@ -40,6 +55,7 @@ pub fn mean_metric(name: &str, xs: &[f64], higher_is_better: bool) -> Metric {
         value: mean(xs),
         stderr: mean_stderr(xs),
         higher_is_better,
+        filter: "none".into(),
     }
 }
 

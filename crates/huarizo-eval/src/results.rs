@@ -2,6 +2,7 @@
 //! `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples`, `config`), and the
 //! table printed after a run.
 
+use crate::suite::GroupDef;
 use crate::tasks::TaskResult;
 use serde_json::{json, Map, Value};
 
@@ -18,12 +19,15 @@ pub struct Evaluation {
     pub model_info: Value,
     /// Results of every leaf task.
     pub tasks: Vec<TaskResult>,
-    /// Groups: name and member tasks (a composite BIG-bench task, `bigbench-lite`).
-    pub groups: Vec<(String, Vec<String>)>,
+    /// Groups: name and member tasks (a composite BIG-bench task, `bigbench-lite`,
+    /// `mmlu`).
+    pub groups: Vec<GroupDef>,
     /// Per task: its configuration (source, prompt format, metric).
     pub configs: Map<String, Value>,
-    /// Seed of few-shot sampling.
-    pub seed: u64,
+    /// Each task's version.
+    pub versions: Map<String, Value>,
+    /// Seed of few-shot sampling, when one was given.
+    pub seed: Option<u64>,
     /// Item limit per task.
     pub limit: Option<usize>,
     /// Wall time.
@@ -37,11 +41,8 @@ fn metric_entries(out: &mut Map<String, Value>, t: &TaskResult) {
         out.insert("normalized_score,none".into(), json!(n));
     }
     for m in &t.metrics {
-        out.insert(format!("{},none", m.name), json!(m.value));
-        out.insert(
-            format!("{}_stderr,none", m.name),
-            m.stderr.map_or(json!("N/A"), |s| json!(s)),
-        );
+        out.insert(m.key(), json!(m.value));
+        out.insert(m.stderr_key(), m.stderr.map_or(json!("N/A"), |s| json!(s)));
     }
 }
 
@@ -49,10 +50,10 @@ impl Evaluation {
     /// Values of a group's members: a leaf task's `value`, or a member group's mean
     /// (so a composite task counts once in `bigbench-lite`, as in BIG-bench).
     fn member_values(&self, group: &str, value: &dyn Fn(&TaskResult) -> Option<f64>) -> Vec<f64> {
-        let Some((_, members)) = self.groups.iter().find(|(g, _)| g == group) else {
+        let Some(def) = self.groups.iter().find(|d| d.name == group) else {
             return Vec::new();
         };
-        members
+        def.members
             .iter()
             .filter_map(|m| match self.tasks.iter().find(|t| &t.name == m) {
                 Some(t) => value(t),
@@ -71,13 +72,73 @@ impl Evaluation {
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
-    /// Per group: name, metric, mean of its members' first metric (each member weighted
-    /// alike), member count.
-    pub fn group_scores(&self) -> Vec<(String, String, f64, usize)> {
+    /// Leaf tasks under a group, through member groups.
+    fn leaves(&self, group: &str) -> Vec<&TaskResult> {
+        let Some(def) = self.groups.iter().find(|d| d.name == group) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in &def.members {
+            match self.tasks.iter().find(|t| &t.name == m) {
+                Some(t) => out.push(t),
+                None => out.extend(self.leaves(m)),
+            }
+        }
+        out
+    }
+
+    /// A size-weighted group (lm-eval's `weight_by_size`): the item-weighted mean of its
+    /// leaves' metric and the pooled standard error.
+    fn weighted(&self, group: &str, metric: &str) -> Option<(f64, Option<f64>, usize)> {
+        let mut parts = Vec::new();
+        for t in self.leaves(group) {
+            let m = t.metrics.iter().find(|m| m.name == metric)?;
+            parts.push((m.value, m.stderr, t.n_effective as f64));
+        }
+        let total: f64 = parts.iter().map(|p| p.2).sum();
+        if parts.is_empty() || total == 0.0 {
+            return None;
+        }
+        let mean = parts.iter().map(|p| p.0 * p.2).sum::<f64>() / total;
+        let k = parts.len() as f64;
+        let stderr = parts
+            .iter()
+            .map(|p| p.1.map(|se| (p.2 - 1.0) * se * se * p.2))
+            .sum::<Option<f64>>()
+            .filter(|_| total > k)
+            .map(|v| (v / (total - k) / total).sqrt());
+        Some((mean, stderr, parts.len()))
+    }
+
+    /// Per group: name, metric, value, its standard error, member count. Size-weighted
+    /// groups average every leaf item alike (MMLU); others average their members alike
+    /// (BIG-bench).
+    pub fn group_stats(&self) -> Vec<(String, String, f64, Option<f64>, usize)> {
         self.groups
             .iter()
-            .filter_map(|(g, _)| {
-                let metric = self.first_metric(g)?;
+            .filter_map(|d| {
+                let metric = self.first_metric(&d.name)?;
+                if d.weight_by_size {
+                    let (v, se, n) = self.weighted(&d.name, &metric)?;
+                    return Some((d.name.clone(), metric, v, se, n));
+                }
+                let (g, m, v, n) = self.group_mean(&d.name, metric)?;
+                Some((g, m, v, None, n))
+            })
+            .collect()
+    }
+
+    /// Per group: name, metric, value, member count (see [`Evaluation::group_stats`]).
+    pub fn group_scores(&self) -> Vec<(String, String, f64, usize)> {
+        self.group_stats()
+            .into_iter()
+            .map(|(g, m, v, _, n)| (g, m, v, n))
+            .collect()
+    }
+
+    fn group_mean(&self, g: &str, metric: String) -> Option<(String, String, f64, usize)> {
+        {
+            {
                 let v = self.member_values(g, &|t| {
                     t.metrics
                         .first()
@@ -88,15 +149,15 @@ impl Evaluation {
                     return None;
                 }
                 let mean = v.iter().sum::<f64>() / v.len() as f64;
-                Some((g.clone(), metric, mean, v.len()))
-            })
-            .collect()
+                Some((g.to_string(), metric, mean, v.len()))
+            }
+        }
     }
 
     /// The metric of a group's first leaf.
     fn first_metric(&self, group: &str) -> Option<String> {
-        let (_, members) = self.groups.iter().find(|(g, _)| g == group)?;
-        let m = members.first()?;
+        let def = self.groups.iter().find(|d| d.name == group)?;
+        let m = def.members.first()?;
         match self.tasks.iter().find(|t| &t.name == m) {
             Some(t) => t.metrics.first().map(|x| x.name.clone()),
             None => self.first_metric(m),
@@ -115,7 +176,10 @@ impl Evaluation {
             entry.insert("alias".into(), json!(t.name));
             metric_entries(&mut entry, t);
             results.insert(t.name.clone(), Value::Object(entry));
-            versions.insert(t.name.clone(), json!(1.0));
+            versions.insert(
+                t.name.clone(),
+                self.versions.get(&t.name).cloned().unwrap_or(json!(1.0)),
+            );
             n_shot.insert(t.name.clone(), json!(t.n_shot));
             higher.insert(
                 t.name.clone(),
@@ -133,16 +197,18 @@ impl Evaluation {
         }
         let mut groups = Map::new();
         let mut group_subtasks = Map::new();
-        for (g, metric, mean, n) in self.group_scores() {
-            let normalized = self.group_normalized(&g);
-            groups.insert(
-                g.clone(),
-                json!({"alias": g, format!("{metric},none"): mean, format!("{metric}_stderr,none"): "N/A",
-                       "normalized_aggregate_score,none": normalized, "n_tasks": n}),
-            );
+        for (g, metric, mean, se, n) in self.group_stats() {
+            let mut entry = json!({"alias": g, format!("{metric},none"): mean,
+                                   format!("{metric}_stderr,none"): se.map_or(json!("N/A"), |s| json!(s)),
+                                   "n_tasks": n});
+            if let Some(norm) = self.group_normalized(&g) {
+                entry["normalized_aggregate_score,none"] = json!(norm);
+            }
+            groups.insert(g.clone(), entry.clone());
+            results.insert(g.clone(), entry);
         }
-        for (g, members) in &self.groups {
-            group_subtasks.insert(g.clone(), json!(members));
+        for d in &self.groups {
+            group_subtasks.insert(d.name.clone(), json!(d.members));
         }
         json!({
             "results": results,
@@ -187,7 +253,11 @@ impl Evaluation {
                     "|{}|{}|{}|{:.4}|±|{}|\n",
                     t.name,
                     t.n_shot,
-                    m.name,
+                    if m.filter == "none" {
+                        m.name.clone()
+                    } else {
+                        m.key()
+                    },
                     m.value,
                     m.stderr.map_or("N/A".to_string(), |e| format!("{e:.4}"))
                 ));

@@ -70,14 +70,16 @@ fn smollm2_scores_tasks_into_lm_eval_results() {
         .map(|t| fixtures().join(t).display().to_string())
         .join(",");
     let no_bigbench = || -> Result<PathBuf, String> { Err("not needed".into()) };
-    let mut sources = suite::resolve(&names, &no_bigbench).unwrap();
-    for s in &mut sources {
+    let no_data =
+        |_: &str, _: Option<&str>| -> Result<PathBuf, String> { Err("not needed".into()) };
+    let mut plan = suite::resolve(&names, &no_bigbench, &no_data).unwrap();
+    for s in &mut plan.tasks {
         s.group = Some("toy-suite".into());
     }
     let options = SuiteOptions {
         shots: Some(1),
         limit: None,
-        seed: 42,
+        seed: Some(42),
     };
     let e = suite::evaluate(
         &ev,
@@ -85,7 +87,7 @@ fn smollm2_scores_tasks_into_lm_eval_results() {
         &model,
         "0",
         serde_json::json!({}),
-        &sources,
+        &plan,
         &options,
     )
     .unwrap();

@@ -162,6 +162,82 @@ fn pick_gguf(repo: &str, files: Vec<String>) -> Result<String, HubError> {
     })
 }
 
+/// The local folder of the Hub dataset `repo_id` (`allenai/ai2_arc`), with the data
+/// files (Parquet, JSON lines, JSON) whose paths start with `config/` (or all of them
+/// when `config` is `None` or matches no folder), fetched into `<models>/hf-datasets` on
+/// first use through `hf-hub` and found there offline afterwards.
+pub fn dataset(
+    repo_id: &str,
+    config: Option<&str>,
+    opts: &ResolveOptions,
+) -> Result<PathBuf, HubError> {
+    let name = format!("hf:{repo_id}");
+    let (repo_id, _) = parse(&name, repo_id)?;
+    let dir = opts.models_dir()?.join("hf-datasets");
+    let repo = Repo::new(repo_id.to_string(), RepoType::Dataset);
+    let record = dir
+        .join(repo.folder_name())
+        .join(format!("huarizo-complete-{}", config.unwrap_or("all")));
+    let snapshot = |rev: &str| dir.join(repo.folder_name()).join("snapshots").join(rev);
+    if let Ok(rev) = std::fs::read_to_string(&record) {
+        let done = snapshot(rev.trim());
+        if done.is_dir() {
+            return Ok(done);
+        }
+    }
+    if opts.offline {
+        return Err(HubError::Offline { name, cache: dir });
+    }
+    let endpoint = endpoint(opts);
+    let api = ApiBuilder::from_cache(Cache::new(dir.clone()))
+        .with_endpoint(endpoint.clone())
+        .with_token(token())
+        .with_progress(opts.show_progress())
+        .build()
+        .map_err(|e| HubError::Hf {
+            url: endpoint.clone(),
+            source: Box::new(e),
+        })?;
+    let api_repo = api.repo(repo.clone());
+    let info = api_repo.info().map_err(|e| HubError::Hf {
+        url: format!("{endpoint}/api/datasets/{repo_id}"),
+        source: Box::new(e),
+    })?;
+    let data: Vec<String> = info
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .filter(|f| {
+            [".parquet", ".jsonl", ".json"]
+                .iter()
+                .any(|e| f.ends_with(e))
+        })
+        .collect();
+    let in_config: Vec<&String> = match config {
+        Some(c) => data
+            .iter()
+            .filter(|f| f.starts_with(&format!("{c}/")) || f.contains(&format!("/{c}/")))
+            .collect(),
+        None => Vec::new(),
+    };
+    let wanted: Vec<&String> = if in_config.is_empty() {
+        data.iter().collect()
+    } else {
+        in_config
+    };
+    for f in &wanted {
+        api_repo.download(f).map_err(|e| HubError::Hf {
+            url: api_repo.url(f),
+            source: Box::new(e),
+        })?;
+    }
+    if let Some(parent) = record.parent() {
+        create_dir_all(parent)?;
+    }
+    write_atomic(&record, info.sha.as_bytes())?;
+    Ok(snapshot(&info.sha))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 mod alias;
 pub mod datasets;
 mod fsutil;
-mod hf;
+pub mod hf;
 
 use std::path::{Path, PathBuf};
 

@@ -284,6 +284,22 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The environment lm-evaluation-harness renders task templates in
+/// (`jinja2.Environment(undefined=StrictUndefined, keep_trailing_newline=True)`), rebuilt
+/// in minijinja: undefined names are errors, values print as Python's `str()` does, and
+/// strings, lists and dicts have Python's methods (`strip`, `split`, `index`, …).
+pub fn python_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_unknown_method_callback(pyrepr::unknown_method);
+    env.set_formatter(pyrepr::format_output);
+    env.add_filter("string", pyrepr::string_filter);
+    env
+}
+
 /// The environment transformers builds for chat templates, rebuilt in minijinja, with
 /// `source` compiled into it.
 fn build_env(source: &str, clock: Clock) -> Result<Environment<'static>, Error> {

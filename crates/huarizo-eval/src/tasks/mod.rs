@@ -2,7 +2,9 @@
 
 pub mod bigbench;
 pub mod bigbench_eval;
+pub mod harness;
 pub mod numpy_rng;
+pub mod py_random;
 
 use crate::metrics::Metric;
 use serde::Serialize;

@@ -21,6 +21,41 @@ impl LegacyRandomState {
         LegacyRandomState { mt, idx: 624 }
     }
 
+    /// Seeded as MT19937's `init_by_array(key)` (CPython's `random.seed`).
+    pub fn from_key(key: &[u32]) -> Self {
+        let mut s = LegacyRandomState::new(19_650_218);
+        let mt = &mut s.mt;
+        let n = 624usize;
+        let (mut i, mut j) = (1usize, 0usize);
+        let key_len = key.len().max(1);
+        for _ in 0..n.max(key_len) {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key.get(j).copied().unwrap_or(0))
+                .wrapping_add(j as u32);
+            i += 1;
+            j += 1;
+            if i >= n {
+                mt[0] = mt[n - 1];
+                i = 1;
+            }
+            if j >= key_len {
+                j = 0;
+            }
+        }
+        for _ in 0..n - 1 {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            i += 1;
+            if i >= n {
+                mt[0] = mt[n - 1];
+                i = 1;
+            }
+        }
+        mt[0] = 0x8000_0000;
+        s
+    }
+
     fn twist(&mut self) {
         for i in 0..624 {
             let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);

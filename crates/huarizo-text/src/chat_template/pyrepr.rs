@@ -148,6 +148,9 @@ pub(super) fn unknown_method(
 
 fn extra_method(value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
     let unknown = || Err(Error::from(ErrorKind::UnknownMethod));
+    if method == "index" && value.as_str().is_none() {
+        return list_index(value, args);
+    }
     let Some(s) = value.as_str() else {
         return unknown();
     };
@@ -176,6 +179,28 @@ fn extra_method(value: &Value, method: &str, args: &[Value]) -> Result<Value, Er
         }
         _ => unknown(),
     }
+}
+
+/// `list.index(x)`: the first position equal to `x`, a `ValueError` if none.
+fn list_index(value: &Value, args: &[Value]) -> Result<Value, Error> {
+    let [needle] = args else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "index() takes exactly one argument",
+        ));
+    };
+    let items = value
+        .try_iter()
+        .map_err(|_| Error::from(ErrorKind::UnknownMethod))?;
+    for (i, item) in items.enumerate() {
+        if &item == needle {
+            return Ok(Value::from(i));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("ValueError: {} is not in list", py_repr(needle)),
+    ))
 }
 
 #[cfg(test)]
