@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod eval;
+mod leaderboard;
 mod lineage;
 mod quantize;
 
@@ -151,6 +152,9 @@ enum Command {
     Lineage(lineage::LineageArgs),
     /// Score a model on lm-evaluation-harness-compatible tasks (BIG-bench JSON tasks, …).
     Eval(eval::EvalArgs),
+    /// Rank models by their mean score over results files of `eval -o`, as Markdown and
+    /// a self-contained HTML page.
+    Leaderboard(leaderboard::LeaderboardArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize::quantize(&args),
         Command::Lineage(args) => lineage::lineage(&args),
         Command::Eval(args) => eval::eval(&args),
+        Command::Leaderboard(args) => leaderboard::leaderboard(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

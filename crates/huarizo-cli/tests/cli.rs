@@ -324,3 +324,65 @@ fn eval_refuses_bad_tasks_without_writing_results() {
         assert!(!out_file.exists(), "no results file for a failed run");
     }
 }
+
+#[test]
+fn leaderboard_writes_markdown_and_html_and_refuses_bad_files() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-leaderboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let a = file(
+        "a.json",
+        r#"{"results": {"t": {"acc,none": 0.25}}, "config": {"model_name": "model-a"}}"#,
+    );
+    let b = file(
+        "b.json",
+        r#"{"results": {"t": {"acc,none": 0.75}}, "config": {"model_name": "model-b"}}"#,
+    );
+    let out = huarizo(&["leaderboard", &a, &b]);
+    assert_eq!(out.status.code(), Some(0));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("# huarizo leaderboard\n"), "{md}");
+    assert!(
+        md.contains("| 1 | model-b | – | – | 75.00 | 75.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 2 | model-a | – | – | 25.00 | 25.00 |"),
+        "{md}"
+    );
+
+    let (md_path, html_path) = (dir.join("board.md"), dir.join("board.html"));
+    let out = huarizo(&[
+        "leaderboard",
+        &a,
+        &b,
+        "--title",
+        "Two <models>",
+        "--md",
+        md_path.to_str().unwrap(),
+        "--html",
+        html_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "--md writes the file instead");
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    assert!(md.starts_with("# Two <models>\n"), "{md}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<h1>Two &lt;models&gt;</h1>"), "{html}");
+
+    let bad = file("bad.json", r#"{"groups": {}}"#);
+    let missing = dir.join("missing.json").to_string_lossy().into_owned();
+    for (path, needle) in [(&bad, "no `results` object"), (&missing, "cannot read")] {
+        let out = huarizo(&["leaderboard", &a, path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(path.as_str()) && err.contains(needle), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = huarizo(&["leaderboard"]);
+    assert_eq!(out.status.code(), Some(2), "at least one results file");
+}

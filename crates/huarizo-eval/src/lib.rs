@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod encode;
 pub mod error;
+pub mod leaderboard;
 pub mod metrics;
 pub mod requests;
 pub mod results;
