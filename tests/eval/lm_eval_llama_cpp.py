@@ -10,8 +10,13 @@ log-likelihoods through llama-cpp-python's low-level API (`Llama(logits_all=True
 those shift prompt log-probabilities by one position (llama-cpp-python #1983), and
 llama.cpp's server returns none (llama.cpp #27174).
 
-Usage: lm_eval_llama_cpp.py MODEL.gguf SAMPLES.jsonl OUT.json
-Needs lm_eval (0.4.x) and llama_cpp importable (PYTHONPATH may add a second venv).
+With `--transformers`, the same tasks run on lm-eval's own `hf` model instead: transformers
+loads the GGUF (dequantized, float32 activations) on the CPU; the run is timed, for the
+speed comparison in docs/EVAL.md.
+
+Usage: lm_eval_llama_cpp.py [--transformers] MODEL.gguf SAMPLES.jsonl OUT.json
+Needs lm_eval (0.4.x) and llama_cpp importable (PYTHONPATH may add a second venv), or
+torch + transformers + gguf for --transformers.
 """
 import json
 import math
@@ -20,8 +25,9 @@ import sys
 import tempfile
 from collections import defaultdict
 
+import time
+
 import numpy as np
-from llama_cpp import Llama
 from lm_eval import simple_evaluate
 from lm_eval.api.model import TemplateLM
 from lm_eval.tasks import TaskManager
@@ -32,6 +38,8 @@ class LlamaCppLowLevel(TemplateLM):
 
     def __init__(self, path, n_ctx=4096):
         super().__init__()
+        from llama_cpp import Llama
+
         self.llm = Llama(model_path=path, n_ctx=n_ctx, logits_all=True, n_batch=512,
                          verbose=False)
         meta = self.llm.metadata
@@ -77,7 +85,10 @@ class LlamaCppLowLevel(TemplateLM):
 
 
 def main():
-    model, samples_path, out_path = sys.argv[1:4]
+    args = sys.argv[1:]
+    transformers = "--transformers" in args
+    args = [a for a in args if a != "--transformers"]
+    model, samples_path, out_path = args[:3]
     by_task = defaultdict(list)
     for line in open(samples_path, encoding="utf-8"):
         s = json.loads(line)
@@ -115,10 +126,19 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """)
-    lm = LlamaCppLowLevel(model)
+    start = time.time()
+    if transformers:
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=os.path.dirname(os.path.abspath(model)),
+                  gguf_file=os.path.basename(model), dtype="float32", device="cpu",
+                  batch_size=8)
+    else:
+        lm = LlamaCppLowLevel(model)
     res = simple_evaluate(model=lm, tasks=list(names), task_manager=TaskManager(include_path=tmp),
                           log_samples=True, num_fewshot=0)
-    out = {"tasks": {}}
+    out = {"tasks": {}, "seconds": time.time() - start,
+           "backend": "transformers" if transformers else "llama-cpp-python"}
     for name, task in names.items():
         per_doc = {}
         for s in res["samples"][name]:

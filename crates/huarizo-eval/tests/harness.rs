@@ -93,3 +93,104 @@ fn groups_resolve_and_bad_task_files_name_the_field() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A user's own task files (YAML and JSON) and the perplexity of a text file, run on
+/// SmolLM2: each metric agrees with the per-item log-likelihoods it is computed from.
+#[test]
+fn user_tasks_and_perplexity_on_smollm2() {
+    use huarizo_engine::{Engine, EngineOptions};
+    use huarizo_eval::{Evaluator, Rolling, RunOptions};
+
+    let dir = std::env::temp_dir().join(format!("huarizo-user-task-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("qa.jsonl"),
+        "{\"q\": \"The capital of France is\", \"options\": [\"Paris\", \"a banana\", \"Berlin\"], \"gold\": 0}\n\
+         {\"q\": \"Two plus two is\", \"options\": [\"seven\", \"four\"], \"gold\": 1}\n\
+         {\"q\": \"The sky on a clear day is\", \"options\": [\"green\", \"blue\", \"plaid\"], \"gold\": 1}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mc.yaml"),
+        "task: my_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: qa.jsonl\n\
+         output_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: options\ndoc_to_target: gold\n\
+         metric_list:\n  - metric: acc\n  - metric: acc_norm\n  - metric: acc_bytes\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ll.json"),
+        r#"{"task": "my_ll", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "qa.jsonl"}},
+            "output_type": "loglikelihood", "doc_to_text": "{{q}}", "doc_to_target": "{{' ' + options[gold]}}",
+            "metric_list": [{"metric": "perplexity"}, {"metric": "acc"}]}"#,
+    )
+    .unwrap();
+    let text = "Once upon a time there was a little cat.\nIt liked milk and naps in the sun. ";
+    std::fs::write(dir.join("story.txt"), text).unwrap();
+    let no_bigbench = || -> Result<PathBuf, String> { Err("not needed".into()) };
+    let names = format!(
+        "{},{},perplexity:{}",
+        dir.join("mc.yaml").display(),
+        dir.join("ll.json").display(),
+        dir.join("story.txt").display()
+    );
+    let plan = suite::resolve(&names, &no_bigbench, &local).unwrap();
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 0 },
+    )
+    .unwrap();
+    let ev = Evaluator::new(&engine, RunOptions::default());
+    let out = suite::run(
+        &ev,
+        &plan,
+        &suite::SuiteOptions {
+            shots: None,
+            limit: None,
+            seed: None,
+        },
+    )
+    .unwrap();
+    let [mc, ll, ppl] = &out.results[..] else {
+        panic!("three tasks expected");
+    };
+    assert_eq!(mc.name, "my_mc");
+    let metric = |t: &huarizo_eval::tasks::TaskResult, name: &str| {
+        t.metrics.iter().find(|m| m.name == name).unwrap().value
+    };
+    // acc, acc_norm and acc_bytes from each item's log-likelihoods.
+    let (mut acc, mut norm, mut bytes) = (0.0, 0.0, 0.0);
+    let gold = [0, 1, 1];
+    for (s, g) in mc.samples.iter().zip(gold) {
+        assert!(
+            s.choices.iter().all(|c| c.starts_with(' ')),
+            "{:?}",
+            s.choices
+        );
+        let best = |f: &dyn Fn(usize) -> f64| {
+            (0..s.logprobs.len()).fold(0, |b, i| if f(i) > f(b) { i } else { b })
+        };
+        acc += f64::from(u8::from(best(&|i| s.logprobs[i]) == g));
+        let chars = |i: usize| s.choices[i].trim_start().chars().count() as f64;
+        norm += f64::from(u8::from(best(&|i| s.logprobs[i] / chars(i)) == g));
+        let blen = |i: usize| s.choices[i].trim_start().len() as f64;
+        bytes += f64::from(u8::from(best(&|i| s.logprobs[i] / blen(i)) == g));
+    }
+    assert!((metric(mc, "acc") - acc / 3.0).abs() < 1e-12);
+    assert!((metric(mc, "acc_norm") - norm / 3.0).abs() < 1e-12);
+    assert!((metric(mc, "acc_bytes") - bytes / 3.0).abs() < 1e-12);
+    assert!(
+        metric(mc, "acc") >= 2.0 / 3.0,
+        "SmolLM2 knows at least two of these"
+    );
+    // perplexity = exp(−mean log-likelihood of the gold continuation).
+    let lls: Vec<f64> = ll.samples.iter().map(|s| s.logprobs[0]).collect();
+    let want = (-lls.iter().sum::<f64>() / 3.0).exp();
+    assert!((metric(ll, "perplexity") - want).abs() < 1e-9 * want);
+    // Perplexity of the file: word count as lm-eval's (edge whitespace counts).
+    let r = ev.rolling(&[Rolling { text: text.into() }]).unwrap()[0];
+    let words = 18.0;
+    assert!((metric(ppl, "word_perplexity") - (-r.logprob / words).exp()).abs() < 1e-9);
+    let bpb = -(r.logprob / text.len() as f64) / std::f64::consts::LN_2;
+    assert!((metric(ppl, "bits_per_byte") - bpb).abs() < 1e-12);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

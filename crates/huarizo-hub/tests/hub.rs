@@ -661,3 +661,47 @@ fn hf_errors_name_the_repo_or_url() {
     let err = resolve_with("hf:test/other", &offline, &fail).unwrap_err();
     assert!(matches!(err, HubError::Offline { .. }), "{err:?}");
 }
+
+#[test]
+fn hf_dataset_fetches_one_configuration_then_works_offline() {
+    let cache = TestDir::new("hf-data");
+    let test_rows = b"{\"question\": \"q\"}\n".to_vec();
+    let routes = HashMap::from([
+        (
+            "/api/datasets/test/arc/revision/main".to_string(),
+            Route::Json(siblings_json(&[
+                "README.md",
+                "ARC-Challenge/test-00000-of-00001.jsonl",
+                "ARC-Easy/test-00000-of-00001.jsonl",
+            ])),
+        ),
+        (
+            "/datasets/test/arc/resolve/main/ARC-Challenge/test-00000-of-00001.jsonl".to_string(),
+            Route::File {
+                body: test_rows.clone(),
+                etag: "etag-arc".into(),
+            },
+        ),
+    ]);
+    let hub = Hub::start(routes);
+    let o = ResolveOptions {
+        hf_endpoint: Some(hub.endpoint.clone()),
+        ..opts(cache.path())
+    };
+    let root = huarizo_hub::hf::dataset("test/arc", Some("ARC-Challenge"), &o).unwrap();
+    let file = root.join("ARC-Challenge/test-00000-of-00001.jsonl");
+    assert_eq!(std::fs::read(&file).unwrap(), test_rows);
+    // ARC-Easy was not asked for, so not fetched.
+    assert!(!root.join("ARC-Easy").exists());
+    let hits = hub.hits();
+    let offline = ResolveOptions {
+        offline: true,
+        ..o.clone()
+    };
+    let again = huarizo_hub::hf::dataset("test/arc", Some("ARC-Challenge"), &offline).unwrap();
+    assert_eq!(again, root);
+    assert_eq!(hub.hits(), hits);
+    // A configuration never fetched, offline: an error naming the dataset.
+    let err = huarizo_hub::hf::dataset("test/arc", Some("ARC-Easy"), &offline).unwrap_err();
+    assert!(err.to_string().contains("test/arc"), "{err}");
+}

@@ -283,13 +283,13 @@ impl LeafTask {
         let Some(Value::Array(examples)) = data.get("examples") else {
             return Err(bad(path, "field \"examples\" is missing or not a list"));
         };
-        // De-duplicate, first occurrence wins.
-        let mut distinct: Vec<&Value> = Vec::new();
-        for ex in examples {
-            if !distinct.contains(&ex) {
-                distinct.push(ex);
-            }
-        }
+        // De-duplicate by the serialized example (json.dumps in BIG-bench: key order
+        // counts), first occurrence wins; a set keeps 50k-example tasks linear.
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<&Value> = examples
+            .iter()
+            .filter(|ex| seen.insert(serde_json::to_string(ex).unwrap_or_default()))
+            .collect();
         let examples = distinct
             .iter()
             .enumerate()

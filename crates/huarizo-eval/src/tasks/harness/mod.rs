@@ -184,7 +184,15 @@ impl HarnessTask {
     }
 
     fn load_split(&self, split: &str) -> Result<Option<Vec<Value>>, EvalError> {
-        let Some(docs) = self.source.load(split)? else {
+        // Data errors name the task file too (the data file is in the message).
+        let loaded = self.source.load(split).map_err(|e| match e {
+            EvalError::File { path, message } => EvalError::File {
+                path: PathBuf::from(&self.origin),
+                message: format!("split {split}: {}: {message}", path.display()),
+            },
+            other => other,
+        })?;
+        let Some(docs) = loaded else {
             return Ok(None);
         };
         match self.hooks.process_docs {
@@ -198,12 +206,17 @@ impl HarnessTask {
         }
     }
 
-    /// The evaluated documents: the test split, else the validation split.
+    /// The evaluated documents: the test split, else the validation split (a task that
+    /// names neither reads the dataset's `test`, else `validation`, split).
     pub fn eval_docs(&self) -> Result<Vec<Value>, EvalError> {
-        for split in [&self.config.test_split, &self.config.validation_split]
-            .into_iter()
-            .flatten()
-        {
+        let c = &self.config;
+        let defaults = [Some("test".to_string()), Some("validation".to_string())];
+        let splits = if c.test_split.is_none() && c.validation_split.is_none() {
+            [&defaults[0], &defaults[1]]
+        } else {
+            [&c.test_split, &c.validation_split]
+        };
+        for split in splits.into_iter().flatten() {
             if let Some(d) = self.load_split(split)? {
                 return Ok(d);
             }
