@@ -299,7 +299,7 @@ fn cpu_info() -> String {
 }
 
 /// llama.cpp's name for a `general.file_type` (`llama_model_ftype_name`).
-fn ftype_name(id: u64) -> String {
+pub(crate) fn ftype_name(id: u64) -> String {
     let name = match id {
         0 => "all F32",
         1 => "F16",

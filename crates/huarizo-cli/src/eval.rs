@@ -84,6 +84,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "params": engine.gguf().tensors().iter().map(|t| t.n_elements()).sum::<u64>(),
         "bytes": std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         "types": storage_types(&engine),
+        "file_type": engine.gguf().get("general.file_type").and_then(|v| v.as_u64()).map(crate::bench::ftype_name),
         "n_layer": c.n_layer,
         "n_embd": c.n_embd,
     });

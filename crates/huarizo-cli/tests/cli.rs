@@ -288,8 +288,32 @@ fn eval_refuses_bad_tasks_without_writing_results() {
     )
     .unwrap();
     let out_file = dir.join("results.json");
+    std::fs::write(
+        dir.join("data.jsonl"),
+        "{\"q\": \"a\", \"a\": \"b\"}\n{\"q\": oops}\n",
+    )
+    .unwrap();
+    let yaml = dir.join("task.yaml");
+    std::fs::write(
+        &yaml,
+        "task: t\ndataset_path: json\ndataset_kwargs: {data_files: {test: data.jsonl}}\n\
+         doc_to_text: '{{q}}'\ndoc_to_target: a\n",
+    )
+    .unwrap();
     let s = smollm2();
-    let cases: [(Vec<&str>, &str); 2] = [
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec![
+                "eval",
+                "-m",
+                &s,
+                "--tasks",
+                yaml.to_str().unwrap(),
+                "-o",
+                out_file.to_str().unwrap(),
+            ],
+            "data.jsonl: line 2: not valid JSON",
+        ),
         (
             vec![
                 "eval",
@@ -320,7 +344,7 @@ fn eval_refuses_bad_tasks_without_writing_results() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(needle), "{err}");
-        assert!(err.contains("task.json") || needle.contains("arc"), "{err}");
+        assert!(err.contains("task.") || needle.contains("arc"), "{err}");
         assert!(!out_file.exists(), "no results file for a failed run");
     }
 }

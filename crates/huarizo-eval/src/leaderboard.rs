@@ -86,6 +86,8 @@ pub struct Entry {
     pub bytes: Option<u64>,
     /// Storage types by share of weights (`config.model_info.types`), dominant first.
     pub types: Vec<(String, u64)>,
+    /// The file's quantization as its `general.file_type` names it (`Q4_K_M`), if given.
+    pub file_type: Option<String>,
     /// Column name to score.
     pub scores: BTreeMap<String, Score>,
     /// The files read (more than one after a merge).
@@ -410,6 +412,11 @@ impl Entry {
             params: info_number("params"),
             bytes: info_number("bytes"),
             types: storage_types(info),
+            file_type: info
+                .and_then(|i| i.get("file_type"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && *s != "?")
+                .map(str::to_string),
             scores,
             files: vec![SourceFile {
                 path: path.to_path_buf(),
@@ -420,9 +427,12 @@ impl Entry {
         })
     }
 
-    /// The dominant storage type (the quantization), if known.
+    /// The quantization: the file type the GGUF declares, else the storage type of most
+    /// weights, if known.
     pub fn quantization(&self) -> Option<&str> {
-        self.types.first().map(|(t, _)| t.as_str())
+        self.file_type
+            .as_deref()
+            .or_else(|| self.types.first().map(|(t, _)| t.as_str()))
     }
 
     /// The first 12 hex digits of the sha256, if known.
