@@ -117,6 +117,12 @@ fn user_tasks_and_perplexity_on_smollm2() {
          metric_list:\n  - metric: acc\n  - metric: acc_norm\n  - metric: acc_bytes\n",
     )
     .unwrap();
+    // A YAML that includes another and overrides a key (lm-eval's `include:`).
+    std::fs::write(
+        dir.join("mc_norm.yaml"),
+        "include: mc.yaml\ntask: my_mc_norm\nmetric_list: [{metric: acc_norm}]\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("ll.json"),
         r#"{"task": "my_ll", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "qa.jsonl"}},
@@ -128,8 +134,9 @@ fn user_tasks_and_perplexity_on_smollm2() {
     std::fs::write(dir.join("story.txt"), text).unwrap();
     let no_bigbench = || -> Result<PathBuf, String> { Err("not needed".into()) };
     let names = format!(
-        "{},{},perplexity:{}",
+        "{},{},{},perplexity:{}",
         dir.join("mc.yaml").display(),
+        dir.join("mc_norm.yaml").display(),
         dir.join("ll.json").display(),
         dir.join("story.txt").display()
     );
@@ -150,9 +157,11 @@ fn user_tasks_and_perplexity_on_smollm2() {
         },
     )
     .unwrap();
-    let [mc, ll, ppl] = &out.results[..] else {
-        panic!("three tasks expected");
+    let [mc, mc_norm, ll, ppl] = &out.results[..] else {
+        panic!("four tasks expected");
     };
+    assert_eq!(mc_norm.name, "my_mc_norm");
+    assert_eq!(mc_norm.metrics.len(), 1);
     assert_eq!(mc.name, "my_mc");
     let metric = |t: &huarizo_eval::tasks::TaskResult, name: &str| {
         t.metrics.iter().find(|m| m.name == name).unwrap().value
@@ -177,6 +186,7 @@ fn user_tasks_and_perplexity_on_smollm2() {
     }
     assert!((metric(mc, "acc") - acc / 3.0).abs() < 1e-12);
     assert!((metric(mc, "acc_norm") - norm / 3.0).abs() < 1e-12);
+    assert_eq!(metric(mc_norm, "acc_norm"), metric(mc, "acc_norm"));
     assert!((metric(mc, "acc_bytes") - bytes / 3.0).abs() < 1e-12);
     assert!(
         metric(mc, "acc") >= 2.0 / 3.0,

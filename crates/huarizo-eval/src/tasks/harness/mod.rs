@@ -95,12 +95,8 @@ impl HarnessTask {
                     .into(),
             ));
         }
-        let is_json = path.extension().is_some_and(|e| e == "json");
-        let config: TaskConfig = if is_json {
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
-        } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?
-        };
+        let merged = read_with_includes(path, &text, 0)?;
+        let config: TaskConfig = serde_json::from_value(merged).map_err(|e| bad(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let source = source_of(&config, base, data_root).map_err(bad)?;
         let task = HarnessTask {
@@ -510,6 +506,47 @@ impl HarnessTask {
         item.doc = doc;
         Ok(item)
     }
+}
+
+/// A task file's keys as JSON, with lm-eval's `include:` resolved: the included file
+/// (relative to this one) first, this file's keys over it.
+fn read_with_includes(path: &Path, text: &str, depth: usize) -> Result<Value, EvalError> {
+    let bad = |message: String| EvalError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let value: Value = if is_json {
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| bad(e.to_string()))?
+    };
+    let Value::Object(mut map) = value else {
+        return Err(bad("a task file must be a mapping of keys".into()));
+    };
+    let Some(include) = map.remove("include") else {
+        return Ok(Value::Object(map));
+    };
+    let Some(rel) = include.as_str() else {
+        return Err(bad("include: must be a file path".into()));
+    };
+    if depth >= 8 {
+        return Err(bad("include: more than 8 levels (a cycle?)".into()));
+    }
+    let inc = path.parent().unwrap_or(Path::new(".")).join(rel);
+    let inc_text = std::fs::read_to_string(&inc)
+        .map_err(|e| bad(format!("include: {}: {e}", inc.display())))?;
+    if inc_text.contains("!function") {
+        return Err(bad(format!(
+            "include: {} names Python code (`!function`)",
+            inc.display()
+        )));
+    }
+    let Value::Object(mut base) = read_with_includes(&inc, &inc_text, depth + 1)? else {
+        return Err(bad(format!("include: {} is not a mapping", inc.display())));
+    };
+    base.extend(map);
+    Ok(Value::Object(base))
 }
 
 /// TruthfulQA mc2's true answers: the choices before the first label 0.
