@@ -140,12 +140,10 @@ const MIN_SAME: f64 = 0.9;
 /// strategyqa), 0.05 (Qwen, logical_deduction:three_objects).
 const MAX_ACC_GAP: f64 = 0.06;
 
+/// Both models in one test: two engines in parallel test threads would share the two
+/// cores and spin against each other.
 #[test]
-fn smollm2_matches_lm_eval_on_llama_cpp() {
+fn smollm2_and_qwen_match_lm_eval_on_llama_cpp() {
     check("smollm2");
-}
-
-#[test]
-fn qwen_matches_lm_eval_on_llama_cpp() {
     check("qwen");
 }
