@@ -14,7 +14,7 @@ pub mod stream;
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
 pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
 pub use huarizo_model::{weights, Config, Logits, ModelError, Scratch, SeqBatch, State};
-pub use huarizo_text::{python_environment, ChatMessage, ChatTemplate, Tokenizer};
+pub use huarizo_text::{python_environment, python_str, ChatMessage, ChatTemplate, Tokenizer};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerOptions, StepStats, TokenConstraint,

@@ -45,15 +45,7 @@ pub(crate) fn resolve(name: &str, spec: &str, opts: &ResolveOptions) -> Result<P
     }
 
     let endpoint = endpoint(opts);
-    let api = ApiBuilder::from_cache(Cache::new(hf_dir))
-        .with_endpoint(endpoint.clone())
-        .with_token(token())
-        .with_progress(opts.show_progress())
-        .build()
-        .map_err(|e| HubError::Hf {
-            url: endpoint.clone(),
-            source: Box::new(e),
-        })?;
+    let api = api(Cache::new(hf_dir), &endpoint, opts)?;
     let api_repo = api.repo(repo);
     let (file, picked) = match known_file {
         Some(f) => (f, false),
@@ -77,6 +69,23 @@ pub(crate) fn resolve(name: &str, spec: &str, opts: &ResolveOptions) -> Result<P
         write_atomic(&record, file.as_bytes())?;
     }
     Ok(path)
+}
+
+/// The hub client: `endpoint`, the user's token, progress bars if allowed.
+fn api(
+    cache: Cache,
+    endpoint: &str,
+    opts: &ResolveOptions,
+) -> Result<hf_hub::api::sync::Api, HubError> {
+    ApiBuilder::from_cache(cache)
+        .with_endpoint(endpoint.to_string())
+        .with_token(token())
+        .with_progress(opts.show_progress())
+        .build()
+        .map_err(|e| HubError::Hf {
+            url: endpoint.to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// Split `owner/repo[:file]`.
@@ -189,15 +198,7 @@ pub fn dataset(
         return Err(HubError::Offline { name, cache: dir });
     }
     let endpoint = endpoint(opts);
-    let api = ApiBuilder::from_cache(Cache::new(dir.clone()))
-        .with_endpoint(endpoint.clone())
-        .with_token(token())
-        .with_progress(opts.show_progress())
-        .build()
-        .map_err(|e| HubError::Hf {
-            url: endpoint.clone(),
-            source: Box::new(e),
-        })?;
+    let api = api(Cache::new(dir.clone()), &endpoint, opts)?;
     let api_repo = api.repo(repo.clone());
     let info = api_repo.info().map_err(|e| HubError::Hf {
         url: format!("{endpoint}/api/datasets/{repo_id}"),

@@ -284,6 +284,12 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Python's `str()` of a template value (`repr` inside lists and dicts), as
+/// [`python_environment`] prints values.
+pub fn python_str(value: &Value) -> String {
+    pyrepr::py_str(value)
+}
+
 /// The environment lm-evaluation-harness renders task templates in
 /// (`jinja2.Environment(undefined=StrictUndefined, keep_trailing_newline=True)`), rebuilt
 /// in minijinja: undefined names are errors, values print as Python's `str()` does, and

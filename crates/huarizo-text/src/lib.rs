@@ -7,5 +7,5 @@
 pub mod chat_template;
 pub mod tokenizer;
 
-pub use chat_template::{python_environment, ChatMessage, ChatTemplate, TemplateError};
+pub use chat_template::{python_environment, python_str, ChatMessage, ChatTemplate, TemplateError};
 pub use tokenizer::{TextError, Tokenizer, TokenizerKind, VocabSpec};

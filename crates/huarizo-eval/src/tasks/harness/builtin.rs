@@ -361,7 +361,7 @@ pub fn weight_by_size(group: &str) -> bool {
 
 /// Every built-in task and group name, for messages.
 pub fn names() -> Vec<String> {
-    let mut v: Vec<String> = [
+    [
         "arc_challenge",
         "arc_easy",
         "hellaswag",
@@ -376,9 +376,7 @@ pub fn names() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    v.dedup();
-    v
+    .collect()
 }
 
 #[cfg(test)]

@@ -25,59 +25,14 @@ impl Rendered {
         match self {
             Rendered::Text(s) => s.clone(),
             Rendered::Index(i) => i.to_string(),
-            Rendered::List(v) => py_list_repr(v),
+            Rendered::List(v) => py_str(&Value::from(v.clone())),
         }
     }
 }
 
-fn py_list_repr(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| py_str_repr(s)).collect();
-    format!("[{}]", items.join(", "))
-}
-
-fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::from(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python's `str()` of a JSON value.
+/// Python's `str()` of a JSON value (`repr` of the items of a list).
 pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "None".into(),
-        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter()
-                .map(|x| match x {
-                    Value::String(s) => py_str_repr(s),
-                    other => py_str(other),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Value::Object(_) => v.to_string(),
-    }
+    huarizo_engine::python_str(&minijinja::Value::from(minijinja::value::Serde(v)))
 }
 
 /// A document value as a rendered answer.

@@ -286,8 +286,7 @@ pub fn evaluate(
                     metrics.push(metric);
                 }
             }
-            let (fname, steps) = &filters[0];
-            let _ = fname;
+            let steps = &filters[0].1;
             for (it, out) in items.iter().zip(&outs) {
                 let pred = apply_filter(steps, out);
                 let score = metric_list.first().map_or(f64::NAN, |m| {
