@@ -8,6 +8,11 @@ reference prompts, through llama-cpp-python (which compiles llama.cpp: keep it o
 Each record holds the prompt, its token ids (llama_tokenize with add_special and
 parse_special), and the greedy tokens: at each step the argmax of llama.cpp's logits,
 with the top-5 (id, logit) pairs so that near-ties can be recognised.
+
+llama.cpp's logits depend on the vector width it was built for (see
+crates/huarizo-kernels/src/isa.rs): a build on an AVX-512 machine writes
+tests/reference/<model>.json, a build without AVX-512 writes
+tests/reference/<model>.avx2.json. Each file records the build in "ggml_isa".
 """
 import json
 import sys
@@ -50,12 +55,17 @@ def main():
             llm.eval([tok])
         records.append({"prompt": prompt, "prompt_tokens": toks, "tokens": gen, "top5": tops})
         print(name, repr(prompt), "->", repr(llm.detokenize(gen).decode(errors="replace")), file=sys.stderr)
+    info = llama_cpp.llama_print_system_info().decode()
+    isa = "avx512" if "AVX512 = 1" in info else "avx2"
     out = {
         "model": name,
+        "ggml_isa": isa,
+        "system_info": info.strip(),
         "reference": f"llama-cpp-python {llama_cpp.__version__}, n_ctx=512, n_threads=2, default flash-attention and KV settings",
         "records": records,
     }
-    with open(f"tests/reference/{name}.json", "w") as f:
+    suffix = "" if isa == "avx512" else ".avx2"
+    with open(f"tests/reference/{name}{suffix}.json", "w") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
 
 

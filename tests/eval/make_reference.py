@@ -11,6 +11,8 @@ import statistics
 import sys
 
 samples_path, ref_path, out_path = sys.argv[1:4]
+# The llama.cpp build the reference came from (avx2 or avx512; see crates/huarizo-kernels/src/isa.rs).
+ggml_isa = sys.argv[4] if len(sys.argv) > 4 else "avx2"
 ref = json.load(open(ref_path))["tasks"]
 items, report = [], {}
 by_task = {}
@@ -37,7 +39,7 @@ for task, ss in by_task.items():
         "huarizo": statistics.mean(ours_acc),
         "lm_eval_llama_cpp_acc": r["acc"],
     }
-json.dump({"agreement": report, "items": items}, open(out_path, "w"), indent=1,
+json.dump({"ggml_isa": ggml_isa, "agreement": report, "items": items}, open(out_path, "w"), indent=1,
           ensure_ascii=False)
 for task, x in report.items():
     print(f"{task:<40} n={x['items']:<4} max|Δ|={x['max_abs_diff_nats']:.2e} "

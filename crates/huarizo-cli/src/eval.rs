@@ -86,6 +86,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "types": storage_types(&engine),
         "file_type": engine.gguf().get("general.file_type").and_then(|v| v.as_u64()).map(crate::bench::ftype_name),
         "n_layer": c.n_layer,
+        "ggml_isa": huarizo_engine::ggml_isa().name(),
         "n_embd": c.n_embd,
     });
     let mut ev = Evaluator::new(
@@ -100,7 +101,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let file = opts
             .models_dir()?
             .join("eval-cache")
-            .join(format!("{}.jsonl", &sha[..16]));
+            // Results depend on the llama.cpp build whose arithmetic huarizo follows.
+            .join(format!(
+                "{}-{}.jsonl",
+                &sha[..16],
+                huarizo_engine::ggml_isa().name()
+            ));
         let cache = ResultCache::open(&file)
             .with_context(|| format!("opening the results cache {}", file.display()))?;
         if !cache.is_empty() {

@@ -13,7 +13,9 @@ pub mod stream;
 
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
 pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
-pub use huarizo_model::{weights, Config, Logits, ModelError, Scratch, SeqBatch, State};
+pub use huarizo_model::{
+    ggml_isa, set_ggml_isa, weights, Config, GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
+};
 pub use huarizo_text::{python_environment, python_str, ChatMessage, ChatTemplate, Tokenizer};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{

@@ -5,7 +5,7 @@
 //! `tests/eval/make_reference.sh <model>` (huarizo eval --log-samples, then
 //! tests/eval/lm_eval_llama_cpp.py, then tests/eval/make_reference.py).
 
-use huarizo_engine::{Engine, EngineOptions};
+use huarizo_engine::{set_ggml_isa, Engine, EngineOptions, GgmlIsa};
 use huarizo_eval::{Evaluator, Loglikelihood, RunOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,12 +30,14 @@ struct Agreement {
     ref_right: usize,
 }
 
-fn check(model: &str) {
+fn check(model: &str, floor: &Floor) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("../../tests/reference/eval_{model}.json"));
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
     let items = reference["items"].as_array().unwrap();
+    // The reference's llama.cpp build decides the summation order huarizo follows.
+    set_ggml_isa(GgmlIsa::parse(reference["ggml_isa"].as_str().unwrap()).unwrap());
     let engine = Engine::load(
         &huarizo_testdata::file(&format!("{model}.gguf")),
         &EngineOptions { n_threads: 0 },
@@ -101,7 +103,7 @@ fn check(model: &str) {
         // The fixture sets (4–6 items) move a whole item per disagreement.
         let gap = (a.ours_right as f64 - a.ref_right as f64).abs() / a.items as f64;
         assert!(
-            a.items < 20 || gap <= MAX_ACC_GAP + 1e-9,
+            a.items < 20 || gap <= floor.max_acc_gap + 1e-9,
             "{model} {task}: accuracy differs by {gap}"
         );
         all.extend(&a.diffs);
@@ -118,32 +120,59 @@ fn check(model: &str) {
     );
     let median = all[all.len() / 2];
     assert!(
-        same_n as f64 >= MIN_SAME * items_n as f64,
+        same_n as f64 >= floor.min_same * items_n as f64,
         "{model}: same choice on {same_n} of {items_n}"
     );
     assert!(
-        median <= MAX_MEDIAN,
+        median <= floor.max_median,
         "{model}: median per-choice difference {median} nats"
+    );
+    assert!(
+        within >= floor.min_within,
+        "{model}: only {:.1}% of choices within 0.05 nats",
+        100.0 * within
     );
 }
 
-// The agreement measured with llama-cpp-python 0.3.36 (2026-12-02), as a floor against
-// regressions. It is short of issue 5's bar (0.05 nats per item, 98% same choice, 1
-// point): this llama.cpp build's logits drift from huarizo's (and from its own
-// one-token-at-a-time logits) after about ten positions; see docs/EVAL.md.
-/// Largest median |Δ| per choice (nats); measured 0.10 (SmolLM2), 0.05 (Qwen).
-const MAX_MEDIAN: f64 = 0.2;
-/// Least share of items where both pick the same choice; measured 0.97 (SmolLM2), 0.98
-/// (Qwen).
-const MIN_SAME: f64 = 0.9;
-/// Largest accuracy gap per task of 20 items or more; measured 0.04 (SmolLM2,
-/// strategyqa), 0.05 (Qwen, logical_deduction:three_objects).
-const MAX_ACC_GAP: f64 = 0.06;
+/// The agreement measured with llama-cpp-python 0.3.36 (an AVX2 build; huarizo follows
+/// the build the fixture names), held as a floor.
+struct Floor {
+    /// Largest median |Δ| per choice (nats).
+    max_median: f64,
+    /// Least share of choices within 0.05 nats.
+    min_within: f64,
+    /// Least share of items where both pick the same choice.
+    min_same: f64,
+    /// Largest accuracy gap per task of 20 items or more.
+    max_acc_gap: f64,
+}
+
+/// SmolLM2 (Q4_1): every log-likelihood equal to 4 decimals (measured max |Δ| < 0.00005 nats
+/// over 1209 choices; the two sides only differ in how they take the log-softmax).
+const SMOLLM2: Floor = Floor {
+    max_median: 1e-4,
+    min_within: 1.0,
+    min_same: 1.0,
+    max_acc_gap: 0.0,
+};
+
+/// Qwen2.5-Coder (Q4_K_M): measured median |Δ| 0.001–0.010 per task, 88.1% of choices
+/// within 0.05 nats (max 0.19), same choice 128/130, equal accuracy on every BIG-bench task.
+/// Not bit-exact because its Q4_K/Q6_K weights are multiplied in an order that depends on
+/// a token's place in its batch (ggml's repacked GEMM takes tokens four at a time, its
+/// tiled Q6_K kernel needs eight), and huarizo reads a shared context once and its
+/// continuations after it, where llama.cpp reads each request whole.
+const QWEN: Floor = Floor {
+    max_median: 0.02,
+    min_within: 0.85,
+    min_same: 0.98,
+    max_acc_gap: 0.0,
+};
 
 /// Both models in one test: two engines in parallel test threads would share the two
 /// cores and spin against each other.
 #[test]
 fn smollm2_and_qwen_match_lm_eval_on_llama_cpp() {
-    check("smollm2");
-    check("qwen");
+    check("smollm2", &SMOLLM2);
+    check("qwen", &QWEN);
 }

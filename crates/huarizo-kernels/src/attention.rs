@@ -1,15 +1,17 @@
 //! Causal multi-head attention over an f16 KV cache, with grouped-query heads and an
 //! optional sliding window.
 //!
-//! Arithmetic follows ggml's CPU path without flash attention, as llama.cpp runs it on an
-//! AVX-512 machine: q is rounded to f16 and dotted with f16 keys in 16 f32 lanes (the f16
-//! GEMM's order), the scores are scaled, masked and soft-maxed ([`softmax_ggml`]), the
-//! probabilities are rounded to f16 and dotted with f16 values in 16 lanes by position.
+//! Arithmetic follows ggml's CPU path without flash attention, as the llama.cpp build that
+//! huarizo follows runs it ([`crate::isa`]): q is rounded to f16 and dotted with f16 keys in
+//! the f16 GEMM's lanes (16 on AVX-512, 8 on AVX2), the scores are scaled, masked and
+//! soft-maxed ([`softmax_ggml_isa`]), the probabilities are rounded to f16 and dotted with
+//! f16 values in lanes by position.
 //!
 //! Shapes: T query tokens, H query heads, Hkv key/value heads, D key width, Dv value width,
 //! N cached positions.
 
-use crate::ops::{reduce_add16, softmax_ggml, GGML_LANES};
+use crate::isa::{ggml_isa, GgmlIsa};
+use crate::ops::{reduce_add16, reduce_add8, softmax_ggml_isa, GGML_LANES};
 use crate::pool::ThreadPool;
 use half::f16;
 
@@ -85,6 +87,7 @@ pub fn attention_batch<'c>(
     scratch: &mut Vec<Vec<f32>>,
 ) {
     let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
+    let isa = ggml_isa();
     let mut per_thread = 0;
     for (s, span) in spans.iter().enumerate() {
         let n_kv = span.pos0 + span.n_rows;
@@ -92,7 +95,7 @@ pub fn attention_batch<'c>(
         assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
         assert!(q.len() >= (span.row0 + span.n_rows) * h * d);
         assert!(out.len() >= (span.row0 + span.n_rows) * h * dv);
-        let slots = SumOrder::for_rows(span.n_rows).slots();
+        let slots = SumOrder::for_rows(span.n_rows, isa).slots();
         per_thread = per_thread.max(n_kv.next_multiple_of(VECDOT_STEP) + d + slots * dv);
     }
     let group = h / hkv;
@@ -124,7 +127,7 @@ pub fn attention_batch<'c>(
             // ggml computes a single query with its vector dot product and a batch with
             // its GEMM; the two sum in different orders, and huarizo follows whichever
             // llama.cpp would use.
-            let order = SumOrder::for_rows(span.n_rows);
+            let order = SumOrder::for_rows(span.n_rows, isa);
             let slots = order.slots();
             let n_pad = (span.pos0 + span.n_rows).next_multiple_of(VECDOT_STEP);
             let (scores, rest) = buf.split_at_mut(n_pad);
@@ -147,7 +150,7 @@ pub fn attention_batch<'c>(
                     order.dot(&k_cache[(j * hkv + kv_head) * d..][..d], q16) * p.scale
                 };
             }
-            softmax_ggml(row_scores);
+            softmax_ggml_isa(row_scores, isa);
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
             // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
@@ -175,64 +178,74 @@ pub fn attention_batch<'c>(
     });
 }
 
-/// Elements one step of ggml's AVX-512 f16 vector dot product consumes (4 × 16 lanes).
+/// Most elements one step of ggml's f16 vector dot product consumes (AVX-512: 4 × 16
+/// lanes; AVX2: 4 × 8).
 const VECDOT_STEP: usize = 64;
 
-/// The summation order of one of ggml's f16 dot-product kernels on AVX-512.
-#[derive(Clone, Copy)]
+/// The summation order of one of ggml's f16 dot-product kernels in a given build.
+#[derive(Clone, Copy, Debug)]
 enum SumOrder {
-    /// The f16 GEMM (llamafile's tinyBLAS, used for two or more columns): one 16-lane
-    /// accumulator, element i in lane i mod 16, reduced as `_mm512_reduce_add_ps`.
-    Gemm,
-    /// `ggml_vec_dot_f16` (one column): four 16-lane accumulators over steps of 64,
-    /// element i in slot i mod 64; accumulators 0+2 and 1+3, then their sum, then a 16-lane
-    /// reduction.
-    VecDot,
+    /// The f16 GEMM (llamafile's tinyBLAS, used for two or more columns): one accumulator
+    /// of the build's width, element i in lane i mod width, reduced as `_mm512_reduce_add_ps`
+    /// (AVX-512) or tinyBLAS's `hsum` (AVX2).
+    Gemm(GgmlIsa),
+    /// `ggml_vec_dot_f16` (one column): four accumulators over steps of 4 × width, element
+    /// i in slot i mod step, reduced by `GGML_F16_VEC_REDUCE`.
+    VecDot(GgmlIsa),
 }
 
 impl SumOrder {
-    /// The order llama.cpp uses for a sequence with `n_rows` queries in the batch.
-    fn for_rows(n_rows: usize) -> SumOrder {
+    /// The order llama.cpp (build `isa`) uses for a sequence with `n_rows` queries in the
+    /// batch.
+    fn for_rows(n_rows: usize, isa: GgmlIsa) -> SumOrder {
         if n_rows == 1 {
-            SumOrder::VecDot
+            SumOrder::VecDot(isa)
         } else {
-            SumOrder::Gemm
+            SumOrder::Gemm(isa)
         }
     }
 
     /// Accumulator slots (lanes × registers).
     fn slots(self) -> usize {
         match self {
-            SumOrder::Gemm => GGML_LANES,
-            SumOrder::VecDot => VECDOT_STEP,
+            SumOrder::Gemm(isa) => isa.lanes(),
+            SumOrder::VecDot(isa) => 4 * isa.lanes(),
         }
     }
 
     /// Reduces the slots of one accumulator to a value.
     fn reduce(self, acc: &[f32]) -> f32 {
-        let mut lanes = [0f32; GGML_LANES];
         match self {
-            SumOrder::Gemm => lanes.copy_from_slice(&acc[..GGML_LANES]),
-            SumOrder::VecDot => {
+            SumOrder::Gemm(GgmlIsa::Avx512) => reduce_add16(acc[..16].try_into().expect("16")),
+            SumOrder::Gemm(GgmlIsa::Avx2) => reduce_add8(acc[..8].try_into().expect("8")),
+            SumOrder::VecDot(GgmlIsa::Avx512) => {
+                let mut lanes = [0f32; 16];
                 for (l, lane) in lanes.iter_mut().enumerate() {
                     let s02 = acc[l] + acc[32 + l];
                     let s13 = acc[16 + l] + acc[48 + l];
                     *lane = s02 + s13;
                 }
+                reduce_add16(&lanes)
+            }
+            SumOrder::VecDot(GgmlIsa::Avx2) => {
+                // GGML_F32x8_REDUCE: x0+x2, x1+x3, then their sum; halves; two hadds.
+                let c: [f32; 8] =
+                    std::array::from_fn(|l| (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]));
+                let t = [c[0] + c[4], c[1] + c[5], c[2] + c[6], c[3] + c[7]];
+                (t[0] + t[1]) + (t[2] + t[3])
             }
         }
-        reduce_add16(&lanes)
     }
 
-    /// `Σ k[i]·q[i]` in this order (k's length is a multiple of 64 for `VecDot`, of 16 for
-    /// `Gemm`; a remainder is added in f64 as ggml's tail loop does).
+    /// `Σ k[i]·q[i]` in this order (k's length is a multiple of the slots; a remainder is
+    /// added in f64 as ggml's tail loop does).
     fn dot(self, k: &[f16], q: &[f32]) -> f32 {
         let slots = self.slots();
         let body = k.len() - k.len() % slots;
         #[cfg(target_arch = "x86_64")]
         if body == k.len() && simd() {
             // SAFETY: `simd()` confirmed AVX2, FMA and F16C.
-            return unsafe { x86::dot_ordered(k, q, matches!(self, SumOrder::VecDot)) };
+            return unsafe { x86::dot_ordered(k, q, self) };
         }
         let mut acc = [0f32; VECDOT_STEP];
         lanes_f16(&k[..body], q, slots, &mut acc);
@@ -284,7 +297,8 @@ fn lanes_f16(k: &[f16], q: &[f32], slots: usize, acc: &mut [f32; VECDOT_STEP]) {
 /// AVX2 versions: the same fused multiply-adds per element, eight lanes at a time.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::VECDOT_STEP;
+    use super::{SumOrder, VECDOT_STEP};
+    use crate::isa::GgmlIsa;
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -310,25 +324,25 @@ mod x86 {
     /// [`super::SumOrder::dot`] for a whole number of steps, reduced in registers with the
     /// same additions in the same order as [`super::SumOrder::reduce`].
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_ordered(k: &[f16], q: &[f32], vecdot: bool) -> f32 {
-        let slots = if vecdot {
-            VECDOT_STEP
-        } else {
-            super::GGML_LANES
-        };
+    pub(super) fn dot_ordered(k: &[f16], q: &[f32], order: SumOrder) -> f32 {
         let mut acc = [0f32; VECDOT_STEP];
-        lanes_f16(k, q, slots, &mut acc);
+        lanes_f16(k, q, order.slots(), &mut acc);
         // SAFETY: `acc` holds 64 f32; the loads read within it.
         let r = |i: usize| unsafe { _mm256_loadu_ps(acc.as_ptr().add(8 * i)) };
-        let (a, b) = if vecdot {
-            (
+        let h = match order {
+            SumOrder::VecDot(GgmlIsa::Avx512) => _mm256_add_ps(
                 _mm256_add_ps(_mm256_add_ps(r(0), r(4)), _mm256_add_ps(r(2), r(6))),
                 _mm256_add_ps(_mm256_add_ps(r(1), r(5)), _mm256_add_ps(r(3), r(7))),
-            )
-        } else {
-            (r(0), r(1))
+            ),
+            SumOrder::Gemm(GgmlIsa::Avx512) => _mm256_add_ps(r(0), r(1)),
+            SumOrder::Gemm(GgmlIsa::Avx2) => r(0),
+            SumOrder::VecDot(GgmlIsa::Avx2) => {
+                let c = _mm256_add_ps(_mm256_add_ps(r(0), r(2)), _mm256_add_ps(r(1), r(3)));
+                let t = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps::<1>(c));
+                let t1 = _mm_hadd_ps(t, t);
+                return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+            }
         };
-        let h = _mm256_add_ps(a, b);
         let q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
         let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
         _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
@@ -371,7 +385,7 @@ mod tests {
             .map(|i| f16::from_f32((i as f32 * 0.37).sin()))
             .collect();
         let q: Vec<f32> = (0..128).map(|i| (i as f32 * 0.11).cos()).collect();
-        for slots in [GGML_LANES, VECDOT_STEP] {
+        for slots in [8, GGML_LANES, 32, VECDOT_STEP] {
             let mut want = [0f32; VECDOT_STEP];
             for (i, (&a, &b)) in k.iter().zip(&q).enumerate() {
                 want[i % slots] = a.to_f32().mul_add(b, want[i % slots]);
@@ -389,6 +403,31 @@ mod tests {
         // SAFETY: as above.
         unsafe { x86::axpy_f16(&mut got, &k[..67], 0.3) };
         assert_eq!(want, got);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn ordered_dots_reduce_in_registers_as_in_the_scalar_order() {
+        if !simd() {
+            return;
+        }
+        let k: Vec<f16> = (0..128)
+            .map(|i| f16::from_f32((i as f32 * 0.91).sin() * 3.0))
+            .collect();
+        let q: Vec<f32> = (0..128).map(|i| (i as f32 * 0.29).cos() * 1e3).collect();
+        for isa in [GgmlIsa::Avx2, GgmlIsa::Avx512] {
+            for order in [SumOrder::Gemm(isa), SumOrder::VecDot(isa)] {
+                let mut acc = [0f32; VECDOT_STEP];
+                for (i, (&a, &b)) in k.iter().zip(&q).enumerate() {
+                    let s = &mut acc[i % order.slots()];
+                    *s = a.to_f32().mul_add(b, *s);
+                }
+                let want = order.reduce(&acc[..order.slots()]);
+                // SAFETY: simd() confirmed the features.
+                let got = unsafe { x86::dot_ordered(&k, &q, order) };
+                assert_eq!(want.to_bits(), got.to_bits(), "{order:?}");
+            }
+        }
     }
 
     #[test]

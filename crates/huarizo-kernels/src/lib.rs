@@ -18,6 +18,7 @@
 
 pub mod attention;
 pub mod blocks;
+pub mod isa;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
@@ -33,6 +34,7 @@ use std::sync::OnceLock;
 
 use blocks::*;
 pub use huarizo_formats::GgmlType;
+pub use isa::{ggml_isa, set_ggml_isa, GgmlIsa};
 
 /// A dot product kernel: `(weight row, activation row) → Σ w·a`. Both slices hold exactly
 /// the same number of values, whole blocks of the weight type and of its

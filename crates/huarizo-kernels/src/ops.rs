@@ -3,6 +3,7 @@
 //! precision, f16 lookup tables, iterated RoPE angles) so that huarizo's activations track
 //! llama.cpp's.
 
+use crate::isa::{ggml_isa, GgmlIsa};
 use half::f16;
 use std::sync::OnceLock;
 
@@ -80,8 +81,8 @@ fn fma_available() -> bool {
     *FMA.get_or_init(|| is_x86_feature_detected!("fma"))
 }
 
-/// Lanes of the vector unit whose arithmetic the ggml-compatible functions reproduce
-/// (llama.cpp built for AVX-512: 16 f32 lanes).
+/// Most f32 lanes of any llama.cpp build huarizo follows (AVX-512: 16); score rows are
+/// padded to a multiple of it.
 pub const GGML_LANES: usize = 16;
 
 /// Sum of 16 lanes in the order of `_mm512_reduce_add_ps`: halves, quarters, pairs.
@@ -92,6 +93,21 @@ pub fn reduce_add16(v: &[f32; GGML_LANES]) -> f32 {
     }
     let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
     (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// Sum of 8 lanes as ggml's AVX2 code reduces a `__m256` (tinyBLAS's `hsum`, softmax's
+/// chunk sum): high half plus low half, then `movehl`, then `movehdup`.
+pub fn reduce_add8(v: &[f32; 8]) -> f32 {
+    let t = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// The sum of one softmax chunk of `isa.lanes()` values, as that build reduces it.
+fn chunk_sum(isa: GgmlIsa, chunk: &[f32]) -> f32 {
+    match isa {
+        GgmlIsa::Avx2 => reduce_add8(chunk.try_into().expect("8 lanes")),
+        GgmlIsa::Avx512 => reduce_add16(chunk.try_into().expect("16 lanes")),
+    }
 }
 
 /// `exp(x)` as ggml's vectorised `ggml_v_expf` computes it on AVX-512 (a polynomial with
@@ -121,21 +137,78 @@ pub fn expf_ggml(x: f32) -> f32 {
     (f64::from(j) * pow2) as f32
 }
 
-/// Softmax of one row as ggml's `soft_max` computes it: `exp` by [`expf_ggml`] in chunks of
-/// [`GGML_LANES`] (libm `exp` for a tail), chunk sums reduced lane-wise and accumulated in
-/// f64. Entries of −∞ become 0.
+/// `exp(x)` as ggml's `ggml_v_expf` computes it on AVX2, bit for bit: the same polynomial
+/// as [`expf_ggml`] but without the constant 1 in its last term, finished as `k·j + k`
+/// with `k = 2^n` built from the bits of the rounding constant (and a two-factor scaling
+/// for |n| > 126).
+#[inline(always)]
+pub fn expf_ggml_avx2(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let e = z.to_bits().wrapping_shl(23);
+    let k = f32::from_bits(e.wrapping_add(0x3f80_0000));
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
+    let an = n.abs();
+    // Ordered comparisons, as `_CMP_GT_OQ`: a NaN takes the common path.
+    if an.is_nan() || an <= 126.0 {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    if an > 192.0 {
+        return s1 * s1;
+    }
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    s2.mul_add(j, s2) * s1
+}
+
+/// [`expf_ggml`] or [`expf_ggml_avx2`], as build `isa` computes `exp`.
+#[inline(always)]
+fn expf_for(isa: GgmlIsa, x: f32) -> f32 {
+    match isa {
+        GgmlIsa::Avx2 => expf_ggml_avx2(x),
+        GgmlIsa::Avx512 => expf_ggml(x),
+    }
+}
+
+/// Softmax of one row as ggml's `soft_max` computes it in the build huarizo follows
+/// ([`ggml_isa`]): `exp` by that build's polynomial in chunks of its vector width (libm
+/// `exp` for a tail), chunk sums reduced lane-wise and accumulated in f64. Entries of −∞
+/// become 0.
 pub fn softmax_ggml(x: &mut [f32]) {
+    softmax_ggml_isa(x, ggml_isa())
+}
+
+/// [`softmax_ggml`] as build `isa` computes it.
+pub fn softmax_ggml_isa(x: &mut [f32], isa: GgmlIsa) {
     #[cfg(target_arch = "x86_64")]
     if avx2_fma_available() {
         // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { x86::softmax_ggml(x) };
+        return unsafe {
+            match isa {
+                GgmlIsa::Avx2 => x86::softmax_ggml_avx2(x),
+                GgmlIsa::Avx512 => x86::softmax_ggml(x),
+            }
+        };
     }
     #[cfg(target_arch = "x86_64")]
     if fma_available() {
         // SAFETY: the CPU has FMA.
-        return unsafe { softmax_ggml_fma(x) };
+        return unsafe { softmax_ggml_fma(x, isa) };
     }
-    softmax_ggml_body(x)
+    softmax_ggml_body(x, isa)
 }
 
 /// Whether the CPU has AVX2 and FMA.
@@ -189,6 +262,76 @@ mod x86 {
         _mm256_blendv_ps(res, _mm256_set1_ps(f32::INFINITY), huge)
     }
 
+    /// `expf_ggml_avx2` on eight lanes: ggml's AVX2 `ggml_v_expf`, operation for operation.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn expf8_avx2(x: __m256) -> __m256 {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let ci = |bits: u32| _mm256_set1_epi32(bits as i32);
+        let r = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, ci(0x3f80_0000)));
+        let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm256_mul_ps(c(0x3f7f_fff6), b),
+        );
+        let common = _mm256_fmadd_ps(j, k, k);
+        if _mm256_movemask_ps(big) == 0 {
+            return common;
+        }
+        let g = _mm256_and_si256(
+            _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps())),
+            ci(0x8200_0000),
+        );
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, ci(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let huge = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+        let scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+        let res = _mm256_blendv_ps(common, scaled, big);
+        _mm256_blendv_ps(res, _mm256_mul_ps(s1, s1), huge)
+    }
+
+    /// [`super::softmax_ggml_isa`] for the AVX2 build: chunks of 8, each summed as
+    /// [`super::reduce_add8`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax_ggml_avx2(x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let maxv = _mm256_set1_ps(max);
+        let mut sum = 0f64;
+        let body = x.len() - x.len() % 8;
+        for i in (0..body).step_by(8) {
+            // SAFETY: i + 8 <= body <= x.len(); unaligned load and store.
+            let v = unsafe {
+                let p = x.as_mut_ptr().add(i);
+                let v = expf8_avx2(_mm256_sub_ps(_mm256_loadu_ps(p), maxv));
+                _mm256_storeu_ps(p, v);
+                v
+            };
+            let q4 = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+            let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
+            sum += f64::from(_mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t))));
+        }
+        for v in &mut x[body..] {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        let inv = (1.0 / sum) as f32;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+    }
+
     /// See [`super::softmax_ggml`].
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax_ggml(x: &mut [f32]) {
@@ -226,22 +369,20 @@ mod x86 {
 /// [`softmax_ggml`] compiled with hardware FMA (same results: `mul_add` is fused either way).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-fn softmax_ggml_fma(x: &mut [f32]) {
-    softmax_ggml_body(x)
+fn softmax_ggml_fma(x: &mut [f32], isa: GgmlIsa) {
+    softmax_ggml_body(x, isa)
 }
 
 #[inline(always)]
-fn softmax_ggml_body(x: &mut [f32]) {
+fn softmax_ggml_body(x: &mut [f32], isa: GgmlIsa) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
-    let mut chunks = x.chunks_exact_mut(GGML_LANES);
+    let mut chunks = x.chunks_exact_mut(isa.lanes());
     for chunk in &mut chunks {
-        let mut lanes = [0f32; GGML_LANES];
-        for (l, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
-            *v = expf_ggml(*v - max);
-            *l = *v;
+        for v in chunk.iter_mut() {
+            *v = expf_for(isa, *v - max);
         }
-        sum += f64::from(reduce_add16(&lanes));
+        sum += f64::from(chunk_sum(isa, chunk));
     }
     for v in chunks.into_remainder() {
         *v = (*v - max).exp();
@@ -254,29 +395,35 @@ fn softmax_ggml_body(x: &mut [f32]) {
 }
 
 /// SiLU-gated product `gate ← silu(gate) ⊙ up` over rows of `n` values, as ggml's
-/// `swiglu` computes it: [`expf_ggml`]-based SiLU in chunks of 16, libm for a tail.
+/// `swiglu` computes it in the build huarizo follows: SiLU by that build's `exp` in chunks
+/// of its vector width, libm for a tail.
 pub fn swiglu(gate: &mut [f32], up: &[f32], n: usize) {
+    swiglu_isa(gate, up, n, ggml_isa())
+}
+
+/// [`swiglu`] as build `isa` computes it.
+pub fn swiglu_isa(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
     #[cfg(target_arch = "x86_64")]
     if fma_available() {
         // SAFETY: the CPU has FMA.
-        return unsafe { swiglu_fma(gate, up, n) };
+        return unsafe { swiglu_fma(gate, up, n, isa) };
     }
-    swiglu_body(gate, up, n)
+    swiglu_body(gate, up, n, isa)
 }
 
 /// [`swiglu`] compiled with hardware FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-fn swiglu_fma(gate: &mut [f32], up: &[f32], n: usize) {
-    swiglu_body(gate, up, n)
+fn swiglu_fma(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
+    swiglu_body(gate, up, n, isa)
 }
 
 #[inline(always)]
-fn swiglu_body(gate: &mut [f32], up: &[f32], n: usize) {
+fn swiglu_body(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
     for (g_row, u_row) in gate.chunks_exact_mut(n).zip(up.chunks_exact(n)) {
-        let vector_part = n - n % GGML_LANES;
+        let vector_part = n - n % isa.lanes();
         for (g, &u) in g_row[..vector_part].iter_mut().zip(&u_row[..vector_part]) {
-            *g = (*g / (1.0 + expf_ggml(0.0 - *g))) * u;
+            *g = (*g / (1.0 + expf_for(isa, 0.0 - *g))) * u;
         }
         for (g, &u) in g_row[vector_part..].iter_mut().zip(&u_row[vector_part..]) {
             *g = (*g / (1.0 + (-*g).exp())) * u;
@@ -371,6 +518,21 @@ mod tests {
     }
 
     #[test]
+    fn expf_ggml_avx2_is_close_to_exp() {
+        for i in -2000..1800 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (expf_ggml_avx2(x), x.exp());
+            assert!(
+                a == b || (a - b).abs() <= 4.0 * f32::EPSILON * b + 1e-44,
+                "{x}: {a} vs {b}"
+            );
+        }
+        assert_eq!(expf_ggml_avx2(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf_ggml_avx2(0.0), 1.0);
+        assert_eq!(expf_ggml_avx2(100.0), f32::INFINITY);
+    }
+
+    #[test]
     #[cfg(target_arch = "x86_64")]
     fn simd_softmax_equals_the_scalar_one_bit_for_bit() {
         if !avx2_fma_available() {
@@ -378,32 +540,47 @@ mod tests {
         }
         let mut a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.713).sin() * 30.0).collect();
         a[3] = f32::NEG_INFINITY;
-        let mut b = a.clone();
-        softmax_ggml_body(&mut a);
-        // SAFETY: AVX2 and FMA are available.
-        unsafe { x86::softmax_ggml(&mut b) };
-        assert_eq!(
-            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        // Arguments beyond the polynomial's common range (|n| > 126) for the AVX2 path.
+        a[10] = -100.0;
+        a[11] = -150.0;
+        for isa in [GgmlIsa::Avx2, GgmlIsa::Avx512] {
+            let mut want = a.clone();
+            let mut got = a.clone();
+            softmax_ggml_body(&mut want, isa);
+            // SAFETY: AVX2 and FMA are available.
+            unsafe {
+                match isa {
+                    GgmlIsa::Avx2 => x86::softmax_ggml_avx2(&mut got),
+                    GgmlIsa::Avx512 => x86::softmax_ggml(&mut got),
+                }
+            };
+            assert_eq!(
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{isa:?}"
+            );
+        }
     }
 
     #[test]
     fn ggml_softmax_and_swiglu_agree_with_plain_ones() {
         let mut a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
         a[5] = f32::NEG_INFINITY;
-        let mut b = a.clone();
+        let b = a.clone();
         softmax(&mut a);
-        softmax_ggml(&mut b);
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-6);
-        }
-        assert_eq!(b[5], 0.0);
-        let mut g: Vec<f32> = (0..40).map(|i| i as f32 * 0.3 - 6.0).collect();
-        let expect: Vec<f32> = g.iter().map(|&x| x / (1.0 + (-x).exp()) * 2.0).collect();
-        swiglu(&mut g, &[2.0; 40], 20);
-        for (x, y) in g.iter().zip(&expect) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+        for isa in [GgmlIsa::Avx2, GgmlIsa::Avx512] {
+            let mut b = b.clone();
+            softmax_ggml_isa(&mut b, isa);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-6);
+            }
+            assert_eq!(b[5], 0.0);
+            let mut g: Vec<f32> = (0..40).map(|i| i as f32 * 0.3 - 6.0).collect();
+            let expect: Vec<f32> = g.iter().map(|&x| x / (1.0 + (-x).exp()) * 2.0).collect();
+            swiglu_isa(&mut g, &[2.0; 40], 20, isa);
+            for (x, y) in g.iter().zip(&expect) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+            }
         }
     }
 

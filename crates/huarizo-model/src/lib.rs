@@ -19,5 +19,6 @@ pub use arch::Arch;
 pub use config::Config;
 pub use error::ModelError;
 pub use huarizo_kernels::pool::ThreadPool;
+pub use huarizo_kernels::{ggml_isa, set_ggml_isa, GgmlIsa};
 pub use model::{Logits, Model, SeqBatch};
 pub use state::{Scratch, State};
