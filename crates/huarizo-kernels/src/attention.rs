@@ -321,27 +321,51 @@ mod x86 {
         }
     }
 
-    /// [`super::SumOrder::dot`] for a whole number of steps, reduced in registers with the
-    /// same additions in the same order as [`super::SumOrder::reduce`].
+    /// [`super::SumOrder::dot`] for a whole number of steps, accumulated and reduced in
+    /// registers with the same fused multiply-adds and additions, in the same order, as
+    /// [`super::lanes_f16`] and [`super::SumOrder::reduce`].
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn dot_ordered(k: &[f16], q: &[f32], order: SumOrder) -> f32 {
-        let mut acc = [0f32; VECDOT_STEP];
-        lanes_f16(k, q, order.slots(), &mut acc);
-        // SAFETY: `acc` holds 64 f32; the loads read within it.
-        let r = |i: usize| unsafe { _mm256_loadu_ps(acc.as_ptr().add(8 * i)) };
-        let h = match order {
-            SumOrder::VecDot(GgmlIsa::Avx512) => _mm256_add_ps(
-                _mm256_add_ps(_mm256_add_ps(r(0), r(4)), _mm256_add_ps(r(2), r(6))),
-                _mm256_add_ps(_mm256_add_ps(r(1), r(5)), _mm256_add_ps(r(3), r(7))),
+        match order.slots() {
+            8 => dot_regs::<1>(k, q, order),
+            16 => dot_regs::<2>(k, q, order),
+            32 => dot_regs::<4>(k, q, order),
+            _ => dot_regs::<8>(k, q, order),
+        }
+    }
+
+    /// [`dot_ordered`] with `R` eight-lane registers (slots = 8R): element i goes to lane
+    /// i mod 8 of register (i / 8) mod R.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_regs<const R: usize>(k: &[f16], q: &[f32], order: SumOrder) -> f32 {
+        let mut r = [_mm256_setzero_ps(); R];
+        let step = 8 * R;
+        let n = k.len().min(q.len()) / step * step;
+        for i in (0..n).step_by(step) {
+            for (g, reg) in r.iter_mut().enumerate() {
+                // SAFETY: i + 8g + 8 <= n <= len of both slices; loads are unaligned.
+                unsafe {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8 * g).cast()));
+                    let y = _mm256_loadu_ps(q.as_ptr().add(i + 8 * g));
+                    *reg = _mm256_fmadd_ps(x, y, *reg);
+                }
+            }
+        }
+        let h = match (order, R) {
+            (SumOrder::VecDot(GgmlIsa::Avx512), 8) => _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(r[0], r[4]), _mm256_add_ps(r[2], r[6])),
+                _mm256_add_ps(_mm256_add_ps(r[1], r[5]), _mm256_add_ps(r[3], r[7])),
             ),
-            SumOrder::Gemm(GgmlIsa::Avx512) => _mm256_add_ps(r(0), r(1)),
-            SumOrder::Gemm(GgmlIsa::Avx2) => r(0),
-            SumOrder::VecDot(GgmlIsa::Avx2) => {
-                let c = _mm256_add_ps(_mm256_add_ps(r(0), r(2)), _mm256_add_ps(r(1), r(3)));
+            (SumOrder::Gemm(GgmlIsa::Avx512), 2) => _mm256_add_ps(r[0], r[1]),
+            (SumOrder::Gemm(GgmlIsa::Avx2), 1) => r[0],
+            (SumOrder::VecDot(GgmlIsa::Avx2), 4) => {
+                let c = _mm256_add_ps(_mm256_add_ps(r[0], r[2]), _mm256_add_ps(r[1], r[3]));
                 let t = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps::<1>(c));
                 let t1 = _mm_hadd_ps(t, t);
                 return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
             }
+            _ => unreachable!("{order:?} does not use {R} registers"),
         };
         let q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
         let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));

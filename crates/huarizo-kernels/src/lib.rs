@@ -50,8 +50,8 @@ pub type VecDot4Fn = fn(&[u8], [&[u8]; 4]) -> [f32; 4];
 /// without it). Same bits as [`VecDot4Fn`].
 pub type ScaledDot4Fn = fn(&[u8], [&[u8]; 4], &[[f32; 8]]) -> [f32; 4];
 
-/// The pre-scaled four-row kernel for weights of type `t`, if this CPU has one (Q4_1 with
-/// AVX-512 VNNI).
+/// The pre-scaled four-row kernel for weights of type `t`, if this CPU has one (Q4_1, Q5_0 and
+/// Q8_0 with AVX2, using AVX-512 VNNI where present).
 pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
     #[cfg(target_arch = "x86_64")]
     {

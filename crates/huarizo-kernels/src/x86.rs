@@ -374,105 +374,128 @@ fn mul_sum_us8_pairs_vnni(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
-/// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
-/// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
-/// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
-/// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn q4_1_q8_1_x4_scaled(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = _mm_setzero_ps();
-    let n = x.len().min(scales.len());
-    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-        let qx = bytes_from_nibbles_32(&x.qs);
-        // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
-        let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
-        summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
-        let dx = _mm256_set1_ps(h(x.d));
-        for r in 0..4 {
-            let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
-            let xy = mul_sum_us8_pairs_vnni(qx, load_i8x32(&ys[r][i].qs));
-            acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+/// The pre-scaled four-row kernels (see [`crate::ScaledDot4Fn`]), generated once per
+/// instruction set like [`four_row_kernels`]: `$mul_sum` is the u8×i8 pair-sum step.
+macro_rules! scaled_kernels {
+    ($module:ident, $features:literal, $mul_sum:ident) => {
+        mod $module {
+            use super::*;
+
+        /// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
+        /// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
+        /// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
+        /// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
+        #[target_feature(enable = $features)]
+        fn q4_1_q8_1_x4_scaled(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut summs = _mm_setzero_ps();
+            let n = x.len().min(scales.len());
+            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                let qx = bytes_from_nibbles_32(&x.qs);
+                // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
+                let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
+                summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
+                let dx = _mm256_set1_ps(h(x.d));
+                for r in 0..4 {
+                    let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
+                    let xy = $mul_sum(qx, load_i8x32(&ys[r][i].qs));
+                    acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+                }
+            }
+            let mut s = [0f32; 4];
+            // SAFETY: `s` holds four f32.
+            unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
+            [
+                hsum_f32x8(acc[0]) + s[0],
+                hsum_f32x8(acc[1]) + s[1],
+                hsum_f32x8(acc[2]) + s[2],
+                hsum_f32x8(acc[3]) + s[3],
+            ]
         }
-    }
-    let mut s = [0f32; 4];
-    // SAFETY: `s` holds four f32.
-    unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
-    [
-        hsum_f32x8(acc[0]) + s[0],
-        hsum_f32x8(acc[1]) + s[1],
-        hsum_f32x8(acc[2]) + s[2],
-        hsum_f32x8(acc[3]) + s[3],
-    ]
-}
 
-fn dot4_q4_1_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
-    unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
-}
+        pub(super) fn dot4_q4_1_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+            // detected.
+            unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
+        }
 
-/// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
-/// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
-/// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn acc_signed_x4_scaled(
-    acc: &mut [__m256; 4],
-    qx: __m256i,
-    dx: f32,
-    ys: &[&[BlockQ8_0]; 4],
-    i: usize,
-    sc: &[f32; 8],
-) {
-    let ax = _mm256_sign_epi8(qx, qx);
-    let dx = _mm256_set1_ps(dx);
-    for r in 0..4 {
-        let q = mul_sum_us8_pairs_vnni(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
-        acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
-    }
-}
+        /// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
+        /// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
+        /// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn acc_signed_x4_scaled(
+            acc: &mut [__m256; 4],
+            qx: __m256i,
+            dx: f32,
+            ys: &[&[BlockQ8_0]; 4],
+            i: usize,
+            sc: &[f32; 8],
+        ) {
+            let ax = _mm256_sign_epi8(qx, qx);
+            let dx = _mm256_set1_ps(dx);
+            for r in 0..4 {
+                let q = $mul_sum(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
+            }
+        }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn q8_0_q8_0_x4_scaled(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let n = x.len().min(scales.len());
-    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-        acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
-    }
-    [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-}
+        #[target_feature(enable = $features)]
+        fn q8_0_q8_0_x4_scaled(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let n = x.len().min(scales.len());
+            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
+            }
+            [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
+        }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn q5_0_q8_0_x4_scaled(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let n = x.len().min(scales.len());
-    for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-        acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
-    }
-    [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-}
+        #[target_feature(enable = $features)]
+        fn q5_0_q8_0_x4_scaled(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let n = x.len().min(scales.len());
+            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
+                let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+                acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
+            }
+            [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
+        }
 
-fn dot4_q8_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
-    unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
-}
+        pub(super) fn dot4_q8_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+            // detected.
+            unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+        }
 
-fn dot4_q5_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-    // SAFETY: only handed out by `scaled4_kernel` after `vnni_detected()` returned true.
-    unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+        pub(super) fn dot4_q5_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
+            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+            // detected.
+            unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+        }
+        }
+    };
 }
+scaled_kernels!(
+    scaled_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    mul_sum_us8_pairs_vnni
+);
+scaled_kernels!(scaled_avx2, "avx2,fma,f16c", mul_sum_us8_pairs_float);
 
 /// The pre-scaled four-row kernel for weights of type `t`, where there is one for this CPU.
 pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
-    if !vnni_detected() {
+    if !detected() {
         return None;
     }
+    let vnni = vnni_detected();
     match t {
-        GgmlType::Q4_1 => Some(dot4_q4_1_scaled),
-        GgmlType::Q5_0 => Some(dot4_q5_0_scaled),
-        GgmlType::Q8_0 => Some(dot4_q8_0_scaled),
+        GgmlType::Q4_1 if vnni => Some(scaled_vnni::dot4_q4_1_scaled),
+        GgmlType::Q5_0 if vnni => Some(scaled_vnni::dot4_q5_0_scaled),
+        GgmlType::Q8_0 if vnni => Some(scaled_vnni::dot4_q8_0_scaled),
+        GgmlType::Q4_1 => Some(scaled_avx2::dot4_q4_1_scaled),
+        GgmlType::Q5_0 => Some(scaled_avx2::dot4_q5_0_scaled),
+        GgmlType::Q8_0 => Some(scaled_avx2::dot4_q8_0_scaled),
         _ => None,
     }
 }
