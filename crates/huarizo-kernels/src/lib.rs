@@ -67,6 +67,26 @@ pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
     }
 }
 
+/// [`ScaledDot4Fn`] for several weight rows per call: `out[r]` receives the four results
+/// of row r of `w` (rows `w_row` bytes apart; `out.len()` rows).
+pub type ScaledRows4Fn = fn(&[u8], usize, [&[u8]; 4], &[[f32; 8]], &mut [[f32; 4]]);
+
+/// [`scaled4_kernel`] for a tile of rows per call (same bits).
+pub fn scaled4_rows_kernel(t: GgmlType) -> Option<ScaledRows4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        x86::scaled4_rows_kernel(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
 /// The four-row kernel for weights of type `t`, if this CPU has one.
 pub fn vec_dot4_kernel(t: GgmlType) -> Option<VecDot4Fn> {
     #[cfg(target_arch = "x86_64")]

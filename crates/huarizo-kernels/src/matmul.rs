@@ -193,7 +193,7 @@ struct TilePlan<'a> {
     n_out: usize,
     out: SharedOut,
     dot4: Option<crate::VecDot4Fn>,
-    scaled: Option<crate::ScaledDot4Fn>,
+    scaled: Option<crate::ScaledRows4Fn>,
     plain: crate::VecDotFn,
     repacked: Option<crate::repacked::RepackedKernels>,
 }
@@ -228,7 +228,7 @@ impl<'a> TilePlan<'a> {
         // Where a pre-scaled kernel exists, the activation scales of each group of four
         // tokens are converted to f32 once per call instead of once per weight row.
         let scaled = match (repacked, n_tokens >= 4) {
-            (None, true) => crate::scaled4_kernel(w_type),
+            (None, true) => crate::scaled4_rows_kernel(w_type),
             _ => None,
         };
         TilePlan {
@@ -258,12 +258,15 @@ impl<'a> TilePlan<'a> {
         // Four tokens at a time where a four-row kernel exists (same bits as one by one).
         let mut t0 = 0;
         if let Some(scaled) = self.scaled {
+            let mut tile = [[0f32; 4]; ROW_TILE];
+            let tile = &mut tile[..rows.len()];
+            let w_tile = &w[rows.start * w_row..rows.end * w_row];
             while t0 + 4 <= n_tokens {
                 let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
                 let sc = &scales[(t0 / 4) * n_blocks..(t0 / 4 + 1) * n_blocks];
-                for r in rows.clone() {
-                    let values = scaled(&w[r * w_row..(r + 1) * w_row], a, sc);
-                    for (i, v) in values.into_iter().enumerate() {
+                scaled(w_tile, w_row, a, sc, tile);
+                for (r, values) in rows.clone().zip(tile.iter()) {
+                    for (i, &v) in values.iter().enumerate() {
                         // SAFETY: as below.
                         unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
                     }

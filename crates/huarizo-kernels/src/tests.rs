@@ -440,3 +440,44 @@ fn batched_matmul_equals_one_row_kernel_bit_for_bit() {
         }
     }
 }
+
+/// The batched K-quant paths (Q4_K in the repacked GEMM/GEMV orders, Q6_K in the tiled
+/// order from 8 rows on) give each output exactly the bits of the order's one-row kernel.
+#[test]
+fn batched_k_quant_orders_equal_their_one_row_kernels_bit_for_bit() {
+    use crate::matmul::{matmul, quantize_activations};
+    use crate::repacked::{repacked_kernels, tiled_kernel, TILED_MIN_ROWS};
+    let pool = crate::pool::ThreadPool::new(2);
+    let mut rng = Rng(0x0bad_cafe_1234);
+    for t in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let (n_in, n_out) = (512, 16);
+        let w = random_weights(t, n_out * n_in / t.block_size(), &mut rng);
+        for n_tokens in [1, 3, 4, 7, 8, 13] {
+            let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
+            let mut acts = Vec::new();
+            quantize_activations(t, &x, n_in, &mut acts);
+            let mut out = vec![0f32; n_tokens * n_out];
+            matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
+            let (w_row, a_row) = (
+                t.row_bytes(n_in).unwrap(),
+                vec_dot_type(t).row_bytes(n_in).unwrap(),
+            );
+            for tok in 0..n_tokens {
+                let one = match (repacked_kernels(t, n_out), tiled_kernel(t)) {
+                    (Some(k), _) => k.for_row(tok, n_tokens),
+                    (None, Some(k)) if n_tokens >= TILED_MIN_ROWS => k,
+                    _ => vec_dot_kernel(t),
+                };
+                for r in 0..n_out {
+                    let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
+                    let got = out[tok * n_out + r];
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

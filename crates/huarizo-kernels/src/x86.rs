@@ -381,98 +381,185 @@ macro_rules! scaled_kernels {
         mod $module {
             use super::*;
 
-        /// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
-        /// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
-        /// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
-        /// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
-        #[target_feature(enable = $features)]
-        fn q4_1_q8_1_x4_scaled(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut summs = _mm_setzero_ps();
-            let n = x.len().min(scales.len());
-            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                let qx = bytes_from_nibbles_32(&x.qs);
-                // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
-                let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
-                summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
-                let dx = _mm256_set1_ps(h(x.d));
+            /// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
+            /// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
+            /// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
+            /// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn q4_1_q8_1_x4_scaled(
+                x: &[BlockQ4_1],
+                ys: [&[BlockQ8_1]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut summs = _mm_setzero_ps();
+                let n = x.len().min(scales.len());
+                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                    let qx = bytes_from_nibbles_32(&x.qs);
+                    // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
+                    let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
+                    summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
+                    let dx = _mm256_set1_ps(h(x.d));
+                    for r in 0..4 {
+                        let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
+                        let xy = $mul_sum(qx, load_i8x32(&ys[r][i].qs));
+                        acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+                    }
+                }
+                let mut s = [0f32; 4];
+                // SAFETY: `s` holds four f32.
+                unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
+                [
+                    hsum_f32x8(acc[0]) + s[0],
+                    hsum_f32x8(acc[1]) + s[1],
+                    hsum_f32x8(acc[2]) + s[2],
+                    hsum_f32x8(acc[3]) + s[3],
+                ]
+            }
+
+            pub(super) fn dot4_q4_1_scaled(
+                w: &[u8],
+                a: [&[u8]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+                // detected.
+                unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
+            }
+
+            /// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
+            /// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
+            /// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn acc_signed_x4_scaled(
+                acc: &mut [__m256; 4],
+                qx: __m256i,
+                dx: f32,
+                ys: &[&[BlockQ8_0]; 4],
+                i: usize,
+                sc: &[f32; 8],
+            ) {
+                let ax = _mm256_sign_epi8(qx, qx);
+                let dx = _mm256_set1_ps(dx);
                 for r in 0..4 {
-                    let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
-                    let xy = $mul_sum(qx, load_i8x32(&ys[r][i].qs));
-                    acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+                    let q = $mul_sum(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
+                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
                 }
             }
-            let mut s = [0f32; 4];
-            // SAFETY: `s` holds four f32.
-            unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
-            [
-                hsum_f32x8(acc[0]) + s[0],
-                hsum_f32x8(acc[1]) + s[1],
-                hsum_f32x8(acc[2]) + s[2],
-                hsum_f32x8(acc[3]) + s[3],
-            ]
-        }
 
-        pub(super) fn dot4_q4_1_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-            // detected.
-            unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
-        }
-
-        /// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
-        /// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
-        /// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn acc_signed_x4_scaled(
-            acc: &mut [__m256; 4],
-            qx: __m256i,
-            dx: f32,
-            ys: &[&[BlockQ8_0]; 4],
-            i: usize,
-            sc: &[f32; 8],
-        ) {
-            let ax = _mm256_sign_epi8(qx, qx);
-            let dx = _mm256_set1_ps(dx);
-            for r in 0..4 {
-                let q = $mul_sum(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
-                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn q8_0_q8_0_x4_scaled(
+                x: &[BlockQ8_0],
+                ys: [&[BlockQ8_0]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let n = x.len().min(scales.len());
+                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                    acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
+                }
+                [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
             }
-        }
 
-        #[target_feature(enable = $features)]
-        fn q8_0_q8_0_x4_scaled(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let n = x.len().min(scales.len());
-            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn q5_0_q8_0_x4_scaled(
+                x: &[BlockQ5_0],
+                ys: [&[BlockQ8_0]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let n = x.len().min(scales.len());
+                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+                    let hi = _mm256_andnot_si256(
+                        bytes_from_bits_32(x.qh),
+                        _mm256_set1_epi8(0xf0u8 as i8),
+                    );
+                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
+                    acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
+                }
+                [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
             }
-            [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-        }
 
-        #[target_feature(enable = $features)]
-        fn q5_0_q8_0_x4_scaled(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let n = x.len().min(scales.len());
-            for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
-                let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-                acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
+            pub(super) fn dot4_q8_0_scaled(
+                w: &[u8],
+                a: [&[u8]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+                // detected.
+                unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
             }
-            [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-        }
 
-        pub(super) fn dot4_q8_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-            // detected.
-            unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
-        }
+            pub(super) fn dot4_q5_0_scaled(
+                w: &[u8],
+                a: [&[u8]; 4],
+                scales: &[[f32; 8]],
+            ) -> [f32; 4] {
+                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
+                // detected.
+                unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
+            }
 
-        pub(super) fn dot4_q5_0_scaled(w: &[u8], a: [&[u8]; 4], scales: &[[f32; 8]]) -> [f32; 4] {
-            // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-            // detected.
-            unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
-        }
+            /// Rows `out.len()` rows of `w` (each `w_row` bytes) against four activation rows:
+            /// the per-row kernels in one call, so that the activation views and the call
+            /// are set up once per row tile.
+            macro_rules! rows_kernel {
+                ($rows:ident, $pub_name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+                    #[target_feature(enable = $features)]
+                    fn $rows(
+                        w: &[u8],
+                        w_row: usize,
+                        ys: [&[$ab]; 4],
+                        scales: &[[f32; 8]],
+                        out: &mut [[f32; 4]],
+                    ) {
+                        for (r, o) in out.iter_mut().enumerate() {
+                            *o = $kernel(
+                                as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row]),
+                                ys,
+                                scales,
+                            );
+                        }
+                    }
+
+                    pub(super) fn $pub_name(
+                        w: &[u8],
+                        w_row: usize,
+                        a: [&[u8]; 4],
+                        scales: &[[f32; 8]],
+                        out: &mut [[f32; 4]],
+                    ) {
+                        // SAFETY: only handed out by `scaled4_rows_kernel` after the features of
+                        // this module were detected.
+                        unsafe { $rows(w, w_row, a.map(as_blocks::<$ab>), scales, out) }
+                    }
+                };
+            }
+            rows_kernel!(
+                q4_1_rows,
+                rows4_q4_1_scaled,
+                q4_1_q8_1_x4_scaled,
+                BlockQ4_1,
+                BlockQ8_1
+            );
+            rows_kernel!(
+                q5_0_rows,
+                rows4_q5_0_scaled,
+                q5_0_q8_0_x4_scaled,
+                BlockQ5_0,
+                BlockQ8_0
+            );
+            rows_kernel!(
+                q8_0_rows,
+                rows4_q8_0_scaled,
+                q8_0_q8_0_x4_scaled,
+                BlockQ8_0,
+                BlockQ8_0
+            );
         }
     };
 }
@@ -496,6 +583,23 @@ pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
         GgmlType::Q4_1 => Some(scaled_avx2::dot4_q4_1_scaled),
         GgmlType::Q5_0 => Some(scaled_avx2::dot4_q5_0_scaled),
         GgmlType::Q8_0 => Some(scaled_avx2::dot4_q8_0_scaled),
+        _ => None,
+    }
+}
+
+/// [`scaled4_kernel`] for a tile of weight rows per call.
+pub(crate) fn scaled4_rows_kernel(t: GgmlType) -> Option<crate::ScaledRows4Fn> {
+    if !detected() {
+        return None;
+    }
+    let vnni = vnni_detected();
+    match t {
+        GgmlType::Q4_1 if vnni => Some(scaled_vnni::rows4_q4_1_scaled),
+        GgmlType::Q5_0 if vnni => Some(scaled_vnni::rows4_q5_0_scaled),
+        GgmlType::Q8_0 if vnni => Some(scaled_vnni::rows4_q8_0_scaled),
+        GgmlType::Q4_1 => Some(scaled_avx2::rows4_q4_1_scaled),
+        GgmlType::Q5_0 => Some(scaled_avx2::rows4_q5_0_scaled),
+        GgmlType::Q8_0 => Some(scaled_avx2::rows4_q8_0_scaled),
         _ => None,
     }
 }
@@ -563,25 +667,68 @@ fn q4_k_gemm_order_x4(x: &[BlockQ4_K], ys: [&[BlockQ8_K]; 4]) -> [f32; 4] {
     for (i, x) in x.iter().enumerate() {
         let (dx, dminx) = (h(x.d), h(x.dmin));
         let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min_k4(j, &x.scales));
+        // Each sub-block's scale in every i16 lane, and its min beside each of its two
+        // 16-value partial sums (bsum 2j and 2j + 1 belong to sub-block j).
+        let sc16: [__m256i; 8] = std::array::from_fn(|j| _mm256_set1_epi16(i16::from(sm[j].0)));
+        let m = |j: usize| i16::from(sm[j].1);
+        let mins16 = _mm256_setr_epi16(
+            m(0),
+            m(0),
+            m(1),
+            m(1),
+            m(2),
+            m(2),
+            m(3),
+            m(3),
+            m(4),
+            m(4),
+            m(5),
+            m(5),
+            m(6),
+            m(6),
+            m(7),
+            m(7),
+        );
         let (qs, _) = x.qs.as_chunks::<32>();
-        let scale: [(f32, f32); 4] = std::array::from_fn(|r| {
-            let dy = ys[r][i].d();
-            (dx * dy, dminx * dy)
-        });
-        for pair in 0..4 {
+        let nibbles: [(__m256i, __m256i); 4] = std::array::from_fn(|pair| {
             let q = load_u8x32(&qs[pair]);
-            let lo = _mm256_and_si256(q, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            for r in 0..4 {
-                let y = &ys[r][i];
-                let (q8, _) = y.qs.as_chunks::<32>();
-                let dots = (
-                    unsigned_dot32(lo, &q8[2 * pair]),
-                    unsigned_dot32(hi, &q8[2 * pair + 1]),
-                );
-                let (isum, imin) = q4_k_pair_ints([sm[2 * pair], sm[2 * pair + 1]], dots, y, pair);
-                acc[r] = (isum as f32).mul_add(scale[r].0, acc[r]);
-                acc_min[r] = (imin as f32).mul_add(scale[r].1, acc_min[r]);
+            (
+                _mm256_and_si256(q, m4),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+            )
+        });
+        for r in 0..4 {
+            let y = &ys[r][i];
+            let dy = y.d();
+            let (s_sum, s_min) = (dx * dy, dminx * dy);
+            let (q8, _) = y.qs.as_chunks::<32>();
+            // Per pair, Σ_j sc_j Σ q·y as eight i32 lanes (exact: the same integers as
+            // `q4_k_pair_ints`, summed in another order), then the four pairs' totals.
+            let lanes: [__m256i; 4] = std::array::from_fn(|pair| {
+                let (lo, hi) = nibbles[pair];
+                let plo = _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * pair]));
+                let phi = _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * pair + 1]));
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(plo, sc16[2 * pair]),
+                    _mm256_madd_epi16(phi, sc16[2 * pair + 1]),
+                )
+            });
+            let h01 = _mm256_hadd_epi32(lanes[0], lanes[1]);
+            let h23 = _mm256_hadd_epi32(lanes[2], lanes[3]);
+            let h = _mm256_hadd_epi32(h01, h23);
+            let sums4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            let mut isum = [0i32; 4];
+            // SAFETY: `isum` holds four i32; the store is unaligned.
+            unsafe { _mm_storeu_si128(isum.as_mut_ptr().cast(), sums4) };
+            // Lane j: m_j · (bsum 2j + bsum 2j+1); pair p is lanes 2p and 2p + 1.
+            let mins = _mm256_madd_epi16(load_u8x32(&y.bsums), mins16);
+            let mut imin = [0i32; 8];
+            // SAFETY: `imin` holds eight i32; the store is unaligned.
+            unsafe { _mm256_storeu_si256(imin.as_mut_ptr().cast(), mins) };
+            for pair in 0..4 {
+                acc[r] = (isum[pair] as f32).mul_add(s_sum, acc[r]);
+                let m = imin[2 * pair] + imin[2 * pair + 1];
+                acc_min[r] = (m as f32).mul_add(s_min, acc_min[r]);
             }
         }
     }
