@@ -67,6 +67,27 @@ pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
     }
 }
 
+/// One activation row against several weight rows per call: `out[r]` receives the dot
+/// product of row r of `w` (rows `w_row` bytes apart; `out.len()` rows) with `a`, bit for
+/// bit the [`VecDotFn`]'s.
+pub type VecDotRowsFn = fn(&[u8], usize, &[u8], &mut [f32]);
+
+/// The [`VecDotRowsFn`] for weights of type `t`, if this CPU has one (Q4_1, Q5_0, Q8_0).
+pub fn dot_rows_kernel(t: GgmlType) -> Option<VecDotRowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        x86::dot_rows_kernel(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
 /// [`ScaledDot4Fn`] for several weight rows per call: `out[r]` receives the four results
 /// of row r of `w` (rows `w_row` bytes apart; `out.len()` rows).
 pub type ScaledRows4Fn = fn(&[u8], usize, [&[u8]; 4], &[[f32; 8]], &mut [[f32; 4]]);

@@ -195,6 +195,8 @@ struct TilePlan<'a> {
     dot4: Option<crate::VecDot4Fn>,
     scaled: Option<crate::ScaledRows4Fn>,
     plain: crate::VecDotFn,
+    /// `plain` for a whole row tile per call, where it exists.
+    plain_rows: Option<crate::VecDotRowsFn>,
     repacked: Option<crate::repacked::RepackedKernels>,
 }
 
@@ -218,6 +220,10 @@ impl<'a> TilePlan<'a> {
             Some(kernel) if tiled => kernel,
             _ => vec_dot_kernel(w_type),
         };
+        let plain_rows = match (repacked, crate::repacked::tiled_kernel(w_type)) {
+            (None, None) => crate::dot_rows_kernel(w_type),
+            _ => None,
+        };
         // Four tokens at a time, in the order the one-token kernel for those rows would use.
         let dot4 = match (repacked, crate::repacked::tiled_kernel4(w_type)) {
             (Some(k), _) => k.gemm4,
@@ -239,6 +245,7 @@ impl<'a> TilePlan<'a> {
             dot4,
             scaled,
             plain,
+            plain_rows,
             repacked,
         }
     }
@@ -286,6 +293,19 @@ impl<'a> TilePlan<'a> {
                 }
                 t0 += 4;
             }
+        }
+        if let Some(rows_fn) = self.plain_rows {
+            let mut tile = [0f32; ROW_TILE];
+            let tile = &mut tile[..rows.len()];
+            let w_tile = &w[rows.start * w_row..rows.end * w_row];
+            for t in t0..n_tokens {
+                rows_fn(w_tile, w_row, &acts[t * a_row..(t + 1) * a_row], tile);
+                for (r, &v) in rows.clone().zip(tile.iter()) {
+                    // SAFETY: as below.
+                    unsafe { *out_ptr.0.add(t * n_out + r) = v };
+                }
+            }
+            return;
         }
         for t in t0..n_tokens {
             let a = &acts[t * a_row..(t + 1) * a_row];

@@ -310,6 +310,7 @@ macro_rules! four_row_kernels {
             }
 
             /// One-row Q4_1 · Q8_1, the lanes and order of `q4_1_q8_1`.
+            #[inline]
             #[target_feature(enable = $features)]
             pub(super) fn q4_1_q8_1_x1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
@@ -333,6 +334,7 @@ macro_rules! four_row_kernels {
             }
 
             /// One-row Q8_0 · Q8_0, the lanes and order of `q8_0_q8_0`.
+            #[inline]
             #[target_feature(enable = $features)]
             pub(super) fn q8_0_q8_0_x1(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
@@ -343,6 +345,7 @@ macro_rules! four_row_kernels {
             }
 
             /// One-row Q5_0 · Q8_0, the lanes and order of `q5_0_q8_0`.
+            #[inline]
             #[target_feature(enable = $features)]
             pub(super) fn q5_0_q8_0_x1(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
@@ -356,6 +359,34 @@ macro_rules! four_row_kernels {
                 }
                 hsum_f32x8(acc)
             }
+
+            /// One activation row against `out.len()` weight rows (each `w_row` bytes) in
+            /// one call: the one-row kernels, with the call and the activation view set up
+            /// once per row tile.
+            macro_rules! rows1_kernel {
+                ($rows:ident, $pub_name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
+                    #[target_feature(enable = $features)]
+                    fn $rows(w: &[u8], w_row: usize, y: &[$ab], out: &mut [f32]) {
+                        for (r, o) in out.iter_mut().enumerate() {
+                            *o = $kernel(as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row]), y);
+                        }
+                    }
+
+                    pub(in super::super) fn $pub_name(
+                        w: &[u8],
+                        w_row: usize,
+                        a: &[u8],
+                        out: &mut [f32],
+                    ) {
+                        // SAFETY: only handed out by `dot_rows_kernel` after the features of
+                        // this module were detected.
+                        unsafe { $rows(w, w_row, as_blocks::<$ab>(a), out) }
+                    }
+                };
+            }
+            rows1_kernel!(q4_1_rows1, rows1_q4_1, q4_1_q8_1_x1, BlockQ4_1, BlockQ8_1);
+            rows1_kernel!(q5_0_rows1, rows1_q5_0, q5_0_q8_0_x1, BlockQ5_0, BlockQ8_0);
+            rows1_kernel!(q8_0_rows1, rows1_q8_0, q8_0_q8_0_x1, BlockQ8_0, BlockQ8_0);
         }
     };
 }
@@ -583,6 +614,24 @@ pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
         GgmlType::Q4_1 => Some(scaled_avx2::dot4_q4_1_scaled),
         GgmlType::Q5_0 => Some(scaled_avx2::dot4_q5_0_scaled),
         GgmlType::Q8_0 => Some(scaled_avx2::dot4_q8_0_scaled),
+        _ => None,
+    }
+}
+
+/// The one-token kernel of `t` for a tile of weight rows per call, where one exists (the
+/// same bits as the installed one-row kernel).
+pub(crate) fn dot_rows_kernel(t: GgmlType) -> Option<crate::VecDotRowsFn> {
+    if !detected() {
+        return None;
+    }
+    let vnni = vnni_detected();
+    match t {
+        GgmlType::Q4_1 if vnni => Some(vnni_x4::rows1_q4_1),
+        GgmlType::Q5_0 if vnni => Some(vnni_x4::rows1_q5_0),
+        GgmlType::Q8_0 if vnni => Some(vnni_x4::rows1_q8_0),
+        GgmlType::Q4_1 => Some(avx2_x4::rows1_q4_1),
+        GgmlType::Q5_0 => Some(avx2_x4::rows1_q5_0),
+        GgmlType::Q8_0 => Some(avx2_x4::rows1_q8_0),
         _ => None,
     }
 }
