@@ -3,6 +3,7 @@
 
 mod bench;
 mod commands;
+mod convert;
 mod eval;
 mod leaderboard;
 mod lineage;
@@ -22,7 +23,7 @@ struct Cli {
 /// Where the model comes from and how to run it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A GGUF path, `hf:owner/repo[:file]`, or an alias (smollm2-135m-instruct,
+    /// A GGUF path, a Hugging Face checkpoint folder, `hf:owner/repo[:file]`, or an alias (smollm2-135m-instruct,
     /// gemma3-270m, qwen2.5-coder-0.5b-instruct).
     #[arg(short = 'm', long = "model", default_value = huarizo_hub::DEFAULT_MODEL)]
     pub model: String,
@@ -155,6 +156,9 @@ enum Command {
     /// Rank models by their mean score over results files of `eval -o`, as Markdown and
     /// a self-contained HTML page.
     Leaderboard(leaderboard::LeaderboardArgs),
+    /// Write a model as a Hugging Face checkpoint folder (`--to hf DIR`) or a GGUF file
+    /// (`--to gguf FILE`), weights in F32, F16 or BF16.
+    Convert(convert::ConvertArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
+        Command::Convert(args) => convert::convert(&args),
         Command::Lineage(args) => lineage::lineage(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Leaderboard(args) => leaderboard::leaderboard(&args),

@@ -410,3 +410,100 @@ fn leaderboard_writes_markdown_and_html_and_refuses_bad_files() {
     let out = huarizo(&["leaderboard"]);
     assert_eq!(out.status.code(), Some(2), "at least one results file");
 }
+
+#[test]
+fn convert_to_hf_and_back_and_run_from_the_folder() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-convert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let folder = dir.join("hf");
+    let folder_s = folder.to_str().unwrap();
+    let model = smollm2();
+    let ok = |args: &[&str]| {
+        let r = huarizo(args);
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.status.code(), Some(0), "{args:?}: {err}");
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let out = ok(&[
+        "convert", "-m", &model, "--to", "hf", folder_s, "--type", "bf16",
+    ]);
+    assert!(out.contains("272 tensors as BF16"), "{out}");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        assert!(folder.join(f).is_file(), "{f}");
+    }
+    // The folder works wherever a model is taken.
+    let prompt = "The capital of France is";
+    let ids_gguf = ok(&["tokenize", "-m", &model, prompt]);
+    assert_eq!(ok(&["tokenize", "-m", folder_s, prompt]), ids_gguf);
+    let info = ok(&["info", "-m", folder_s]);
+    assert!(info.contains("llama"), "{info}");
+    let run = ok(&[
+        "run",
+        "-m",
+        folder_s,
+        "--raw",
+        "--temperature",
+        "0",
+        "-n",
+        "4",
+        "-t",
+        "2",
+        prompt,
+    ]);
+    assert!(!run.trim().is_empty());
+    // And back to GGUF.
+    let back = dir.join("back.gguf");
+    let out = ok(&[
+        "convert",
+        "-m",
+        folder_s,
+        "--to",
+        "gguf",
+        back.to_str().unwrap(),
+        "--type",
+        "f16",
+    ]);
+    assert!(out.contains("as F16"), "{out}");
+    assert_eq!(
+        ok(&["tokenize", "-m", back.to_str().unwrap(), prompt]),
+        ids_gguf
+    );
+
+    // Bad input: a config missing a key, a bad --type: one line naming file and key.
+    let config = folder.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"num_hidden_layers\"", "\"n_layers\""),
+    )
+    .unwrap();
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["info", "-m", folder_s],
+            "config.json: key `num_hidden_layers`: missing",
+        ),
+        (
+            &[
+                "convert", "-m", &model, "--to", "hf", folder_s, "--type", "q4_0",
+            ],
+            "--type q4_0: expected F32, F16 or BF16",
+        ),
+    ];
+    for (args, fault) in cases {
+        let r = huarizo(args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("huarizo: ") && err.contains(fault),
+            "{args:?}: expected {fault:?} in {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

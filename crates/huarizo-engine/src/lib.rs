@@ -23,6 +23,8 @@ pub use scheduler::{
     TokenLogprob,
 };
 
+/// Options of [`export_hf_checkpoint`].
+pub use huarizo_model::hf::{HfExportOptions, HfExportSummary, DEFAULT_SHARD_BYTES};
 /// Requantizing a model file to another weight type (used by `huarizo quantize`).
 pub use huarizo_model::requantize;
 
@@ -60,6 +62,11 @@ pub enum EngineError {
 fn model_message(path: &str, err: &ModelError) -> String {
     match err {
         ModelError::Gguf(e) => e.to_string(),
+        // These name their file (a file of a Hugging Face checkpoint) already.
+        ModelError::Safetensors(_)
+        | ModelError::HfConfig { .. }
+        | ModelError::HfTensor { .. }
+        | ModelError::Io { .. } => err.to_string(),
         other => format!("{path}: {other}"),
     }
 }
@@ -86,10 +93,11 @@ impl Engine {
     /// Loads the model at `path` with its tokenizer and chat template.
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Engine, EngineError> {
         let display = path.display().to_string();
-        let mut model = Model::load(path).map_err(|source| EngineError::Model {
-            path: display.clone(),
-            source: Box::new(source),
-        })?;
+        let mut model =
+            Model::from_gguf(open_model_file(path)?).map_err(|source| EngineError::Model {
+                path: display.clone(),
+                source: Box::new(source),
+            })?;
         let gguf = model.gguf();
         let tokenizer = Tokenizer::from_gguf(gguf).map_err(|e| EngineError::Tokenizer {
             path: display.clone(),
@@ -275,13 +283,70 @@ impl Engine {
     }
 }
 
+/// Opens the model at `path` as a GGUF file: a GGUF file itself, or a Hugging Face
+/// checkpoint folder (`config.json`, safetensors, `tokenizer.json`), whose tokenizer files
+/// become the `tokenizer.ggml.*` keys and whose weights stay memory-mapped.
+pub fn open_model_file(path: &Path) -> Result<GgufFile, EngineError> {
+    let display = path.display().to_string();
+    let model_err = |source: ModelError| EngineError::Model {
+        path: display.clone(),
+        source: Box::new(source),
+    };
+    if huarizo_model::hf::is_hf_folder(path) {
+        let tokenizer =
+            huarizo_text::hf::tokenizer_metadata(path).map_err(|e| EngineError::Tokenizer {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
+        return huarizo_model::hf::open_folder(path, tokenizer).map_err(model_err);
+    }
+    GgufFile::open(path).map_err(|e| model_err(e.into()))
+}
+
+/// Writes the model in `file` (opened with [`open_model_file`]) into folder `dir` as a
+/// Hugging Face checkpoint: `config.json`, safetensors weights (sharded above
+/// `opts.shard_bytes`), `tokenizer.json`, `tokenizer_config.json` (with the chat template)
+/// and `generation_config.json`.
+pub fn export_hf_checkpoint(
+    file: &GgufFile,
+    dir: &Path,
+    opts: &HfExportOptions,
+) -> Result<HfExportSummary, EngineError> {
+    let display = file.path().display().to_string();
+    let model_err = |source: ModelError| EngineError::Model {
+        path: display.clone(),
+        source: Box::new(source),
+    };
+    let config = Config::from_gguf(file).map_err(model_err)?;
+    let summary = huarizo_model::hf::export_hf(file, &config, dir, opts).map_err(model_err)?;
+    huarizo_text::hf::write_tokenizer_files(file, dir).map_err(|e| EngineError::Tokenizer {
+        path: display.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(summary)
+}
+
 /// Loads only the tokenizer of the model at `path` (no weights are touched).
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EngineError> {
     let display = path.display().to_string();
-    let file = GgufFile::open(path).map_err(|e| EngineError::Model {
-        path: display.clone(),
-        source: Box::new(e.into()),
-    })?;
+    let file = if huarizo_model::hf::is_hf_folder(path) {
+        let meta =
+            huarizo_text::hf::tokenizer_metadata(path).map_err(|e| EngineError::Tokenizer {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
+        GgufFile::from_parts(path, meta, Vec::new(), Vec::new()).map_err(|e| {
+            EngineError::Model {
+                path: display.clone(),
+                source: Box::new(e.into()),
+            }
+        })?
+    } else {
+        GgufFile::open(path).map_err(|e| EngineError::Model {
+            path: display.clone(),
+            source: Box::new(e.into()),
+        })?
+    };
     Tokenizer::from_gguf(&file).map_err(|e| EngineError::Tokenizer {
         path: display,
         message: e.to_string(),

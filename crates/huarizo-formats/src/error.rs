@@ -209,7 +209,7 @@ pub enum GgufError {
         /// The I/O error.
         error: io::Error,
     },
-    /// The file is not valid GGUF.
+    /// The file (or the parts of a view) is not valid GGUF.
     #[error("{}: {error}", path.display())]
     Parse {
         /// The file.
@@ -275,6 +275,16 @@ pub enum WriteError {
         expected: usize,
         /// Bytes given.
         got: usize,
+    },
+    /// A tensor type the destination format cannot hold (safetensors holds floats only).
+    #[error("tensor `{tensor}`: type {ggml_type} cannot be written here (supported: {supported})")]
+    UnsupportedType {
+        /// The tensor name.
+        tensor: String,
+        /// Its type.
+        ggml_type: GgmlType,
+        /// The types that can be written.
+        supported: &'static str,
     },
     /// A tensor declared without data, written by a method that has no way to get it.
     #[error("tensor `{tensor}` was declared without data; write the file with `write_with`")]

@@ -1,22 +1,47 @@
-//! [`GgufFile`]: a validated header plus the memory-mapped file.
+//! [`GgufFile`]: a validated header plus the memory-mapped file, or a GGUF-shaped view
+//! assembled from parts ([`GgufFile::from_parts`]: metadata built elsewhere, tensors in
+//! several maps, e.g. the safetensors shards of a Hugging Face checkpoint).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::{parse_header, GgufError, Header, TensorInfo, Value};
+use crate::{parse_header, GgmlType, GgufError, Header, ParseError, TensorInfo, Value};
 
 /// An open GGUF file: parsed, validated metadata and tensor infos, with the weights
-/// left in a read-only memory map (never copied).
+/// left in read-only memory maps (never copied).
+///
+/// A file opened with [`GgufFile::open`] has one map, the file itself. A view built with
+/// [`GgufFile::from_parts`] has several; its tensors' [`TensorInfo::offset`]s are then
+/// positions in the maps laid end to end (map `i` starts at `bases[i]`), and
+/// `header().data_offset` is 0.
 #[derive(Debug)]
 pub struct GgufFile {
     path: PathBuf,
     header: Header,
     key_index: HashMap<String, usize>,
     tensor_index: HashMap<String, usize>,
-    mmap: Mmap,
+    maps: Vec<Mmap>,
+    /// Start of each map in the concatenated address space; strictly increasing.
+    bases: Vec<u64>,
+}
+
+/// One tensor of a view assembled by [`GgufFile::from_parts`]: its name, shape and type
+/// (as in GGUF) and where its bytes start in which map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartTensor {
+    /// GGUF tensor name, e.g. `blk.0.attn_q.weight`.
+    pub name: String,
+    /// Shape in ggml order (`shape[0]` is the row length).
+    pub shape: Vec<u64>,
+    /// Element type.
+    pub ggml_type: GgmlType,
+    /// Index of the map holding the bytes.
+    pub map: usize,
+    /// Byte offset of the data inside that map.
+    pub start: usize,
 }
 
 impl GgufFile {
@@ -38,6 +63,82 @@ impl GgufFile {
             path: path.to_owned(),
             error,
         })?;
+        Ok(GgufFile::assemble(path, header, vec![mmap], vec![0]))
+    }
+
+    /// A GGUF-shaped view of data that is not one GGUF file: `metadata` as GGUF keys and
+    /// values, `tensors` lying in `maps`. Each tensor's byte length follows from its shape
+    /// and type and must lie inside its map; names and keys must be unique. Errors name
+    /// `path` (the folder or file the parts came from) and the tensor or key at fault.
+    pub fn from_parts(
+        path: &Path,
+        metadata: Vec<(String, Value)>,
+        tensors: Vec<PartTensor>,
+        maps: Vec<Mmap>,
+    ) -> Result<GgufFile, GgufError> {
+        let fail = |error| GgufError::Parse {
+            path: path.to_owned(),
+            error,
+        };
+        let mut keys = HashSet::new();
+        for (key, _) in &metadata {
+            if !keys.insert(key.as_str()) {
+                return Err(fail(ParseError::DuplicateKey {
+                    key: key.clone(),
+                    offset: 0,
+                }));
+            }
+        }
+        let mut bases = Vec::with_capacity(maps.len());
+        let mut next = 0u64;
+        for m in &maps {
+            bases.push(next);
+            // +1 keeps the bases strictly increasing even for empty maps.
+            next = next.saturating_add(m.len() as u64 + 1);
+        }
+        let mut names = HashSet::new();
+        let mut infos = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            if !names.insert(t.name.clone()) {
+                return Err(fail(ParseError::DuplicateTensor {
+                    tensor: t.name,
+                    offset: 0,
+                }));
+            }
+            let n_bytes =
+                crate::parse::tensor_bytes(&t.name, &t.shape, t.ggml_type).map_err(fail)?;
+            let map_len = maps.get(t.map).map(|m| m.len());
+            let end = t.start.checked_add(n_bytes);
+            match (map_len, end) {
+                (Some(len), Some(end)) if end <= len => {}
+                _ => {
+                    return Err(fail(ParseError::TensorOutOfBounds {
+                        tensor: t.name,
+                        start: t.start as u64,
+                        end: end.map_or(u64::MAX, |e| e as u64),
+                        file_len: map_len.unwrap_or(0) as u64,
+                    }))
+                }
+            }
+            infos.push(TensorInfo {
+                name: t.name,
+                shape: t.shape,
+                ggml_type: t.ggml_type,
+                offset: bases[t.map] + t.start as u64,
+                n_bytes,
+            });
+        }
+        let header = Header {
+            version: 3,
+            alignment: crate::DEFAULT_ALIGNMENT,
+            data_offset: 0,
+            metadata,
+            tensors: infos,
+        };
+        Ok(GgufFile::assemble(path, header, maps, bases))
+    }
+
+    fn assemble(path: &Path, header: Header, maps: Vec<Mmap>, bases: Vec<u64>) -> GgufFile {
         let key_index = header
             .metadata
             .iter()
@@ -50,13 +151,14 @@ impl GgufFile {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
-        Ok(GgufFile {
+        GgufFile {
             path: path.to_owned(),
             header,
             key_index,
             tensor_index,
-            mmap,
-        })
+            maps,
+            bases,
+        }
     }
 
     /// The path the file was opened from.
@@ -112,18 +214,22 @@ impl GgufFile {
             .map(|&i| &self.header.tensors[i])
     }
 
-    /// The bytes of tensor `t`: a zero-copy slice of the map, `t.n_bytes` long.
+    /// The bytes of tensor `t`: a zero-copy slice of its map, `t.n_bytes` long.
     ///
     /// # Panics
     /// If `t` does not come from this file and its range lies outside it (a caller bug;
     /// ranges of this file's tensors were checked at open).
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
-        let range = usize::try_from(self.header.data_offset)
-            .ok()
-            .zip(usize::try_from(t.offset).ok())
-            .and_then(|(base, off)| base.checked_add(off))
-            .and_then(|start| Some(start..start.checked_add(t.n_bytes)?));
-        range.and_then(|r| self.mmap.get(r)).unwrap_or_else(|| {
+        let data = self
+            .header
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|pos| {
+                let i = self.bases.partition_point(|&b| b <= pos).checked_sub(1)?;
+                let start = usize::try_from(pos - self.bases[i]).ok()?;
+                self.maps[i].get(start..start.checked_add(t.n_bytes)?)
+            });
+        data.unwrap_or_else(|| {
             panic!(
                 "tensor `{}` is not from {} (its data range lies outside the file)",
                 t.name,

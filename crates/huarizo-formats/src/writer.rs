@@ -400,7 +400,7 @@ fn put_value(out: &mut Vec<u8>, key: &str, value: &Value, depth: usize) -> Resul
     Ok(())
 }
 
-fn io_error(op: &'static str, path: &Path, error: io::Error) -> WriteError {
+pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> WriteError {
     WriteError::Io {
         op,
         path: path.to_owned(),
@@ -411,15 +411,15 @@ fn io_error(op: &'static str, path: &Path, error: io::Error) -> WriteError {
 /// A file being written under a temporary name (`.{name}.{pid}-{n}.tmp`) in its
 /// destination's folder; removed on drop unless [`persist`](Self::persist) renamed it into
 /// place.
-struct TempFile {
+pub(crate) struct TempFile {
     tmp: PathBuf,
     dest: PathBuf,
-    file: Option<File>,
+    pub(crate) file: Option<File>,
     done: bool,
 }
 
 impl TempFile {
-    fn create(dest: &Path) -> Result<TempFile, WriteError> {
+    pub(crate) fn create(dest: &Path) -> Result<TempFile, WriteError> {
         static N: AtomicU64 = AtomicU64::new(0);
         let name = dest.file_name().ok_or_else(|| {
             io_error(
@@ -450,7 +450,7 @@ impl TempFile {
 
     /// Renames the (already synced and closed) file over the destination and syncs the
     /// folder so the rename itself is durable.
-    fn persist(mut self) -> Result<(), WriteError> {
+    pub(crate) fn persist(mut self) -> Result<(), WriteError> {
         self.file.take();
         std::fs::rename(&self.tmp, &self.dest)
             .map_err(|e| io_error("renaming the finished file into place", &self.dest, e))?;

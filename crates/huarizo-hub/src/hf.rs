@@ -1,5 +1,6 @@
 //! `hf:owner/repo[:file]`: Hugging Face Hub models through `hf-hub`'s blocking (ureq,
-//! rustls) API, cached in hf-hub's own layout under `<models>/hf`. hf-hub downloads to
+//! rustls) API (a `.gguf` file, or for a repo without one that holds `config.json` and
+//! safetensors weights, the checkpoint's files in one snapshot folder), cached in hf-hub's own layout under `<models>/hf`. hf-hub downloads to
 //! `<blob>.sync.part` and renames, so a broken download never shows under its final name.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,13 @@ pub(crate) fn resolve(name: &str, spec: &str, opts: &ResolveOptions) -> Result<P
             .filter(|s| !s.is_empty()),
     };
     if let Some(path) = known_file.as_deref().and_then(|f| cached.get(f)) {
+        // A recorded `config.json` stands for a checkpoint folder, recorded only once
+        // every file of it was fetched.
+        if known_file.as_deref() == Some(CHECKPOINT_CONFIG) {
+            if let Some(dir) = path.parent() {
+                return Ok(dir.to_path_buf());
+            }
+        }
         return Ok(path);
     }
     if opts.offline {
@@ -54,7 +62,29 @@ pub(crate) fn resolve(name: &str, spec: &str, opts: &ResolveOptions) -> Result<P
                 url: format!("{endpoint}/api/models/{repo_id}"),
                 source: Box::new(e),
             })?;
-            let files = info.siblings.into_iter().map(|s| s.rfilename).collect();
+            let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+            if let Some(wanted) = checkpoint_files(&files) {
+                // A Hugging Face checkpoint (no GGUF): fetch its files into one snapshot
+                // folder and hand back the folder.
+                let mut folder = None;
+                for f in &wanted {
+                    let path = api_repo.download(f).map_err(|e| HubError::Hf {
+                        url: api_repo.url(f),
+                        source: Box::new(e),
+                    })?;
+                    if f == CHECKPOINT_CONFIG {
+                        folder = path.parent().map(Path::to_path_buf);
+                    }
+                }
+                if let Some(dir) = record.parent() {
+                    create_dir_all(dir)?;
+                }
+                write_atomic(&record, CHECKPOINT_CONFIG.as_bytes())?;
+                return folder.ok_or_else(|| HubError::HfNoGguf {
+                    repo: repo_id.to_string(),
+                    files,
+                });
+            }
             (pick_gguf(repo_id, files)?, true)
         }
     };
@@ -135,6 +165,45 @@ fn token() -> Option<String> {
         _ => dirs::home_dir()?.join(".cache").join("huggingface"),
     };
     Cache::new(home.join("hub")).token()
+}
+
+/// The file whose presence makes a repo (without GGUF files) a checkpoint folder.
+const CHECKPOINT_CONFIG: &str = "config.json";
+
+/// Files of a Hugging Face checkpoint fetched besides the weights, when the repo has them.
+const CHECKPOINT_EXTRAS: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "model.safetensors.index.json",
+];
+
+/// The files to fetch for a repo that has no `.gguf` but is a checkpoint (`config.json`
+/// plus top-level `.safetensors` weights): config first, then the extras it has, then
+/// every top-level safetensors file. `None` for any other repo.
+fn checkpoint_files(files: &[String]) -> Option<Vec<String>> {
+    let has = |f: &str| files.iter().any(|x| x == f);
+    let weights: Vec<&String> = files
+        .iter()
+        .filter(|f| f.ends_with(".safetensors") && !f.contains('/'))
+        .collect();
+    let no_gguf = !files
+        .iter()
+        .any(|f| f.to_ascii_lowercase().ends_with(".gguf"));
+    if !(no_gguf && has(CHECKPOINT_CONFIG) && !weights.is_empty()) {
+        return None;
+    }
+    let mut out = vec![CHECKPOINT_CONFIG.to_string()];
+    out.extend(
+        CHECKPOINT_EXTRAS
+            .iter()
+            .filter(|f| has(f))
+            .map(|f| f.to_string()),
+    );
+    out.extend(weights.into_iter().cloned());
+    Some(out)
 }
 
 /// The `.gguf` to fetch when none is named: the only one, else the only one carrying the

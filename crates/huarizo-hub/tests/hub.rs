@@ -705,3 +705,81 @@ fn hf_dataset_fetches_one_configuration_then_works_offline() {
     let err = huarizo_hub::hf::dataset("test/arc", Some("ARC-Easy"), &offline).unwrap_err();
     assert!(err.to_string().contains("test/arc"), "{err}");
 }
+
+#[test]
+fn hf_checkpoint_repo_fetches_the_folder_then_serves_it_offline() {
+    let cache = TestDir::new("hf-ckpt");
+    let file = |body: &[u8], etag: &str| Route::File {
+        body: body.to_vec(),
+        etag: etag.into(),
+    };
+    let weights = bytes(50_000, 9);
+    let routes = HashMap::from([
+        (
+            "/api/models/test/ckpt/revision/main".to_string(),
+            Route::Json(siblings_json(&[
+                "README.md",
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "model.safetensors",
+                "onnx/model.safetensors",
+            ])),
+        ),
+        (
+            "/test/ckpt/resolve/main/config.json".to_string(),
+            file(b"{\"model_type\":\"llama\"}", "c"),
+        ),
+        (
+            "/test/ckpt/resolve/main/tokenizer.json".to_string(),
+            file(b"{}", "t"),
+        ),
+        (
+            "/test/ckpt/resolve/main/tokenizer_config.json".to_string(),
+            file(b"{}", "tc"),
+        ),
+        (
+            "/test/ckpt/resolve/main/model.safetensors".to_string(),
+            file(&weights, "w"),
+        ),
+    ]);
+    let hub = Hub::start(routes);
+    let o = ResolveOptions {
+        hf_endpoint: Some(hub.endpoint.clone()),
+        ..opts(cache.path())
+    };
+    let fail = FailFetcher(AtomicUsize::new(0));
+    let dir = resolve_with("hf:test/ckpt", &o, &fail).unwrap();
+    assert!(
+        dir.is_dir() && dir.starts_with(cache.path()),
+        "{}",
+        dir.display()
+    );
+    assert_eq!(
+        listing(&dir),
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    let log = hub.log.lock().unwrap().clone();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("onnx") || l.contains("README")),
+        "{log:?}"
+    );
+    // Cached: the folder again, offline, without a request.
+    let hits = hub.hits();
+    let offline = ResolveOptions { offline: true, ..o };
+    assert_eq!(resolve_with("hf:test/ckpt", &offline, &fail).unwrap(), dir);
+    assert_eq!(hub.hits(), hits);
+    // And the folder itself is accepted as a local model.
+    let local = resolve_with(dir.to_str().unwrap(), &offline, &fail).unwrap();
+    assert_eq!(local, dir);
+}

@@ -1,6 +1,8 @@
 //! Errors of model loading, each naming the key or tensor at fault.
 
-use huarizo_formats::GgufError;
+use std::path::PathBuf;
+
+use huarizo_formats::{GgufError, SafetensorsError};
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,40 @@ pub enum ModelError {
         needed: usize,
         /// Capacity.
         n_ctx: usize,
+    },
+    /// A safetensors file of a Hugging Face checkpoint is malformed.
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
+    /// A Hugging Face `config.json` (or another JSON file of the checkpoint) lacks a key or
+    /// holds a value huarizo cannot use.
+    #[error("{}: key `{key}`: {reason}", path.display())]
+    HfConfig {
+        /// The JSON file.
+        path: PathBuf,
+        /// The key at fault (empty for the whole file).
+        key: String,
+        /// What is wrong, with the numbers.
+        reason: String,
+    },
+    /// A tensor of a Hugging Face checkpoint is unknown, missing, misplaced or misshapen.
+    #[error("{}: tensor `{tensor}`: {reason}", path.display())]
+    HfTensor {
+        /// The file (shard, index or folder) at fault.
+        path: PathBuf,
+        /// The tensor name as in the checkpoint.
+        tensor: String,
+        /// What is wrong, with the numbers.
+        reason: String,
+    },
+    /// A file of a Hugging Face checkpoint could not be read or written.
+    #[error("{}: {op}: {error}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
     },
     /// Any other invariant that failed, with the numbers.
     #[error("invalid model: {0}")]

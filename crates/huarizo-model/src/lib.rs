@@ -1,5 +1,6 @@
 //! huarizo-model holds one configurable decoder for the LLaMA family: it reads
-//! hyperparameters from GGUF metadata, maps each family onto a table row
+//! hyperparameters from GGUF metadata (or a Hugging Face checkpoint presented as GGUF,
+//! [`hf`]), maps each family onto a table row
 //! ([`arch::ArchSpec`]), keeps the weights in the memory-mapped file and runs the forward
 //! pass with a KV cache. It must not tokenize or sample (that is `huarizo-text` and
 //! `huarizo-engine`), and it must not carry SIMD of its own: arithmetic lives in
@@ -10,6 +11,7 @@
 pub mod arch;
 pub mod config;
 pub mod error;
+pub mod hf;
 pub mod model;
 pub mod requantize;
 pub mod state;

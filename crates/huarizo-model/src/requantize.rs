@@ -228,17 +228,30 @@ pub fn requantize(
     input: &Path,
     output: &Path,
     options: &RequantizeOptions,
+    progress: impl FnMut(&TensorReport),
+) -> Result<RequantizeSummary, RequantizeError> {
+    let file = GgufFile::open(input)?;
+    requantize_file(&file, output, options, progress)
+}
+
+/// [`requantize`] for a model already open: a GGUF file or a GGUF-shaped view (a Hugging
+/// Face checkpoint, [`crate::hf::open_folder`]). Writes every tensor and all metadata of
+/// `file` to `output`; the input's size is the file's, or its tensors' for a view.
+pub fn requantize_file(
+    file: &GgufFile,
+    output: &Path,
+    options: &RequantizeOptions,
     mut progress: impl FnMut(&TensorReport),
 ) -> Result<RequantizeSummary, RequantizeError> {
+    let input = file.path();
     let target = options.target;
     let ftype = file_type(target).ok_or(RequantizeError::UnsupportedTarget { target })?;
-    let file = GgufFile::open(input)?;
     let n_threads = match options.n_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
 
-    let mut w = GgufWriter::from_file(&file);
+    let mut w = GgufWriter::from_file(file);
     w.metadata("general.quantization_version", Value::U32(QNT_VERSION));
     w.metadata("general.file_type", Value::U32(ftype));
     let count = file.tensors().len();
@@ -275,12 +288,16 @@ pub fn requantize(
 
     let mut summary = RequantizeSummary {
         tensors: count,
-        input_bytes: std::fs::metadata(input)
-            .map_err(|error| GgufError::Io {
-                path: input.to_owned(),
-                error,
-            })?
-            .len(),
+        input_bytes: if input.is_file() {
+            std::fs::metadata(input)
+                .map_err(|error| GgufError::Io {
+                    path: input.to_owned(),
+                    error,
+                })?
+                .len()
+        } else {
+            file.tensors().iter().map(|t| t.n_bytes as u64).sum()
+        },
         ..Default::default()
     };
     // Copied tensors are reported as the writer reaches them, between the deferred ones.
@@ -314,7 +331,7 @@ pub fn requantize(
     summary.output_bytes = w.write_with(output, |info, buf| {
         let i = index_of(&info.name).expect("the writer's tensors are the input's");
         report(i, &mut summary);
-        convert(&file, &file.tensors()[i], info.ggml_type, n_threads, buf);
+        convert(file, &file.tensors()[i], info.ggml_type, n_threads, buf);
         report(i + 1, &mut summary);
         Ok::<_, RequantizeError>(())
     })?;
