@@ -36,6 +36,14 @@ use blocks::*;
 pub use huarizo_formats::GgmlType;
 pub use isa::{ggml_isa, set_ggml_isa, GgmlIsa};
 
+/// Whether `HUARIZO_NO_SIMD` asks for the scalar kernels (read once).
+pub(crate) fn simd_disabled() -> bool {
+    static DISABLED: OnceLock<bool> = OnceLock::new();
+    *DISABLED.get_or_init(|| {
+        std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0")
+    })
+}
+
 /// A dot product kernel: `(weight row, activation row) → Σ w·a`. Both slices hold exactly
 /// the same number of values, whole blocks of the weight type and of its
 /// [`vec_dot_type`] respectively.
@@ -55,7 +63,7 @@ pub type ScaledDot4Fn = fn(&[u8], [&[u8]; 4], &[[f32; 8]]) -> [f32; 4];
 pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        if simd_disabled() {
             return None;
         }
         x86::scaled4_kernel(t)
@@ -76,7 +84,7 @@ pub type VecDotRowsFn = fn(&[u8], usize, &[u8], &mut [f32]);
 pub fn dot_rows_kernel(t: GgmlType) -> Option<VecDotRowsFn> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        if simd_disabled() {
             return None;
         }
         x86::dot_rows_kernel(t)
@@ -96,7 +104,7 @@ pub type ScaledRows4Fn = fn(&[u8], usize, [&[u8]; 4], &[[f32; 8]], &mut [[f32; 4
 pub fn scaled4_rows_kernel(t: GgmlType) -> Option<ScaledRows4Fn> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        if simd_disabled() {
             return None;
         }
         x86::scaled4_rows_kernel(t)
@@ -112,7 +120,7 @@ pub fn scaled4_rows_kernel(t: GgmlType) -> Option<ScaledRows4Fn> {
 pub fn vec_dot4_kernel(t: GgmlType) -> Option<VecDot4Fn> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        if simd_disabled() {
             return None;
         }
         x86::dot4_kernel(t)
@@ -339,8 +347,7 @@ fn kernels() -> &'static Kernels {
             dot: GgmlType::ALL.map(scalar_dot),
             level: "scalar",
         };
-        let no_simd =
-            std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0");
+        let no_simd = simd_disabled();
         if no_simd {
             scalar
         } else {

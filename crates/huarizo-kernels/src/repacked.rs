@@ -89,7 +89,7 @@ pub fn tiled_kernel4(t: GgmlType) -> Option<VecDot4Fn> {
 fn order_kernels_x4() -> Option<[VecDot4Fn; 2]> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("HUARIZO_NO_SIMD").is_some_and(|v| !v.is_empty() && v != "0") {
+        if crate::simd_disabled() {
             return None;
         }
         crate::x86::order_kernels_x4()
