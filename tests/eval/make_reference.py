@@ -2,7 +2,10 @@
 """Merges `huarizo eval --log-samples` items with lm_eval_llama_cpp.py's reference scores
 into the committed fixture tests/reference/eval_<model>.json (prompt, choices and the
 reference log-probability of each choice per item; lm-eval's acc per task), and prints
-the agreement with huarizo's own numbers.
+the agreement with huarizo's own numbers. The file's "agreement" block records that
+agreement with the huarizo that made the samples (the committed fixtures: before huarizo
+followed the AVX2 build, so their huarizo figures are stale); the test recomputes it with
+the huarizo under test and prints it.
 
 Usage: make_reference.py SAMPLES.jsonl REF.json OUT.json
 """

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -297,8 +297,7 @@ pub fn write_safetensors<E: From<WriteError>>(
         text.push(' ');
     }
     let mut tmp = TempFile::create(path)?;
-    let file = tmp.file.take().expect("a fresh TempFile holds its file");
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = tmp.writer();
     let io = |op: &'static str| move |e| io_error(op, path, e);
     out.write_all(&(text.len() as u64).to_le_bytes())
         .and_then(|()| out.write_all(text.as_bytes()))
@@ -319,11 +318,6 @@ pub fn write_safetensors<E: From<WriteError>>(
         }
         out.write_all(&buf).map_err(io("writing"))?;
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| io("writing")(e.into_error()))?;
-    file.sync_all().map_err(io("syncing to disk"))?;
-    drop(file);
-    tmp.persist()?;
+    tmp.commit(out)?;
     Ok((8 + text.len() + offset) as u64)
 }

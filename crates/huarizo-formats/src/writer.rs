@@ -194,16 +194,10 @@ impl<'a> GgufWriter<'a> {
         fill: impl FnMut(&TensorInfo, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let mut tmp = TempFile::create(path)?;
-        let file = tmp.file.take().expect("a fresh TempFile holds its file");
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = tmp.writer();
         let io = |op: &'static str| move |error| io_error(op, path, error);
         let n = self.write_stream(&mut out, fill, &io("writing"))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| io("writing")(e.into_error()))?;
-        file.sync_all().map_err(io("syncing to disk"))?;
-        drop(file);
-        tmp.persist()?;
+        tmp.commit(out)?;
         Ok(n)
     }
 
@@ -414,7 +408,7 @@ pub(crate) fn io_error(op: &'static str, path: &Path, error: io::Error) -> Write
 pub(crate) struct TempFile {
     tmp: PathBuf,
     dest: PathBuf,
-    pub(crate) file: Option<File>,
+    file: Option<File>,
     done: bool,
 }
 
@@ -446,6 +440,24 @@ impl TempFile {
             file: Some(file),
             done: false,
         })
+    }
+
+    /// The file, buffered for writing (once).
+    pub(crate) fn writer(&mut self) -> BufWriter<File> {
+        let file = self.file.take().expect("a fresh TempFile holds its file");
+        BufWriter::with_capacity(1 << 20, file)
+    }
+
+    /// Flushes and syncs what [`TempFile::writer`] wrote, then [`TempFile::persist`]s it.
+    pub(crate) fn commit(self, out: BufWriter<File>) -> Result<(), WriteError> {
+        let dest = self.dest.clone();
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error("writing", &dest, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| io_error("syncing to disk", &dest, e))?;
+        drop(file);
+        self.persist()
     }
 
     /// Renames the (already synced and closed) file over the destination and syncs the

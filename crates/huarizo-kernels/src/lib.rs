@@ -53,28 +53,6 @@ pub type VecDotFn = fn(&[u8], &[u8]) -> f32;
 /// matching [`VecDotFn`].
 pub type VecDot4Fn = fn(&[u8], [&[u8]; 4]) -> [f32; 4];
 
-/// A four-row dot product given the four activation rows' block scales as f32, converted once
-/// per batch: `scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]` for block i (`s` = 0 for types
-/// without it). Same bits as [`VecDot4Fn`].
-pub type ScaledDot4Fn = fn(&[u8], [&[u8]; 4], &[[f32; 8]]) -> [f32; 4];
-
-/// The pre-scaled four-row kernel for weights of type `t`, if this CPU has one (Q4_1, Q5_0 and
-/// Q8_0 with AVX2, using AVX-512 VNNI where present).
-pub fn scaled4_kernel(t: GgmlType) -> Option<ScaledDot4Fn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if simd_disabled() {
-            return None;
-        }
-        x86::scaled4_kernel(t)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = t;
-        None
-    }
-}
-
 /// One activation row against several weight rows per call: `out[r]` receives the dot
 /// product of row r of `w` (rows `w_row` bytes apart; `out.len()` rows) with `a`, bit for
 /// bit the [`VecDotFn`]'s.
@@ -96,11 +74,14 @@ pub fn dot_rows_kernel(t: GgmlType) -> Option<VecDotRowsFn> {
     }
 }
 
-/// [`ScaledDot4Fn`] for several weight rows per call: `out[r]` receives the four results
-/// of row r of `w` (rows `w_row` bytes apart; `out.len()` rows).
+/// A weight tile against four activation rows whose block scales were converted to f32
+/// once per batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]` for block i, `s` = 0 for
+/// types without it): `out[r]` receives the four results of row r of `w` (rows `w_row`
+/// bytes apart; `out.len()` rows), each bit for bit the [`VecDot4Fn`]'s.
 pub type ScaledRows4Fn = fn(&[u8], usize, [&[u8]; 4], &[[f32; 8]], &mut [[f32; 4]]);
 
-/// [`scaled4_kernel`] for a tile of rows per call (same bits).
+/// The [`ScaledRows4Fn`] for weights of type `t`, if this CPU has one (Q4_1, Q5_0 and Q8_0
+/// with AVX2, using AVX-512 VNNI where present).
 pub fn scaled4_rows_kernel(t: GgmlType) -> Option<ScaledRows4Fn> {
     #[cfg(target_arch = "x86_64")]
     {

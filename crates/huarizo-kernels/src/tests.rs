@@ -405,39 +405,53 @@ fn bench_dot_kernels() {
     }
 }
 
-/// The batched kernels (four-row, pre-scaled four-row) give each output exactly the bits of
-/// the one-row kernel, for every token count's mix of them.
-#[test]
-fn batched_matmul_equals_one_row_kernel_bit_for_bit() {
+/// Runs [`crate::matmul::matmul`] on random `t` weights (`n_out × n_in`) for each token count
+/// and asserts that every output has exactly the bits of `one(token, n_tokens)`, the one-row
+/// kernel that llama.cpp would use for that token.
+fn assert_batched_equals_one_row(
+    t: GgmlType,
+    (n_in, n_out): (usize, usize),
+    token_counts: &[usize],
+    rng: &mut Rng,
+    one: impl Fn(usize, usize) -> crate::VecDotFn,
+) {
     use crate::matmul::{matmul, quantize_activations};
     let pool = crate::pool::ThreadPool::new(2);
-    let mut rng = Rng(0x5eed_0fba_7c01);
-    for t in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
-        let (n_in, n_out) = (256, 24);
-        let w = random_weights(t, n_out * n_in / t.block_size(), &mut rng);
-        for n_tokens in [1, 4, 7, 9, 16] {
-            let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
-            let mut acts = Vec::new();
-            quantize_activations(t, &x, n_in, &mut acts);
-            let mut out = vec![0f32; n_tokens * n_out];
-            matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
-            let one = vec_dot_kernel(t);
-            let (w_row, a_row) = (
-                t.row_bytes(n_in).unwrap(),
-                vec_dot_type(t).row_bytes(n_in).unwrap(),
-            );
-            for tok in 0..n_tokens {
-                for r in 0..n_out {
-                    let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
-                    let got = out[tok * n_out + r];
-                    assert_eq!(
-                        got.to_bits(),
-                        want.to_bits(),
-                        "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
-                    );
-                }
+    let w = random_weights(t, n_out * n_in / t.block_size(), rng);
+    let (w_row, a_row) = (
+        t.row_bytes(n_in).unwrap(),
+        vec_dot_type(t).row_bytes(n_in).unwrap(),
+    );
+    for &n_tokens in token_counts {
+        let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
+        let mut acts = Vec::new();
+        quantize_activations(t, &x, n_in, &mut acts);
+        let mut out = vec![0f32; n_tokens * n_out];
+        matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
+        for tok in 0..n_tokens {
+            let one = one(tok, n_tokens);
+            for r in 0..n_out {
+                let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
+                let got = out[tok * n_out + r];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
+                );
             }
         }
+    }
+}
+
+/// The batched kernels (four-row, pre-scaled four-row, row tiles) give each output exactly
+/// the bits of the one-row kernel, for every token count's mix of them.
+#[test]
+fn batched_matmul_equals_one_row_kernel_bit_for_bit() {
+    let mut rng = Rng(0x5eed_0fba_7c01);
+    for t in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
+        assert_batched_equals_one_row(t, (256, 24), &[1, 4, 7, 9, 16], &mut rng, |_, _| {
+            vec_dot_kernel(t)
+        });
     }
 }
 
@@ -445,39 +459,16 @@ fn batched_matmul_equals_one_row_kernel_bit_for_bit() {
 /// order from 8 rows on) give each output exactly the bits of the order's one-row kernel.
 #[test]
 fn batched_k_quant_orders_equal_their_one_row_kernels_bit_for_bit() {
-    use crate::matmul::{matmul, quantize_activations};
     use crate::repacked::{repacked_kernels, tiled_kernel, TILED_MIN_ROWS};
-    let pool = crate::pool::ThreadPool::new(2);
     let mut rng = Rng(0x0bad_cafe_1234);
     for t in [GgmlType::Q4_K, GgmlType::Q6_K] {
-        let (n_in, n_out) = (512, 16);
-        let w = random_weights(t, n_out * n_in / t.block_size(), &mut rng);
-        for n_tokens in [1, 3, 4, 7, 8, 13] {
-            let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
-            let mut acts = Vec::new();
-            quantize_activations(t, &x, n_in, &mut acts);
-            let mut out = vec![0f32; n_tokens * n_out];
-            matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
-            let (w_row, a_row) = (
-                t.row_bytes(n_in).unwrap(),
-                vec_dot_type(t).row_bytes(n_in).unwrap(),
-            );
-            for tok in 0..n_tokens {
-                let one = match (repacked_kernels(t, n_out), tiled_kernel(t)) {
-                    (Some(k), _) => k.for_row(tok, n_tokens),
-                    (None, Some(k)) if n_tokens >= TILED_MIN_ROWS => k,
-                    _ => vec_dot_kernel(t),
-                };
-                for r in 0..n_out {
-                    let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
-                    let got = out[tok * n_out + r];
-                    assert_eq!(
-                        got.to_bits(),
-                        want.to_bits(),
-                        "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
-                    );
-                }
-            }
-        }
+        let n_out = 16;
+        let one = |tok: usize, n_tokens: usize| match (repacked_kernels(t, n_out), tiled_kernel(t))
+        {
+            (Some(k), _) => k.for_row(tok, n_tokens),
+            (None, Some(k)) if n_tokens >= TILED_MIN_ROWS => k,
+            _ => vec_dot_kernel(t),
+        };
+        assert_batched_equals_one_row(t, (512, n_out), &[1, 3, 4, 7, 8, 13], &mut rng, one);
     }
 }

@@ -405,7 +405,7 @@ fn mul_sum_us8_pairs_vnni(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
-/// The pre-scaled four-row kernels (see [`crate::ScaledDot4Fn`]), generated once per
+/// The pre-scaled four-row kernels (see [`crate::ScaledRows4Fn`]), generated once per
 /// instruction set like [`four_row_kernels`]: `$mul_sum` is the u8×i8 pair-sum step.
 macro_rules! scaled_kernels {
     ($module:ident, $features:literal, $mul_sum:ident) => {
@@ -447,16 +447,6 @@ macro_rules! scaled_kernels {
                     hsum_f32x8(acc[2]) + s[2],
                     hsum_f32x8(acc[3]) + s[3],
                 ]
-            }
-
-            pub(super) fn dot4_q4_1_scaled(
-                w: &[u8],
-                a: [&[u8]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-                // detected.
-                unsafe { q4_1_q8_1_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_1>), scales) }
             }
 
             /// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
@@ -513,26 +503,6 @@ macro_rules! scaled_kernels {
                     acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
                 }
                 [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-            }
-
-            pub(super) fn dot4_q8_0_scaled(
-                w: &[u8],
-                a: [&[u8]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-                // detected.
-                unsafe { q8_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
-            }
-
-            pub(super) fn dot4_q5_0_scaled(
-                w: &[u8],
-                a: [&[u8]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                // SAFETY: only handed out by `scaled4_kernel` after the features of this module were
-                // detected.
-                unsafe { q5_0_q8_0_x4_scaled(as_blocks(w), a.map(as_blocks::<BlockQ8_0>), scales) }
             }
 
             /// Rows `out.len()` rows of `w` (each `w_row` bytes) against four activation rows:
@@ -601,54 +571,53 @@ scaled_kernels!(
 );
 scaled_kernels!(scaled_avx2, "avx2,fma,f16c", mul_sum_us8_pairs_float);
 
-/// The pre-scaled four-row kernel for weights of type `t`, where there is one for this CPU.
-pub(crate) fn scaled4_kernel(t: GgmlType) -> Option<crate::ScaledDot4Fn> {
-    if !detected() {
-        return None;
-    }
-    let vnni = vnni_detected();
-    match t {
-        GgmlType::Q4_1 if vnni => Some(scaled_vnni::dot4_q4_1_scaled),
-        GgmlType::Q5_0 if vnni => Some(scaled_vnni::dot4_q5_0_scaled),
-        GgmlType::Q8_0 if vnni => Some(scaled_vnni::dot4_q8_0_scaled),
-        GgmlType::Q4_1 => Some(scaled_avx2::dot4_q4_1_scaled),
-        GgmlType::Q5_0 => Some(scaled_avx2::dot4_q5_0_scaled),
-        GgmlType::Q8_0 => Some(scaled_avx2::dot4_q8_0_scaled),
-        _ => None,
-    }
-}
-
 /// The one-token kernel of `t` for a tile of weight rows per call, where one exists (the
 /// same bits as the installed one-row kernel).
 pub(crate) fn dot_rows_kernel(t: GgmlType) -> Option<crate::VecDotRowsFn> {
-    if !detected() {
-        return None;
-    }
-    let vnni = vnni_detected();
-    match t {
-        GgmlType::Q4_1 if vnni => Some(vnni_x4::rows1_q4_1),
-        GgmlType::Q5_0 if vnni => Some(vnni_x4::rows1_q5_0),
-        GgmlType::Q8_0 if vnni => Some(vnni_x4::rows1_q8_0),
-        GgmlType::Q4_1 => Some(avx2_x4::rows1_q4_1),
-        GgmlType::Q5_0 => Some(avx2_x4::rows1_q5_0),
-        GgmlType::Q8_0 => Some(avx2_x4::rows1_q8_0),
-        _ => None,
-    }
+    pick_q4_1_q5_0_q8_0(
+        t,
+        [
+            vnni_x4::rows1_q4_1,
+            vnni_x4::rows1_q5_0,
+            vnni_x4::rows1_q8_0,
+        ],
+        [
+            avx2_x4::rows1_q4_1,
+            avx2_x4::rows1_q5_0,
+            avx2_x4::rows1_q8_0,
+        ],
+    )
 }
 
-/// [`scaled4_kernel`] for a tile of weight rows per call.
+/// The pre-scaled four-token kernel of `t` for a tile of weight rows per call.
 pub(crate) fn scaled4_rows_kernel(t: GgmlType) -> Option<crate::ScaledRows4Fn> {
+    pick_q4_1_q5_0_q8_0(
+        t,
+        [
+            scaled_vnni::rows4_q4_1_scaled,
+            scaled_vnni::rows4_q5_0_scaled,
+            scaled_vnni::rows4_q8_0_scaled,
+        ],
+        [
+            scaled_avx2::rows4_q4_1_scaled,
+            scaled_avx2::rows4_q5_0_scaled,
+            scaled_avx2::rows4_q8_0_scaled,
+        ],
+    )
+}
+
+/// The kernel for `t` among a family's Q4_1, Q5_0 and Q8_0 kernels, in its AVX-512 VNNI
+/// instance where the CPU has VNNI and its AVX2 one otherwise; `None` for other types or
+/// without AVX2.
+fn pick_q4_1_q5_0_q8_0<F>(t: GgmlType, vnni: [F; 3], avx2: [F; 3]) -> Option<F> {
     if !detected() {
         return None;
     }
-    let vnni = vnni_detected();
+    let [q4_1, q5_0, q8_0] = if vnni_detected() { vnni } else { avx2 };
     match t {
-        GgmlType::Q4_1 if vnni => Some(scaled_vnni::rows4_q4_1_scaled),
-        GgmlType::Q5_0 if vnni => Some(scaled_vnni::rows4_q5_0_scaled),
-        GgmlType::Q8_0 if vnni => Some(scaled_vnni::rows4_q8_0_scaled),
-        GgmlType::Q4_1 => Some(scaled_avx2::rows4_q4_1_scaled),
-        GgmlType::Q5_0 => Some(scaled_avx2::rows4_q5_0_scaled),
-        GgmlType::Q8_0 => Some(scaled_avx2::rows4_q8_0_scaled),
+        GgmlType::Q4_1 => Some(q4_1),
+        GgmlType::Q5_0 => Some(q5_0),
+        GgmlType::Q8_0 => Some(q8_0),
         _ => None,
     }
 }
@@ -829,16 +798,11 @@ pub(crate) fn order_kernels_x4() -> Option<[crate::VecDot4Fn; 2]> {
 
 /// The four-row kernel for weights of type `t`, where there is one and the CPU has AVX2.
 pub(crate) fn dot4_kernel(t: GgmlType) -> Option<crate::VecDot4Fn> {
-    if !detected() {
-        return None;
-    }
-    let vnni = vnni_detected();
-    match t {
-        GgmlType::Q4_1 => Some(if vnni { dot4_q4_1_vnni } else { dot4_q4_1 }),
-        GgmlType::Q8_0 => Some(if vnni { dot4_q8_0_vnni } else { dot4_q8_0 }),
-        GgmlType::Q5_0 => Some(if vnni { dot4_q5_0_vnni } else { dot4_q5_0 }),
-        _ => None,
-    }
+    pick_q4_1_q5_0_q8_0(
+        t,
+        [dot4_q4_1_vnni, dot4_q5_0_vnni, dot4_q8_0_vnni],
+        [dot4_q4_1, dot4_q5_0, dot4_q8_0],
+    )
 }
 
 // ----------------------------------------------------------------------------------------
