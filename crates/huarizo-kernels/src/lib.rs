@@ -18,12 +18,14 @@
 
 pub mod attention;
 pub mod blocks;
+pub mod gemm;
 pub mod isa;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod reference;
 pub mod repacked;
+pub mod train_ops;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

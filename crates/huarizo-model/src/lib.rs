@@ -15,6 +15,7 @@ pub mod hf;
 pub mod model;
 pub mod requantize;
 pub mod state;
+pub mod train;
 pub mod weights;
 
 pub use arch::Arch;

@@ -40,34 +40,34 @@ impl Linear {
 /// One decoder layer. Optional tensors are present only for the families that use them.
 #[derive(Debug)]
 pub struct Layer {
-    attn_norm: Vec<f32>,      // (E)
-    wq: Linear,               // (H·D, E)
-    wk: Linear,               // (Hkv·D, E)
-    wv: Linear,               // (Hkv·Dv, E)
-    wo: Linear,               // (E, H·Dv)
-    bq: Option<Vec<f32>>,     // (H·D)
-    bk: Option<Vec<f32>>,     // (Hkv·D)
-    bv: Option<Vec<f32>>,     // (Hkv·Dv)
-    q_norm: Option<Vec<f32>>, // (D)
-    k_norm: Option<Vec<f32>>, // (D)
-    attn_post_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>, // (E)
-    w_gate: Linear,     // (F, E)
-    w_up: Linear,       // (F, E)
-    w_down: Linear,     // (E, F)
-    ffn_post_norm: Option<Vec<f32>>,
+    pub(crate) attn_norm: Vec<f32>,      // (E)
+    pub(crate) wq: Linear,               // (H·D, E)
+    pub(crate) wk: Linear,               // (Hkv·D, E)
+    pub(crate) wv: Linear,               // (Hkv·Dv, E)
+    pub(crate) wo: Linear,               // (E, H·Dv)
+    pub(crate) bq: Option<Vec<f32>>,     // (H·D)
+    pub(crate) bk: Option<Vec<f32>>,     // (Hkv·D)
+    pub(crate) bv: Option<Vec<f32>>,     // (Hkv·Dv)
+    pub(crate) q_norm: Option<Vec<f32>>, // (D)
+    pub(crate) k_norm: Option<Vec<f32>>, // (D)
+    pub(crate) attn_post_norm: Option<Vec<f32>>,
+    pub(crate) ffn_norm: Vec<f32>, // (E)
+    pub(crate) w_gate: Linear,     // (F, E)
+    pub(crate) w_up: Linear,       // (F, E)
+    pub(crate) w_down: Linear,     // (E, F)
+    pub(crate) ffn_post_norm: Option<Vec<f32>>,
 }
 
 /// A loaded model: configuration plus weights, which stay in the memory-mapped file.
 pub struct Model {
-    file: GgufFile,
+    pub(crate) file: GgufFile,
     /// Hyperparameters.
     pub config: Config,
-    tok_embd: Linear, // (V, E)
-    output_norm: Vec<f32>,
-    output: Linear, // (V, E), the embedding matrix when tied
-    rope_factors: Option<Vec<f32>>,
-    layers: Vec<Layer>,
+    pub(crate) tok_embd: Linear, // (V, E)
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) output: Linear, // (V, E), the embedding matrix when tied
+    pub(crate) rope_factors: Option<Vec<f32>>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 /// Which positions of a batch get logits.
@@ -162,7 +162,7 @@ impl Model {
         &mut self.file
     }
 
-    fn data(&self, w: &Linear) -> &[u8] {
+    pub(crate) fn data(&self, w: &Linear) -> &[u8] {
         self.file.tensor_data(&w.info)
     }
 

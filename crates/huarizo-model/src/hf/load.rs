@@ -432,12 +432,12 @@ pub(super) fn minus_one(values: &mut [f32]) {
 /// heads of width D, row `j·D/2 + i` (half j, index i) moves to `2i + j`. `data` holds
 /// `rows` rows of equal byte length. `None` if the rows do not split into heads of even
 /// width.
-pub(super) fn permute_rows(data: &[u8], rows: usize, heads: usize) -> Option<Vec<u8>> {
+pub(crate) fn permute_rows(data: &[u8], rows: usize, heads: usize) -> Option<Vec<u8>> {
     permute(data, rows, heads, false)
 }
 
 /// The inverse of [`permute_rows`]: GGUF order back to Hugging Face order.
-pub(super) fn unpermute_rows(data: &[u8], rows: usize, heads: usize) -> Option<Vec<u8>> {
+pub(crate) fn unpermute_rows(data: &[u8], rows: usize, heads: usize) -> Option<Vec<u8>> {
     permute(data, rows, heads, true)
 }
 

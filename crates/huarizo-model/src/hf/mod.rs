@@ -5,7 +5,7 @@
 
 pub mod config;
 mod export;
-mod load;
+pub(crate) mod load;
 pub mod names;
 
 pub use export::{export_hf, write_json, HfExportOptions, HfExportSummary, DEFAULT_SHARD_BYTES};

@@ -1,0 +1,649 @@
+//! The training forward and backward pass of the decoder in f32: loss of a batch of
+//! sequences and its gradient with respect to a LoRA adapter. The base weights stay in
+//! their file type; each product dequantizes a tile of rows at a time
+//! ([`huarizo_kernels::gemm`]), so gradients flow through the dequantized weights.
+//!
+//! Memory is bounded by activation checkpointing: the forward pass keeps only each
+//! block's input `(T, E)`; the backward pass recomputes one block's activations at a
+//! time. Logits are formed for the labelled rows only, a chunk of rows at a time.
+
+use super::lora::{mix64, LoraAdapter, LoraGrads, LoraTarget};
+use crate::arch::Activation;
+use crate::config::RopeScaling;
+use crate::error::ModelError;
+use crate::model::{Layer, Linear, Model};
+use huarizo_kernels::gemm::{gemm, matmul_dyw, matmul_xwt, Weight, WeightMat};
+use huarizo_kernels::pool::ThreadPool;
+use huarizo_kernels::train_ops::{self as tops, Gate, TrainAttn};
+use std::ops::Range;
+
+/// Rows of logits formed at once (bounds the `(rows, V)` buffer).
+const LOGIT_CHUNK: usize = 128;
+
+/// One training sequence: its tokens at positions 0, 1, … and, per position, the token it
+/// must predict (or −1 for none: prompt tokens, padding).
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSeq<'a> {
+    /// Input tokens.
+    pub tokens: &'a [u32],
+    /// Target per position, −1 where no loss is taken.
+    pub labels: &'a [i32],
+}
+
+/// Summed loss of a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchLoss {
+    /// Sum over labelled positions of −log p(label).
+    pub loss_sum: f64,
+    /// Labelled positions.
+    pub n_labels: usize,
+}
+
+impl Model {
+    /// Loss of `seqs` under the model with `adapter` applied (no dropout, no gradients).
+    pub fn train_loss(
+        &self,
+        pool: &ThreadPool,
+        adapter: Option<&LoraAdapter>,
+        seqs: &[TrainSeq<'_>],
+    ) -> Result<BatchLoss, ModelError> {
+        let pass = Pass::new(self, pool, adapter, seqs, None)?;
+        let mut x = pass.embed(seqs);
+        let mut acts = Acts::default();
+        for il in 0..self.layers.len() {
+            pass.layer_forward(il, &x, &mut acts);
+            std::mem::swap(&mut x, &mut acts.x_out);
+        }
+        Ok(pass.head(&x, None))
+    }
+
+    /// Loss of `seqs` and its gradient with respect to the adapter's A and B, added to
+    /// `grads` (the gradient of the summed loss). `dropout_seed` draws the adapter
+    /// dropout masks.
+    pub fn lora_backward(
+        &self,
+        pool: &ThreadPool,
+        adapter: &LoraAdapter,
+        seqs: &[TrainSeq<'_>],
+        grads: &mut LoraGrads,
+        dropout_seed: u64,
+    ) -> Result<BatchLoss, ModelError> {
+        if grads.a.len() != adapter.tensors.len() || grads.b.len() != adapter.tensors.len() {
+            return Err(ModelError::Invalid(
+                "gradient buffers were made for another adapter".into(),
+            ));
+        }
+        let pass = Pass::new(self, pool, Some(adapter), seqs, Some(dropout_seed))?;
+        // Forward, keeping each block's input.
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut x = pass.embed(seqs);
+        let mut acts = Acts::default();
+        for il in 0..self.layers.len() {
+            pass.layer_forward(il, &x, &mut acts);
+            inputs.push(std::mem::replace(&mut x, std::mem::take(&mut acts.x_out)));
+        }
+        let mut dx = vec![0.0; x.len()];
+        let loss = pass.head(&x, Some(&mut dx));
+        drop(x);
+        // Backward, block by block from the last, recomputing its activations.
+        for il in (0..self.layers.len()).rev() {
+            let x_in = inputs.pop().expect("one input per block");
+            pass.layer_forward(il, &x_in, &mut acts);
+            dx = pass.layer_backward(il, &x_in, &acts, &dx, grads);
+        }
+        Ok(loss)
+    }
+}
+
+/// Activations of one block, kept for its backward pass.
+#[derive(Default)]
+struct Acts {
+    xn: Vec<f32>,
+    r_attn: Vec<f32>,
+    q_pre: Vec<f32>,
+    k_pre: Vec<f32>,
+    r_q: Vec<f32>,
+    r_k: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    ao: Vec<f32>,
+    r_ao: Vec<f32>,
+    x2: Vec<f32>,
+    fnorm: Vec<f32>,
+    r_ffn: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    a: Vec<f32>,
+    dn: Vec<f32>,
+    r_dn: Vec<f32>,
+    /// `x·Aᵀ` of each adapted layer (by [`LoraTarget::index`]).
+    lora_h: [Vec<f32>; 7],
+    x_out: Vec<f32>,
+}
+
+/// What one training pass needs: the model, the batch layout and the adapter.
+struct Pass<'a> {
+    model: &'a Model,
+    pool: &'a ThreadPool,
+    adapter: Option<&'a LoraAdapter>,
+    dropout_seed: Option<u64>,
+    /// Rows of each sequence in the batch.
+    spans: Vec<Range<usize>>,
+    /// Position of each row within its sequence.
+    positions: Vec<usize>,
+    /// Label of each row.
+    labels: Vec<i32>,
+    t: usize,
+    freqs: Vec<f32>,
+    freqs_swa: Vec<f32>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        model: &'a Model,
+        pool: &'a ThreadPool,
+        adapter: Option<&'a LoraAdapter>,
+        seqs: &[TrainSeq<'_>],
+        dropout_seed: Option<u64>,
+    ) -> Result<Pass<'a>, ModelError> {
+        let c = &model.config;
+        if seqs.is_empty() {
+            return Err(ModelError::Invalid(
+                "training batch has no sequences".into(),
+            ));
+        }
+        if let Some(a) = adapter {
+            a.validate(c)?;
+        }
+        let (mut spans, mut positions, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, s) in seqs.iter().enumerate() {
+            if s.tokens.is_empty() || s.tokens.len() != s.labels.len() {
+                return Err(ModelError::Invalid(format!(
+                    "training sequence {i}: {} tokens and {} labels",
+                    s.tokens.len(),
+                    s.labels.len()
+                )));
+            }
+            if s.tokens.len() > c.n_ctx_train.max(1) && c.n_ctx_train > 0 {
+                return Err(ModelError::ContextFull {
+                    needed: s.tokens.len(),
+                    n_ctx: c.n_ctx_train,
+                });
+            }
+            let bad = s
+                .tokens
+                .iter()
+                .map(|&t| t as i64)
+                .chain(s.labels.iter().map(|&l| l as i64));
+            if let Some(b) = bad.into_iter().find(|&t| t < -1 || t >= c.n_vocab as i64) {
+                return Err(ModelError::Invalid(format!(
+                    "training sequence {i}: token {b} is out of the vocabulary (size {})",
+                    c.n_vocab
+                )));
+            }
+            let row0 = positions.len();
+            spans.push(row0..row0 + s.tokens.len());
+            positions.extend(0..s.tokens.len());
+            labels.extend_from_slice(s.labels);
+        }
+        let scale = match c.rope_scaling {
+            RopeScaling::None => 1.0,
+            RopeScaling::Linear { factor } => 1.0 / factor,
+        };
+        let factors = model.rope_factors.as_deref();
+        Ok(Pass {
+            model,
+            pool,
+            adapter,
+            dropout_seed: dropout_seed.filter(|_| adapter.is_some_and(|a| a.config.dropout > 0.0)),
+            t: positions.len(),
+            spans,
+            positions,
+            labels,
+            freqs: tops::rope_frequencies(c.n_rot, c.rope_base, scale, factors),
+            freqs_swa: tops::rope_frequencies(c.n_rot, c.rope_base_swa, 1.0, factors),
+        })
+    }
+
+    fn weight(&self, w: &Linear) -> WeightMat<'a> {
+        WeightMat {
+            w: Weight::Ggml {
+                ty: w.ty(),
+                data: self.model.data(w),
+            },
+            n_out: w.n_out,
+            n_in: w.n_in,
+        }
+    }
+
+    fn embed(&self, seqs: &[TrainSeq<'_>]) -> Vec<f32> {
+        let (m, e) = (self.model, self.model.config.n_embd);
+        let mut x = vec![0.0; self.t * e];
+        let ty = m.tok_embd.ty();
+        let row = ty.row_bytes(e).unwrap_or(0);
+        let data = m.data(&m.tok_embd);
+        let tokens = seqs.iter().flat_map(|s| s.tokens.iter());
+        for (dst, &tok) in x.chunks_exact_mut(e).zip(tokens) {
+            let t = tok as usize;
+            huarizo_kernels::dequantize_row(ty, &data[t * row..(t + 1) * row], dst);
+        }
+        if m.config.spec.scale_embeddings {
+            let s = (e as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        x
+    }
+
+    /// RMS norm of every `w.len()`-wide row of `x` into `y`, keeping the factors in `r`.
+    fn norm_rows(&self, x: &[f32], w: &[f32], y: &mut Vec<f32>, r: &mut Vec<f32>) {
+        let eps = self.model.config.rms_eps;
+        y.resize(x.len(), 0.0);
+        r.clear();
+        for (xr, yr) in x.chunks_exact(w.len()).zip(y.chunks_exact_mut(w.len())) {
+            r.push(tops::rms_norm_forward(xr, w, eps, yr));
+        }
+    }
+
+    /// `dx` ← gradient through [`Pass::norm_rows`] of `dy`, added when `accumulate`.
+    fn norm_rows_backward(x: &[f32], w: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let n = w.len();
+        for (i, ((xr, dyr), dxr)) in x
+            .chunks_exact(n)
+            .zip(dy.chunks_exact(n))
+            .zip(dx.chunks_exact_mut(n))
+            .enumerate()
+        {
+            tops::rms_norm_backward(xr, w, r[i], dyr, dxr);
+        }
+    }
+
+    /// The adapter's input after dropout (a copy only when dropout is on).
+    fn dropped<'x>(
+        &self,
+        il: usize,
+        target: LoraTarget,
+        x: &'x [f32],
+    ) -> std::borrow::Cow<'x, [f32]> {
+        let (Some(seed), Some(a)) = (self.dropout_seed, self.adapter) else {
+            return x.into();
+        };
+        let p = a.config.dropout;
+        let keep = 1.0 / (1.0 - p);
+        let base = mix64(seed ^ ((il as u64) << 40) ^ ((target.index() as u64) << 56));
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let u = (mix64(base ^ i as u64) >> 40) as f32 / (1u64 << 24) as f32;
+                if u < p {
+                    0.0
+                } else {
+                    v * keep
+                }
+            })
+            .collect::<Vec<f32>>()
+            .into()
+    }
+
+    /// `out = x·Wᵀ` plus the adapter's update of (il, target) when there is one.
+    fn linear(
+        &self,
+        il: usize,
+        target: LoraTarget,
+        w: &Linear,
+        x: &[f32],
+        out: &mut Vec<f32>,
+        lora_h: &mut Vec<f32>,
+    ) {
+        out.resize(self.t * w.n_out, 0.0);
+        matmul_xwt(self.pool, &self.weight(w), x, self.t, out, false);
+        lora_h.clear();
+        if let Some((_, lt)) = self.adapter.and_then(|a| a.find(il, target)) {
+            let scale = self.adapter.map_or(0.0, |a| a.scale());
+            let xd = self.dropped(il, target, x);
+            let r = self.adapter.map_or(0, |a| a.config.rank);
+            *lora_h =
+                tops::lora_forward(&xd, &lt.a, &lt.b, (self.t, w.n_in, r, w.n_out), scale, out);
+        }
+    }
+
+    /// `dx (+)= dy·W` plus the adapter's share, accumulating the adapter's gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward(
+        &self,
+        il: usize,
+        target: LoraTarget,
+        w: &Linear,
+        x: &[f32],
+        lora_h: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        grads: &mut LoraGrads,
+    ) {
+        matmul_dyw(self.pool, &self.weight(w), dy, self.t, dx, accumulate);
+        let Some(adapter) = self.adapter else { return };
+        let Some((idx, lt)) = adapter.find(il, target) else {
+            return;
+        };
+        let (t, r, n_in, n_out) = (self.t, adapter.config.rank, w.n_in, w.n_out);
+        let s = adapter.scale();
+        let sdy: Vec<f32> = dy.iter().map(|v| v * s).collect();
+        // dB += s·dyᵀ·h; dh = s·dy·B; dA += dhᵀ·x̃; dx̃ = dh·A.
+        gemm(
+            (n_out, t, r),
+            &sdy,
+            true,
+            lora_h,
+            false,
+            1.0,
+            &mut grads.b[idx],
+        );
+        let mut dh = vec![0.0; t * r];
+        gemm((t, n_out, r), &sdy, false, &lt.b, false, 0.0, &mut dh);
+        let xd = self.dropped(il, target, x);
+        gemm((r, t, n_in), &dh, true, &xd, false, 1.0, &mut grads.a[idx]);
+        let mut dxd = vec![0.0; t * n_in];
+        gemm((t, r, n_in), &dh, false, &lt.a, false, 0.0, &mut dxd);
+        if self.dropout_seed.is_some() {
+            // The mask's gradient: the same mask and factor, applied to dx̃.
+            let ones = vec![1.0; x.len()];
+            let mask = self.dropped(il, target, &ones);
+            dx.iter_mut()
+                .zip(dxd.iter().zip(mask.iter()))
+                .for_each(|(d, (g, m))| *d += g * m);
+        } else {
+            dx.iter_mut().zip(&dxd).for_each(|(d, g)| *d += g);
+        }
+    }
+
+    fn attn_params(&self, il: usize) -> TrainAttn {
+        let c = &self.model.config;
+        TrainAttn {
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            head_dim_v: c.head_dim_v,
+            scale: c.attn_scale,
+            window: if c.is_swa_layer(il) {
+                c.sliding_window
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Rotates every head of `buf` (`heads` of width D per row) at its row's position.
+    fn rope(&self, il: usize, buf: &mut [f32], heads: usize, inverse: bool) {
+        let c = &self.model.config;
+        let freqs = if c.is_swa_layer(il) {
+            &self.freqs_swa
+        } else {
+            &self.freqs
+        };
+        let d = c.head_dim;
+        for (row, &pos) in buf.chunks_exact_mut(heads * d).zip(&self.positions) {
+            for head in row.chunks_exact_mut(d) {
+                tops::rope_rotate(head, pos, freqs, c.spec.rope_neox, inverse);
+            }
+        }
+    }
+
+    fn layer_forward(&self, il: usize, x: &[f32], a: &mut Acts) {
+        let c = &self.model.config;
+        let layer: &Layer = &self.model.layers[il];
+        let (e, d) = (c.n_embd, c.head_dim);
+        self.norm_rows(x, &layer.attn_norm, &mut a.xn, &mut a.r_attn);
+        let [hq, hk, hv, ho, hg, hu, hd] = &mut a.lora_h;
+        self.linear(il, LoraTarget::Q, &layer.wq, &a.xn, &mut a.q_pre, hq);
+        self.linear(il, LoraTarget::K, &layer.wk, &a.xn, &mut a.k_pre, hk);
+        self.linear(il, LoraTarget::V, &layer.wv, &a.xn, &mut a.v, hv);
+        for (buf, bias) in [
+            (&mut a.q_pre, &layer.bq),
+            (&mut a.k_pre, &layer.bk),
+            (&mut a.v, &layer.bv),
+        ] {
+            if let Some(bias) = bias {
+                for row in buf.chunks_exact_mut(bias.len()) {
+                    row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                }
+            }
+        }
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            self.norm_rows(&a.q_pre, qn, &mut a.q, &mut a.r_q);
+            self.norm_rows(&a.k_pre, kn, &mut a.k, &mut a.r_k);
+        } else {
+            a.q.clone_from(&a.q_pre);
+            a.k.clone_from(&a.k_pre);
+        }
+        self.rope(il, &mut a.q, c.n_head, false);
+        self.rope(il, &mut a.k, c.n_head_kv, false);
+        let _ = d;
+        a.att.resize(self.t * c.n_head * c.head_dim_v, 0.0);
+        tops::attention_forward(
+            self.pool,
+            &self.attn_params(il),
+            &a.q,
+            &a.k,
+            &a.v,
+            &self.spans,
+            &mut a.att,
+        );
+        self.linear(il, LoraTarget::O, &layer.wo, &a.att, &mut a.ao, ho);
+        a.x2.clear();
+        a.x2.extend_from_slice(x);
+        if let Some(w) = &layer.attn_post_norm {
+            let mut normed = Vec::new();
+            self.norm_rows(&a.ao, w, &mut normed, &mut a.r_ao);
+            a.x2.iter_mut().zip(&normed).for_each(|(x, o)| *x += o);
+        } else {
+            a.x2.iter_mut().zip(&a.ao).for_each(|(x, o)| *x += o);
+        }
+        self.norm_rows(&a.x2, &layer.ffn_norm, &mut a.fnorm, &mut a.r_ffn);
+        self.linear(il, LoraTarget::Gate, &layer.w_gate, &a.fnorm, &mut a.g, hg);
+        self.linear(il, LoraTarget::Up, &layer.w_up, &a.fnorm, &mut a.u, hu);
+        a.a.resize(a.g.len(), 0.0);
+        tops::gated_forward(self.gate(), &a.g, &a.u, &mut a.a);
+        self.linear(il, LoraTarget::Down, &layer.w_down, &a.a, &mut a.dn, hd);
+        a.x_out.clear();
+        a.x_out.extend_from_slice(&a.x2);
+        if let Some(w) = &layer.ffn_post_norm {
+            let mut normed = Vec::new();
+            self.norm_rows(&a.dn, w, &mut normed, &mut a.r_dn);
+            a.x_out.iter_mut().zip(&normed).for_each(|(x, o)| *x += o);
+        } else {
+            a.x_out.iter_mut().zip(&a.dn).for_each(|(x, o)| *x += o);
+        }
+        debug_assert_eq!(a.x_out.len(), self.t * e);
+    }
+
+    fn gate(&self) -> Gate {
+        match self.model.config.spec.activation {
+            Activation::SwiGlu => Gate::Silu,
+            Activation::GeGlu => Gate::GeluTanh,
+        }
+    }
+
+    /// Gradient of the block's input from the gradient of its output `dy`.
+    fn layer_backward(
+        &self,
+        il: usize,
+        x: &[f32],
+        a: &Acts,
+        dy: &[f32],
+        grads: &mut LoraGrads,
+    ) -> Vec<f32> {
+        let c = &self.model.config;
+        let layer: &Layer = &self.model.layers[il];
+        let [hq, hk, hv, ho, hg, hu, hd] = &a.lora_h;
+        // MLP block: x_out = x2 + post(dn).
+        let mut dx2 = dy.to_vec();
+        let d_dn = match &layer.ffn_post_norm {
+            Some(w) => {
+                let mut g = vec![0.0; dy.len()];
+                Self::norm_rows_backward(&a.dn, w, &a.r_dn, dy, &mut g);
+                g
+            }
+            None => dy.to_vec(),
+        };
+        let mut da = vec![0.0; a.a.len()];
+        self.linear_backward(
+            il,
+            LoraTarget::Down,
+            &layer.w_down,
+            &a.a,
+            hd,
+            &d_dn,
+            &mut da,
+            false,
+            grads,
+        );
+        let (mut dg, mut du) = (vec![0.0; da.len()], vec![0.0; da.len()]);
+        tops::gated_backward(self.gate(), &a.g, &a.u, &da, &mut dg, &mut du);
+        drop(da);
+        let mut dfn = vec![0.0; a.fnorm.len()];
+        self.linear_backward(
+            il,
+            LoraTarget::Gate,
+            &layer.w_gate,
+            &a.fnorm,
+            hg,
+            &dg,
+            &mut dfn,
+            false,
+            grads,
+        );
+        self.linear_backward(
+            il,
+            LoraTarget::Up,
+            &layer.w_up,
+            &a.fnorm,
+            hu,
+            &du,
+            &mut dfn,
+            true,
+            grads,
+        );
+        Self::norm_rows_backward(&a.x2, &layer.ffn_norm, &a.r_ffn, &dfn, &mut dx2);
+        // Attention block: x2 = x + post(ao).
+        let d_ao = match &layer.attn_post_norm {
+            Some(w) => {
+                let mut g = vec![0.0; dx2.len()];
+                Self::norm_rows_backward(&a.ao, w, &a.r_ao, &dx2, &mut g);
+                g
+            }
+            None => dx2.clone(),
+        };
+        let mut datt = vec![0.0; a.att.len()];
+        self.linear_backward(
+            il,
+            LoraTarget::O,
+            &layer.wo,
+            &a.att,
+            ho,
+            &d_ao,
+            &mut datt,
+            false,
+            grads,
+        );
+        let (mut dq, mut dk, mut dv) = (
+            vec![0.0; a.q.len()],
+            vec![0.0; a.k.len()],
+            vec![0.0; a.v.len()],
+        );
+        tops::attention_backward(
+            self.pool,
+            &self.attn_params(il),
+            (&a.q, &a.k, &a.v),
+            &self.spans,
+            &datt,
+            &mut dq,
+            &mut dk,
+            &mut dv,
+        );
+        self.rope(il, &mut dq, c.n_head, true);
+        self.rope(il, &mut dk, c.n_head_kv, true);
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            let mut g = vec![0.0; dq.len()];
+            Self::norm_rows_backward(&a.q_pre, qn, &a.r_q, &dq, &mut g);
+            dq = g;
+            let mut g = vec![0.0; dk.len()];
+            Self::norm_rows_backward(&a.k_pre, kn, &a.r_k, &dk, &mut g);
+            dk = g;
+        }
+        let mut dxn = vec![0.0; a.xn.len()];
+        self.linear_backward(
+            il,
+            LoraTarget::Q,
+            &layer.wq,
+            &a.xn,
+            hq,
+            &dq,
+            &mut dxn,
+            false,
+            grads,
+        );
+        self.linear_backward(
+            il,
+            LoraTarget::K,
+            &layer.wk,
+            &a.xn,
+            hk,
+            &dk,
+            &mut dxn,
+            true,
+            grads,
+        );
+        self.linear_backward(
+            il,
+            LoraTarget::V,
+            &layer.wv,
+            &a.xn,
+            hv,
+            &dv,
+            &mut dxn,
+            true,
+            grads,
+        );
+        Self::norm_rows_backward(x, &layer.attn_norm, &a.r_attn, &dxn, &mut dx2);
+        dx2
+    }
+
+    /// Final norm, output head and cross-entropy over the labelled rows; with `dx`, writes
+    /// the gradient of the summed loss with respect to the last block's output into it.
+    fn head(&self, x: &[f32], mut dx: Option<&mut Vec<f32>>) -> BatchLoss {
+        let m = self.model;
+        let (e, v) = (m.config.n_embd, m.config.n_vocab);
+        let rows: Vec<usize> = (0..self.t).filter(|&r| self.labels[r] >= 0).collect();
+        let out_w = self.weight(&m.output);
+        let mut loss = BatchLoss {
+            loss_sum: 0.0,
+            n_labels: rows.len(),
+        };
+        let (mut hn, mut r, mut logits, mut dh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for chunk in rows.chunks(LOGIT_CHUNK) {
+            let xs: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&row| x[row * e..(row + 1) * e].iter().copied())
+                .collect();
+            self.norm_rows(&xs, &m.output_norm, &mut hn, &mut r);
+            logits.resize(chunk.len() * v, 0.0);
+            matmul_xwt(self.pool, &out_w, &hn, chunk.len(), &mut logits, false);
+            for (&row, lrow) in chunk.iter().zip(logits.chunks_exact_mut(v)) {
+                let target = self.labels[row] as usize;
+                loss.loss_sum += f64::from(tops::cross_entropy(lrow, target, dx.is_some()));
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                dh.resize(chunk.len() * e, 0.0);
+                matmul_dyw(self.pool, &out_w, &logits, chunk.len(), &mut dh, false);
+                let mut dxs = vec![0.0; xs.len()];
+                Self::norm_rows_backward(&xs, &m.output_norm, &r, &dh, &mut dxs);
+                for (&row, g) in chunk.iter().zip(dxs.chunks_exact(e)) {
+                    dx[row * e..(row + 1) * e].copy_from_slice(g);
+                }
+            }
+        }
+        loss
+    }
+}
