@@ -271,3 +271,53 @@ pub fn load(out_dir: &Path) -> Result<Option<Checkpoint>> {
     }
     Ok(Some(ck))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> TrainState {
+        TrainState {
+            step: 3,
+            total_steps: 9,
+            epoch: 1,
+            batch_in_epoch: 2,
+            seed: 5,
+            fingerprint: vec!["lr = 0.1".into()],
+            train_loss: vec![2.0794646546647355, 1.9073526182690181, 0.1 + 0.2],
+            lr: vec![0.0, 0.05, 0.1],
+            grad_norm: vec![1.0, 0.5, 0.25],
+            eval_loss: vec![(0, 2.1), (3, 1.0000000000000002)],
+            trained_tokens: 30,
+            processed_tokens: 40,
+            train_seconds: 0.123456789,
+        }
+    }
+
+    #[test]
+    fn save_and_load_round_trip_exactly_and_survive_a_half_swap() {
+        let out = std::env::temp_dir().join(format!("huarizo-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let params = vec![
+            ("a".to_string(), vec![1.0f32, -2.5, f32::MIN_POSITIVE]),
+            ("b".to_string(), vec![0.1f32]),
+        ];
+        let m = vec![vec![0.1f32, 0.2, 0.3], vec![0.4]];
+        let v = vec![vec![1e-8f32, 2e-8, 3e-8], vec![4e-8]];
+        let st = state();
+        save(&out, &params, &m, &v, 3, &st).unwrap();
+        // A second save replaces the first.
+        save(&out, &params, &m, &v, 3, &st).unwrap();
+        assert!(!out.join("checkpoint.tmp").exists() && !out.join("checkpoint.old").exists());
+        let ck = load(&out).unwrap().unwrap();
+        assert_eq!(ck.state, st);
+        assert_eq!(ck.params, params);
+        assert_eq!((ck.m, ck.v, ck.opt_step), (m.clone(), v.clone(), 3));
+        // A crash between the two renames leaves only checkpoint.old.
+        std::fs::rename(checkpoint_dir(&out), out.join("checkpoint.old")).unwrap();
+        assert_eq!(load(&out).unwrap().unwrap().params, params);
+        std::fs::remove_dir_all(&out).unwrap();
+        assert!(load(&out).unwrap().is_none());
+    }
+}

@@ -363,7 +363,7 @@ impl<'t> Builder<'t> {
     }
 
     fn push_ids(&mut self, ids: &[u32], trained: bool) {
-        if self.tokens.is_empty() && self.tokenizer.add_bos() {
+        if self.tokens.is_empty() && !ids.is_empty() && self.tokenizer.add_bos() {
             if let Some(bos) = self.tokenizer.bos() {
                 if ids.first() != Some(&bos) {
                     self.tokens.push(bos);

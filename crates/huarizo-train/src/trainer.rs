@@ -15,6 +15,8 @@ use crate::rng::derive_seed;
 use anyhow::{bail, Context, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The model side of training: trainable parameter tensors with gradient buffers, a
@@ -82,6 +84,9 @@ pub struct TrainOptions {
     /// Stop after this many steps in total, saving a checkpoint, as if interrupted (the
     /// schedule still spans the whole run); `None`: run to the end.
     pub stop_at_step: Option<usize>,
+    /// When set to true (e.g. by a Ctrl-C handler), training stops after the current
+    /// step and saves a checkpoint; `resume` continues from there.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainOptions {
@@ -103,6 +108,7 @@ impl Default for TrainOptions {
             resume: false,
             progress: true,
             stop_at_step: None,
+            interrupt: None,
         }
     }
 }
@@ -323,11 +329,19 @@ pub fn train<M: TrainModel>(
                 st.eval_loss.push((st.step, l));
             }
         }
+        let interrupted = opts
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
         if last
+            || interrupted
             || st.step == stop
             || (opts.save_every > 0 && st.step.is_multiple_of(opts.save_every))
         {
             save(model, &names, &opt, &st, opts)?;
+        }
+        if interrupted {
+            break;
         }
     }
     bar.finish_and_clear();
@@ -530,6 +544,92 @@ mod tests {
         assert!(b.finished);
         assert_eq!(params(&second), params(&straight));
         std::fs::remove_dir_all(&straight_dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Raises the interrupt flag on its `at`-th call of `accumulate_grads`.
+    struct Interrupting {
+        inner: Bigram,
+        flag: Arc<AtomicBool>,
+        at: usize,
+    }
+
+    impl TrainModel for Interrupting {
+        fn n_tensors(&self) -> usize {
+            self.inner.n_tensors()
+        }
+        fn tensor(&mut self, i: usize) -> (&mut [f32], &[f32]) {
+            self.inner.tensor(i)
+        }
+        fn tensor_name(&self, i: usize) -> String {
+            self.inner.tensor_name(i)
+        }
+        fn zero_grads(&mut self) {
+            self.inner.zero_grads()
+        }
+        fn accumulate_grads(&mut self, batch: &[Example], seed: u64) -> Result<(f64, usize)> {
+            if self.inner.calls + 1 == self.at {
+                self.flag.store(true, Ordering::Relaxed);
+            }
+            self.inner.accumulate_grads(batch, seed)
+        }
+        fn eval_loss(&mut self, batch: &[Example]) -> Result<(f64, usize)> {
+            self.inner.eval_loss(batch)
+        }
+    }
+
+    #[test]
+    fn interrupt_flag_stops_after_the_step_with_a_checkpoint() {
+        let data = bigram_data(40, 8, 9);
+        let straight_dir = tmp_dir("straight3");
+        let mut straight = Bigram::new(8);
+        train(&mut straight, &data, &[], &options(straight_dir.clone())).unwrap();
+
+        let dir = tmp_dir("interrupt");
+        let flag = Arc::new(AtomicBool::new(false));
+        // Call 7 is the first micro-batch of step 4: the run stops after step 4.
+        let mut m = Interrupting {
+            inner: Bigram::new(8),
+            flag: flag.clone(),
+            at: 7,
+        };
+        let opts = TrainOptions {
+            interrupt: Some(flag),
+            ..options(dir.clone())
+        };
+        let r = train(&mut m, &data, &[], &opts).unwrap();
+        assert!(!r.finished);
+        assert_eq!(r.metrics.steps, 4);
+        let mut second = Bigram::new(8);
+        let resumed = TrainOptions {
+            resume: true,
+            ..options(dir.clone())
+        };
+        assert!(train(&mut second, &data, &[], &resumed).unwrap().finished);
+        assert_eq!(params(&second), params(&straight));
+        std::fs::remove_dir_all(&straight_dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resume_into_a_different_model_names_the_tensor() {
+        let data = bigram_data(20, 8, 6);
+        let dir = tmp_dir("othermodel");
+        let stopped = TrainOptions {
+            stop_at_step: Some(2),
+            ..options(dir.clone())
+        };
+        train(&mut Bigram::new(8), &data, &[], &stopped).unwrap();
+        let resumed = TrainOptions {
+            resume: true,
+            ..options(dir.clone())
+        };
+        let err = train(&mut Bigram::new(9), &data, &[], &resumed).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("bigram.weight (64 values) in the checkpoint"),
+            "{msg}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
