@@ -598,6 +598,44 @@ mod tests {
     }
 
     #[test]
+    fn chat_masking_holds_for_every_test_model_template() {
+        // SmolLM2 (ChatML with a default system prompt), Qwen2.5 (ChatML), Gemma 3
+        // (`<start_of_turn>model`, `<end_of_turn>`, BOS written by the template).
+        for name in ["smollm2.gguf", "qwen.gguf", "gemma3.gguf"] {
+            let path = huarizo_testdata::dir().join(name);
+            if !path.exists() {
+                eprintln!("skipped: {} is missing", path.display());
+                continue;
+            }
+            let (tok, tmpl) = load_text_format(&path).unwrap();
+            let format = TextFormat {
+                tokenizer: &tok,
+                template: &tmpl,
+            };
+            let line = r#"{"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another?"}, {"role": "assistant", "content": "Green, or red."}]}"#;
+            let e = &parse_jsonl(name, line, format, &opts(4096))
+                .unwrap()
+                .examples[0];
+            let runs = trained_runs(e, &tok);
+            assert_eq!(runs.len(), 2, "{name}: {runs:?}");
+            for (run, content) in runs.iter().zip(["Blue.", "Green, or red."]) {
+                let eot = run
+                    .strip_prefix(content)
+                    .unwrap_or_else(|| panic!("{name}: {run:?}"));
+                let ids = tok.encode(eot, false, true);
+                assert!(
+                    ids.len() == 1 && tok.is_eog(ids[0]),
+                    "{name}: run {run:?} ends with {eot:?}"
+                );
+            }
+            if let Some(bos) = tok.bos().filter(|_| tok.add_bos()) {
+                assert_eq!(e.tokens[0], bos, "{name}");
+                assert_eq!(e.tokens.iter().filter(|&&t| t == bos).count(), 1, "{name}");
+            }
+        }
+    }
+
+    #[test]
     fn prompt_completion_and_text_records() {
         let Some((tok, tmpl)) = smollm() else { return };
         let format = TextFormat {

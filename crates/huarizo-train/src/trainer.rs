@@ -116,7 +116,7 @@ impl Default for TrainOptions {
 impl TrainOptions {
     /// The options a resumed run must share with the run it continues, one
     /// `field = value` line each (compared field by field on resume).
-    fn fingerprint(&self, n_train: usize, n_eval: usize) -> Vec<String> {
+    fn fingerprint(&self, train: &[Example], eval: &[Example]) -> Vec<String> {
         vec![
             format!("length = {:?}", self.length),
             format!("lr = {:?}", self.lr),
@@ -128,10 +128,34 @@ impl TrainOptions {
             format!("weight_decay = {:?}", self.weight_decay),
             format!("clip_norm = {:?}", self.clip_norm),
             format!("seed = {}", self.seed),
-            format!("train examples = {n_train}"),
-            format!("eval examples = {n_eval}"),
+            format!(
+                "train data = {} examples, digest {:016x}",
+                train.len(),
+                digest(train)
+            ),
+            format!(
+                "eval data = {} examples, digest {:016x}",
+                eval.len(),
+                digest(eval)
+            ),
         ]
     }
+}
+
+/// FNV-1a over the tokens and labels of `examples`, so a resume on other data is caught.
+fn digest(examples: &[Example]) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64;
+    let mut eat = |x: u64| {
+        for b in x.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+        }
+    };
+    for e in examples {
+        eat(e.tokens.len() as u64);
+        e.tokens.iter().for_each(|&t| eat(u64::from(t)));
+        e.labels.iter().for_each(|&l| eat(l as u64));
+    }
+    h
 }
 
 /// What [`train`] did.
@@ -204,7 +228,7 @@ pub fn train<M: TrainModel>(
         ..AdamWConfig::default()
     };
     let mut opt = AdamW::new(config, &sizes);
-    let fingerprint = opts.fingerprint(train.len(), eval.len());
+    let fingerprint = opts.fingerprint(train, eval);
     let mut st = TrainState {
         step: 0,
         total_steps,
@@ -225,34 +249,7 @@ pub fn train<M: TrainModel>(
         false => None,
     };
     if let Some(ck) = resumed {
-        let dir = checkpoint::checkpoint_dir(&opts.out_dir);
-        for (was, now) in ck.state.fingerprint.iter().zip(&fingerprint) {
-            if was != now {
-                bail!(
-                    "{}: cannot resume: the checkpoint was made with {was}, this run has {now}",
-                    dir.display()
-                );
-            }
-        }
-        if ck.params.len() != n {
-            bail!(
-                "{}: cannot resume: the checkpoint has {} tensors, the model {n}",
-                dir.display(),
-                ck.params.len()
-            );
-        }
-        for (i, (name, values)) in ck.params.iter().enumerate() {
-            if *name != names[i] || values.len() != sizes[i] {
-                bail!(
-                    "{}: cannot resume: tensor {i} is {name} ({} values) in the checkpoint, {} ({} values) in the model",
-                    dir.display(),
-                    values.len(),
-                    names[i],
-                    sizes[i]
-                );
-            }
-            model.tensor(i).0.copy_from_slice(values);
-        }
+        restore(model, &ck, &names, &sizes, &fingerprint, opts)?;
         opt.m = ck.m;
         opt.v = ck.v;
         opt.step = ck.opt_step;
@@ -274,48 +271,17 @@ pub fn train<M: TrainModel>(
             epoch_batches = packer.epoch(st.epoch);
         }
         let started = Instant::now();
-        model.zero_grads();
-        let (mut loss_sum, mut n_labels, mut n_tokens) = (0.0f64, 0usize, 0usize);
-        let end = (st.batch_in_epoch + opts.grad_accum).min(epoch_batches.len());
-        for (micro, b) in epoch_batches[st.batch_in_epoch..end].iter().enumerate() {
-            let batch = gather(train, b);
-            let seed = derive_seed(opts.seed, &[st.step as u64, micro as u64]);
-            let (s, k) = model
-                .accumulate_grads(&batch, seed)
-                .with_context(|| format!("step {}, micro-batch {micro}", st.step + 1))?;
-            loss_sum += s;
-            n_labels += k;
-            n_tokens += batch.iter().map(Example::len).sum::<usize>();
-        }
+        let micro_batches = &epoch_batches[st.batch_in_epoch..];
+        let micro_batches = &micro_batches[..opts.grad_accum.min(micro_batches.len())];
         let lr = schedule.lr_at(st.step);
-        let scale = if n_labels > 0 {
-            1.0 / n_labels as f64
-        } else {
-            0.0
-        };
-        let norm = (0..n)
-            .map(|i| sum_squares(model.tensor(i).1))
-            .sum::<f64>()
-            .sqrt()
-            * scale;
-        let coef = clip_coefficient(norm, opts.clip_norm);
-        opt.begin_step();
-        let grad_scale = (scale * coef) as f32;
-        for i in 0..n {
-            let (p, g) = model.tensor(i);
-            opt.update(i, p, g, grad_scale, lr);
-        }
-        st.batch_in_epoch = end;
+        let done = optimizer_step(model, &mut opt, train, micro_batches, st.step, lr, opts)?;
+        st.batch_in_epoch += micro_batches.len();
         st.step += 1;
-        st.train_loss.push(if n_labels > 0 {
-            loss_sum / n_labels as f64
-        } else {
-            0.0
-        });
+        st.train_loss.push(done.loss);
         st.lr.push(lr);
-        st.grad_norm.push(norm);
-        st.trained_tokens += n_labels as u64;
-        st.processed_tokens += n_tokens as u64;
+        st.grad_norm.push(done.grad_norm);
+        st.trained_tokens += done.trained as u64;
+        st.processed_tokens += done.tokens as u64;
         st.train_seconds += started.elapsed().as_secs_f64();
         bar.set_position(st.step as u64);
         bar.set_message(format!(
@@ -359,6 +325,109 @@ pub fn train<M: TrainModel>(
         )?;
     }
     Ok(TrainReport { finished, metrics })
+}
+
+/// What one optimizer step did.
+struct StepDone {
+    /// Mean loss per trained label.
+    loss: f64,
+    /// Global gradient norm of the mean loss, before clipping.
+    grad_norm: f64,
+    /// Trained labels.
+    trained: usize,
+    /// All tokens of the micro-batches.
+    tokens: usize,
+}
+
+/// One optimizer step (0-based `step`) over `micro_batches`: zero the gradients,
+/// accumulate them over each micro-batch, scale by 1 / (trained labels of the step) so the
+/// loss is the mean per trained token, clip the global norm, AdamW with rate `lr`.
+fn optimizer_step<M: TrainModel>(
+    model: &mut M,
+    opt: &mut AdamW,
+    train: &[Example],
+    micro_batches: &[Vec<usize>],
+    step: usize,
+    lr: f64,
+    opts: &TrainOptions,
+) -> Result<StepDone> {
+    model.zero_grads();
+    let (mut loss_sum, mut trained, mut tokens) = (0.0f64, 0usize, 0usize);
+    for (micro, b) in micro_batches.iter().enumerate() {
+        let batch = gather(train, b);
+        let seed = derive_seed(opts.seed, &[step as u64, micro as u64]);
+        let (s, k) = model
+            .accumulate_grads(&batch, seed)
+            .with_context(|| format!("step {}, micro-batch {micro}", step + 1))?;
+        loss_sum += s;
+        trained += k;
+        tokens += batch.iter().map(Example::len).sum::<usize>();
+    }
+    let scale = if trained > 0 {
+        1.0 / trained as f64
+    } else {
+        0.0
+    };
+    let n = model.n_tensors();
+    let grad_norm = (0..n)
+        .map(|i| sum_squares(model.tensor(i).1))
+        .sum::<f64>()
+        .sqrt()
+        * scale;
+    let grad_scale = (scale * clip_coefficient(grad_norm, opts.clip_norm)) as f32;
+    opt.begin_step();
+    for i in 0..n {
+        let (p, g) = model.tensor(i);
+        opt.update(i, p, g, grad_scale, lr);
+    }
+    Ok(StepDone {
+        loss: loss_sum * scale,
+        grad_norm,
+        trained,
+        tokens,
+    })
+}
+
+/// Checks that checkpoint `ck` belongs to this run (same options, same tensors) and
+/// copies its parameters into `model`.
+fn restore<M: TrainModel>(
+    model: &mut M,
+    ck: &checkpoint::Checkpoint,
+    names: &[String],
+    sizes: &[usize],
+    fingerprint: &[String],
+    opts: &TrainOptions,
+) -> Result<()> {
+    let dir = checkpoint::checkpoint_dir(&opts.out_dir);
+    for (was, now) in ck.state.fingerprint.iter().zip(fingerprint) {
+        if was != now {
+            bail!(
+                "{}: cannot resume: the checkpoint was made with {was}, this run has {now}",
+                dir.display()
+            );
+        }
+    }
+    if ck.params.len() != names.len() {
+        bail!(
+            "{}: cannot resume: the checkpoint has {} tensors, the model {}",
+            dir.display(),
+            ck.params.len(),
+            names.len()
+        );
+    }
+    for (i, (name, values)) in ck.params.iter().enumerate() {
+        if *name != names[i] || values.len() != sizes[i] {
+            bail!(
+                "{}: cannot resume: tensor {i} is {name} ({} values) in the checkpoint, {} ({} values) in the model",
+                dir.display(),
+                values.len(),
+                names[i],
+                sizes[i]
+            );
+        }
+        model.tensor(i).0.copy_from_slice(values);
+    }
+    Ok(())
 }
 
 fn save<M: TrainModel>(
@@ -654,6 +723,15 @@ mod tests {
             msg.contains("lr = 0.05") && msg.contains("lr = 0.01"),
             "{msg}"
         );
+        // Same number of examples, other tokens.
+        let other = bigram_data(20, 8, 99);
+        let resumed = TrainOptions {
+            resume: true,
+            ..options(dir.clone())
+        };
+        let err = train(&mut Bigram::new(8), &other, &[], &resumed).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("train data = 20 examples, digest"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
