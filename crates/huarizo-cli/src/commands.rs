@@ -18,12 +18,16 @@ pub(crate) fn resolve(model: &str) -> Result<PathBuf> {
 
 fn load(args: &ModelArgs) -> Result<Engine> {
     let path = resolve(&args.model)?;
-    Ok(Engine::load(
+    let mut engine = Engine::load(
         &path,
         &EngineOptions {
             n_threads: args.threads,
         },
-    )?)
+    )?;
+    if let Some(lora) = &args.lora {
+        engine.load_lora(lora)?;
+    }
+    Ok(engine)
 }
 
 fn sampling(args: &SamplingArgs) -> SamplingParams {

@@ -8,6 +8,7 @@ mod eval;
 mod leaderboard;
 mod lineage;
 mod quantize;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,13 +34,17 @@ pub struct ModelArgs {
     /// Context size in tokens (capped at the model's trained context).
     #[arg(long = "ctx", default_value_t = 4096)]
     pub ctx: usize,
+    /// A LoRA adapter (GGUF, as `huarizo train` writes it or llama.cpp reads it) applied
+    /// beside the weights.
+    #[arg(long = "lora")]
+    pub lora: Option<std::path::PathBuf>,
 }
 
 /// Sampling flags shared by `run` and `chat`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, alias = "temp", default_value_t = 0.8)]
     pub temperature: f32,
     /// Top-k (0 = off).
     #[arg(long = "top-k", default_value_t = 40)]
@@ -159,6 +164,8 @@ enum Command {
     /// Write a model as a Hugging Face checkpoint folder (`--to hf DIR`) or a GGUF file
     /// (`--to gguf FILE`), weights in F32, F16 or BF16.
     Convert(convert::ConvertArgs),
+    /// Build on a model with new data: `train lora` (JSONL) or `train continue` (text).
+    Train(train::TrainArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
@@ -200,6 +207,7 @@ fn main() -> ExitCode {
         } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
+        Command::Train(args) => train::run(&args),
         Command::Convert(args) => convert::convert(&args),
         Command::Lineage(args) => lineage::lineage(&args),
         Command::Eval(args) => eval::eval(&args),

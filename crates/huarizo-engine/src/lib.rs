@@ -27,6 +27,11 @@ pub use scheduler::{
 pub use huarizo_model::hf::{HfExportOptions, HfExportSummary, DEFAULT_SHARD_BYTES};
 /// Requantizing a model file to another weight type (used by `huarizo quantize`).
 pub use huarizo_model::requantize;
+/// Training: LoRA adapters, the loss and its gradient, adapter files.
+pub use huarizo_model::train::{
+    read_gguf_lora, write_gguf_lora, write_peft, BatchLoss, LoraAdapter, LoraConfig, LoraGrads,
+    LoraTarget, LoraTensor, TrainSeq,
+};
 
 use huarizo_model::{Model, ThreadPool};
 use std::path::Path;
@@ -267,6 +272,60 @@ impl Engine {
 }
 
 impl Engine {
+    fn model_error(&self, source: ModelError) -> EngineError {
+        EngineError::Model {
+            path: self.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Summed cross-entropy of `seqs` (see [`TrainSeq`]) under the model with `adapter`
+    /// beside its weights, in f32 (no gradients, no dropout).
+    pub fn train_loss(
+        &self,
+        adapter: Option<&LoraAdapter>,
+        seqs: &[TrainSeq<'_>],
+    ) -> Result<BatchLoss, EngineError> {
+        self.model
+            .train_loss(&self.pool, adapter, seqs)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Summed cross-entropy of `seqs` and its gradient with respect to the adapter, added
+    /// to `grads`; `dropout_seed` draws the dropout masks.
+    pub fn lora_backward(
+        &self,
+        adapter: &LoraAdapter,
+        seqs: &[TrainSeq<'_>],
+        grads: &mut LoraGrads,
+        dropout_seed: u64,
+    ) -> Result<BatchLoss, EngineError> {
+        self.model
+            .lora_backward(&self.pool, adapter, seqs, grads, dropout_seed)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Applies a LoRA adapter beside the weights for generation (`None` removes it).
+    pub fn set_lora(&mut self, adapter: Option<LoraAdapter>) -> Result<(), EngineError> {
+        self.model
+            .set_lora(adapter)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Reads the GGUF LoRA at `path` (made for this model) and applies it.
+    pub fn load_lora(&mut self, path: &Path) -> Result<(), EngineError> {
+        let adapter = read_gguf_lora(path, &self.model.config).map_err(|e| self.model_error(e))?;
+        self.set_lora(Some(adapter))
+    }
+
+    /// The model's family name as its file gives it (`general.architecture`).
+    pub fn architecture(&self) -> String {
+        match self.model.gguf().get("general.architecture") {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        }
+    }
+
     /// Runs several sequences in one batched forward (see
     /// [`huarizo_model::Model::forward_batch`]).
     pub fn forward_batch<'s>(

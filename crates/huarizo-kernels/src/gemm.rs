@@ -1,8 +1,9 @@
 //! f32 matrix products for training: the three products of a linear layer's forward and
 //! backward pass (`Y = X·Wᵀ`, `dX = dY·W`, `dW = dYᵀ·X`) with the weight left in its ggml
-//! type and dequantized a tile of rows at a time, so that a quantized base model is never
-//! held in f32 whole. The tile products run on `matrixmultiply`'s packed SGEMM (AVX2/FMA
-//! chosen at run time), split over the thread pool.
+//! type and dequantized a chunk of rows at a time (by the pool's threads, into one shared
+//! buffer), so that a quantized base model is never held in f32 whole. The products run
+//! on the `gemm` crate's packed SGEMM (AVX2/FMA or AVX-512 chosen at run time), split over
+//! the thread pool.
 //!
 //! Unlike [`crate::matmul`], nothing here imitates llama.cpp's rounding: activations stay
 //! f32, as in PyTorch, because gradients are checked against autograd.
@@ -40,23 +41,6 @@ pub struct WeightMat<'a> {
 }
 
 impl WeightMat<'_> {
-    /// Rows `rows` as f32 in `buf` (`rows.len() × n_in`); returns the slice to read, which
-    /// is the weight itself for f32 weights.
-    fn rows<'s>(&'s self, rows: std::ops::Range<usize>, buf: &'s mut Vec<f32>) -> &'s [f32] {
-        let n_in = self.n_in;
-        match self.w {
-            Weight::F32(w) => &w[rows.start * n_in..rows.end * n_in],
-            Weight::Ggml { ty, data } => {
-                let row_bytes = ty.row_bytes(n_in).expect("whole blocks per row");
-                buf.resize(rows.len() * n_in, 0.0);
-                for (r, dst) in rows.clone().zip(buf.chunks_exact_mut(n_in)) {
-                    crate::dequantize_row(ty, &data[r * row_bytes..(r + 1) * row_bytes], dst);
-                }
-                &buf[..rows.len() * n_in]
-            }
-        }
-    }
-
     fn check(&self) {
         match self.w {
             Weight::F32(w) => assert_eq!(w.len(), self.n_out * self.n_in, "f32 weight size"),
@@ -105,9 +89,28 @@ unsafe fn sgemm(
         return;
     }
     // SAFETY: the caller guarantees the views stay in bounds and `c` is exclusively ours.
+    // `gemm` computes dst = alpha·dst + beta·lhs·rhs (dst read only when asked).
     unsafe {
-        matrixmultiply::sgemm(
-            m, k, n, 1.0, a, av.rs, av.cs, b, bv.rs, bv.cs, beta, c, cv.rs, cv.cs,
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            cv.cs,
+            cv.rs,
+            beta != 0.0,
+            a,
+            av.cs,
+            av.rs,
+            b,
+            bv.cs,
+            bv.rs,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -128,6 +131,49 @@ impl SendPtr {
     }
 }
 
+/// Weight rows dequantized at once: a chunk of at most this many f32 values, shared by
+/// the threads (bounds the buffer while keeping each product deep).
+const CHUNK_VALUES: usize = 2 << 20;
+
+impl WeightMat<'_> {
+    /// Rows per chunk for this weight (a multiple of [`TILE_ROWS`]).
+    fn chunk_rows(&self) -> usize {
+        (CHUNK_VALUES / self.n_in.max(1) / TILE_ROWS).max(1) * TILE_ROWS
+    }
+
+    /// Rows `rows` as f32: the weight itself for f32 weights, else dequantized into
+    /// `buf` by the pool's threads.
+    fn chunk<'s>(
+        &'s self,
+        pool: &ThreadPool,
+        rows: std::ops::Range<usize>,
+        buf: &'s mut Vec<f32>,
+    ) -> &'s [f32] {
+        let n_in = self.n_in;
+        match self.w {
+            Weight::F32(w) => &w[rows.start * n_in..rows.end * n_in],
+            Weight::Ggml { ty, data } => {
+                let row_bytes = ty.row_bytes(n_in).expect("whole blocks per row");
+                buf.resize(rows.len() * n_in, 0.0);
+                let out = SendPtr(buf.as_mut_ptr());
+                let start = rows.start;
+                pool.for_chunks(rows.len(), &|part| {
+                    for r in part {
+                        // SAFETY: row r of the chunk lies inside `buf` (sized above) and
+                        // only the thread given r writes it.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(out.get().add(r * n_in), n_in)
+                        };
+                        let src = (start + r) * row_bytes;
+                        crate::dequantize_row(ty, &data[src..src + row_bytes], dst);
+                    }
+                });
+                &buf[..rows.len() * n_in]
+            }
+        }
+    }
+}
+
 /// `y (t, n_out) = x (t, n_in) · Wᵀ`, plus the old `y` when `accumulate`.
 pub fn matmul_xwt(
     pool: &ThreadPool,
@@ -143,30 +189,38 @@ pub fn matmul_xwt(
     assert_eq!(y.len(), t * n_out, "y is (t, n_out)");
     let beta = if accumulate { 1.0 } else { 0.0 };
     let y_ptr = SendPtr(y.as_mut_ptr());
-    let n_tiles = n_out.div_ceil(TILE_ROWS);
     let n_threads = pool.n_threads();
-    pool.run(&|i| {
-        let tiles = chunk(n_tiles, n_threads, i);
-        let mut buf = Vec::new();
-        for tile in tiles {
-            let rows = tile * TILE_ROWS..((tile + 1) * TILE_ROWS).min(n_out);
-            let wt = w.rows(rows.clone(), &mut buf);
-            // SAFETY: x is t×n_in, `wt` is rows.len()×n_in read transposed, and the output
-            // is columns `rows` of y (t×n_out), which no other tile writes.
+    let mut buf = Vec::new();
+    let step = w.chunk_rows();
+    for c0 in (0..n_out).step_by(step) {
+        let rows = c0..(c0 + step).min(n_out);
+        let wc = w.chunk(pool, rows.clone(), &mut buf);
+        // Each thread takes a run of whole tiles of the chunk's rows (output columns).
+        let n_tiles = rows.len().div_ceil(TILE_ROWS);
+        pool.run(&|i| {
+            let tiles = chunk(n_tiles, n_threads, i);
+            let lo = tiles.start * TILE_ROWS;
+            let hi = (tiles.end * TILE_ROWS).min(rows.len());
+            if lo >= hi {
+                return;
+            }
+            // SAFETY: x is t×n_in; the chunk's rows lo..hi are read transposed (in
+            // bounds of `wc`); the output is columns rows.start+lo..rows.start+hi of y
+            // (t×n_out), which only this thread writes.
             unsafe {
                 sgemm(
-                    (t, n_in, rows.len()),
+                    (t, n_in, hi - lo),
                     x.as_ptr(),
                     ROW_MAJOR(n_in),
-                    wt.as_ptr(),
+                    wc.as_ptr().add(lo * n_in),
                     TRANSPOSED(n_in),
                     beta,
-                    y_ptr.get().add(rows.start),
+                    y_ptr.get().add(rows.start + lo),
                     ROW_MAJOR(n_out),
                 );
             }
-        }
-    });
+        });
+    }
 }
 
 /// `dx (t, n_in) = dy (t, n_out) · W`, plus the old `dx` when `accumulate`.
@@ -182,22 +236,21 @@ pub fn matmul_dyw(
     let (n_in, n_out) = (w.n_in, w.n_out);
     assert_eq!(dy.len(), t * n_out, "dy is (t, n_out)");
     assert_eq!(dx.len(), t * n_in, "dx is (t, n_in)");
-    if !accumulate {
-        dx.fill(0.0);
-    }
     let dx_ptr = SendPtr(dx.as_mut_ptr());
     let n_threads = pool.n_threads();
-    // Threads take disjoint row ranges of dx and read all of W (each dequantizes it once).
-    pool.run(&|i| {
-        let rows_t = chunk(t, n_threads, i);
-        if rows_t.is_empty() {
-            return;
-        }
-        let mut buf = Vec::new();
-        for tile in 0..n_out.div_ceil(TILE_ROWS) {
-            let rows = tile * TILE_ROWS..((tile + 1) * TILE_ROWS).min(n_out);
-            let wt = w.rows(rows.clone(), &mut buf);
-            // SAFETY: dy rows `rows_t`, columns `rows` (in bounds of t×n_out); `wt` is
+    let mut buf = Vec::new();
+    let step = w.chunk_rows();
+    for c0 in (0..n_out).step_by(step) {
+        let rows = c0..(c0 + step).min(n_out);
+        let wc = w.chunk(pool, rows.clone(), &mut buf);
+        let beta = if accumulate || c0 > 0 { 1.0 } else { 0.0 };
+        // Threads take disjoint row ranges of dx; each product is as deep as the chunk.
+        pool.run(&|i| {
+            let rows_t = chunk(t, n_threads, i);
+            if rows_t.is_empty() {
+                return;
+            }
+            // SAFETY: dy rows `rows_t`, columns `rows` (in bounds of t×n_out); `wc` is
             // rows.len()×n_in; the output is rows `rows_t` of dx, which only this thread
             // writes.
             unsafe {
@@ -205,15 +258,15 @@ pub fn matmul_dyw(
                     (rows_t.len(), rows.len(), n_in),
                     dy.as_ptr().add(rows_t.start * n_out + rows.start),
                     ROW_MAJOR(n_out),
-                    wt.as_ptr(),
+                    wc.as_ptr(),
                     ROW_MAJOR(n_in),
-                    1.0,
+                    beta,
                     dx_ptr.get().add(rows_t.start * n_in),
                     ROW_MAJOR(n_in),
                 );
             }
-        }
-    });
+        });
+    }
 }
 
 /// `dw (n_out, n_in) = dyᵀ · x` for `dy (t, n_out)` and `x (t, n_in)`, plus the old `dw`
@@ -442,6 +495,33 @@ mod tests {
         let mut dw = vec![0.0; n_out * n_in];
         matmul_dytx(&pool, &dy, &x, t, &mut dw, false);
         close(&dw, &naive(n_out, t, n_in, &transpose(t, n_out, &dy), &x));
+    }
+
+    #[test]
+    fn weights_of_several_chunks_give_the_same_products() {
+        let pool = ThreadPool::new(2);
+        let (t, n_in, n_out) = (3, 4096, 1100);
+        assert!(
+            n_out > CHUNK_VALUES / n_in,
+            "the weight spans several chunks"
+        );
+        let x = values(t * n_in, 6);
+        let dy = values(t * n_out, 7);
+        let w_f32 = values(n_out * n_in, 8);
+        let w = WeightMat {
+            w: Weight::F32(&w_f32),
+            n_out,
+            n_in,
+        };
+        let mut y = vec![0.0; t * n_out];
+        matmul_xwt(&pool, &w, &x, t, &mut y, false);
+        close(
+            &y,
+            &naive(t, n_in, n_out, &x, &transpose(n_out, n_in, &w_f32)),
+        );
+        let mut dx = vec![0.0; t * n_in];
+        matmul_dyw(&pool, &w, &dy, t, &mut dx, false);
+        close(&dx, &naive(t, n_out, n_in, &dy, &w_f32));
     }
 
     #[test]

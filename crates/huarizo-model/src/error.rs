@@ -102,6 +102,9 @@ pub enum ModelError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// A LoRA adapter file that does not fit (names the file and tensor).
+    #[error("LoRA adapter {0}")]
+    Adapter(String),
     /// Any other invariant that failed, with the numbers.
     #[error("invalid model: {0}")]
     Invalid(String),

@@ -68,6 +68,8 @@ pub struct Model {
     pub(crate) output: Linear, // (V, E), the embedding matrix when tied
     pub(crate) rope_factors: Option<Vec<f32>>,
     pub(crate) layers: Vec<Layer>,
+    /// A LoRA adapter applied beside the weights (`y = W·x + (α/r)·B·A·x`).
+    pub(crate) lora: Option<crate::train::LoraAdapter>,
 }
 
 /// Which positions of a batch get logits.
@@ -148,7 +150,42 @@ impl Model {
             rope_factors,
             layers,
             file,
+            lora: None,
         })
+    }
+
+    /// Applies `adapter` beside the weights from now on (`None` removes it), as llama.cpp's
+    /// `--lora` does: the base weights stay as they are.
+    pub fn set_lora(
+        &mut self,
+        adapter: Option<crate::train::LoraAdapter>,
+    ) -> Result<(), ModelError> {
+        if let Some(a) = &adapter {
+            a.validate(&self.config)?;
+        }
+        self.lora = adapter;
+        Ok(())
+    }
+
+    /// The adapter applied beside the weights, if any.
+    pub fn lora(&self) -> Option<&crate::train::LoraAdapter> {
+        self.lora.as_ref()
+    }
+
+    /// Adds the adapter's update of block `il`'s `target` for inputs `x` to `out`.
+    fn add_lora(&self, il: usize, target: crate::train::LoraTarget, x: &[f32], out: &mut [f32]) {
+        let Some(adapter) = &self.lora else { return };
+        if let Some((_, t)) = adapter.find(il, target) {
+            let n = x.len() / t.n_in;
+            huarizo_kernels::train_ops::lora_forward(
+                x,
+                &t.a,
+                &t.b,
+                (n, t.n_in, adapter.config.rank, t.n_out),
+                adapter.scale(),
+                out,
+            );
+        }
     }
 
     /// The underlying GGUF file (metadata for the tokenizer and chat template).
@@ -344,6 +381,12 @@ impl Model {
                 &mut s.acts,
                 [&mut s.q, &mut s.k, &mut s.v],
             );
+            if self.lora.is_some() {
+                use crate::train::LoraTarget as T;
+                self.add_lora(il, T::Q, &s.xb, &mut s.q);
+                self.add_lora(il, T::K, &s.xb, &mut s.k);
+                self.add_lora(il, T::V, &s.xb, &mut s.v);
+            }
             for (buf, bias) in [
                 (&mut s.q, &layer.bq),
                 (&mut s.k, &layer.bk),
@@ -445,6 +488,7 @@ impl Model {
             );
             trace("kqv_out", il, &s.att);
             self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
+            self.add_lora(il, crate::train::LoraTarget::O, &s.att, &mut s.out);
             trace("attn_out", il, &s.out);
             if let Some(w) = &layer.attn_post_norm {
                 s.out
@@ -468,6 +512,10 @@ impl Model {
                 &mut s.acts,
                 [&mut s.gate, &mut s.up],
             );
+            if self.lora.is_some() {
+                self.add_lora(il, crate::train::LoraTarget::Gate, &s.xb, &mut s.gate);
+                self.add_lora(il, crate::train::LoraTarget::Up, &s.xb, &mut s.up);
+            }
             trace("ffn_gate", il, &s.gate);
             trace("ffn_up", il, &s.up);
             match c.spec.activation {
@@ -476,6 +524,7 @@ impl Model {
             }
             trace("ffn_swiglu", il, &s.gate);
             self.linear(pool, &layer.w_down, &s.gate, &mut s.acts, &mut s.out);
+            self.add_lora(il, crate::train::LoraTarget::Down, &s.gate, &mut s.out);
             trace("ffn_out", il, &s.out);
             if let Some(w) = &layer.ffn_post_norm {
                 s.out

@@ -159,12 +159,19 @@ fn tiny_models_loss_and_lora_gradients_equal_pytorch_autograd() {
         let file = huarizo_model::hf::open_folder(&reference_dir().join(case), Vec::new())
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         let model = Model::from_gguf(file).unwrap();
-        let (loss_err, worst, _) = check_case(case, &model);
-        assert!(
-            loss_err <= 1e-5,
-            "{case}: loss relative error {loss_err:.2e}"
-        );
-        assert!(worst <= 1e-3, "{case}: gradient relative error {worst:.2e}");
+        // Once keeping every block's activations, once recomputing them (a budget of 0).
+        for budget in [None, Some("0")] {
+            if let Some(b) = budget {
+                std::env::set_var("HUARIZO_TRAIN_MEMORY_MB", b);
+            }
+            let (loss_err, worst, _) = check_case(case, &model);
+            assert!(
+                loss_err <= 1e-5,
+                "{case}: loss relative error {loss_err:.2e}"
+            );
+            assert!(worst <= 1e-3, "{case}: gradient relative error {worst:.2e}");
+            std::env::remove_var("HUARIZO_TRAIN_MEMORY_MB");
+        }
     }
 }
 

@@ -3,14 +3,15 @@
 //! per-position targets, packs them into batches, runs the training loop (gradient
 //! accumulation, clipping, AdamW on a warm-up + cosine schedule, evaluation), writes and
 //! resumes checkpoints, and reports metrics and a loss plot. The model plugs in through
-//! [`TrainModel`]; this crate must not know how a model computes its loss or gradients,
-//! nor depend on another front end.
+//! [`TrainModel`]; [`lora::LoraModel`] is the engine's LoRA training behind it. This crate
+//! must not compute a model's loss or gradients itself, nor depend on another front end.
 
 #![deny(missing_docs)]
 
 pub mod batching;
 pub mod checkpoint;
 pub mod data;
+pub mod lora;
 pub mod metrics;
 pub mod optim;
 pub mod plot;

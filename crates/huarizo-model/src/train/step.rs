@@ -74,25 +74,50 @@ impl Model {
             ));
         }
         let pass = Pass::new(self, pool, Some(adapter), seqs, Some(dropout_seed))?;
-        // Forward, keeping each block's input.
+        // Forward, keeping every block's activations when they fit the budget, else only
+        // each block's input (recomputing the rest block by block on the way back).
+        let keep_all = pass.activation_bytes() <= activation_budget();
         let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut kept: Vec<Acts> = Vec::new();
         let mut x = pass.embed(seqs);
         let mut acts = Acts::default();
         for il in 0..self.layers.len() {
             pass.layer_forward(il, &x, &mut acts);
-            inputs.push(std::mem::replace(&mut x, std::mem::take(&mut acts.x_out)));
+            let next = std::mem::take(&mut acts.x_out);
+            inputs.push(std::mem::replace(&mut x, next));
+            if keep_all {
+                kept.push(std::mem::take(&mut acts));
+            }
         }
         let mut dx = vec![0.0; x.len()];
         let loss = pass.head(&x, Some(&mut dx));
         drop(x);
-        // Backward, block by block from the last, recomputing its activations.
         for il in (0..self.layers.len()).rev() {
             let x_in = inputs.pop().expect("one input per block");
-            pass.layer_forward(il, &x_in, &mut acts);
-            dx = pass.layer_backward(il, &x_in, &acts, &dx, grads);
+            let a = match kept.pop() {
+                Some(a) => {
+                    acts = a;
+                    &acts
+                }
+                None => {
+                    pass.layer_forward(il, &x_in, &mut acts);
+                    &acts
+                }
+            };
+            dx = pass.layer_backward(il, &x_in, a, &dx, grads);
         }
         Ok(loss)
     }
+}
+
+/// Bytes of activations a training pass may keep for its backward pass before it
+/// recomputes them block by block instead (`HUARIZO_TRAIN_MEMORY_MB`, default 4096).
+fn activation_budget() -> usize {
+    std::env::var("HUARIZO_TRAIN_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4096)
+        << 20
 }
 
 /// Activations of one block, kept for its backward pass.
@@ -205,6 +230,20 @@ impl<'a> Pass<'a> {
             freqs: tops::rope_frequencies(c.n_rot, c.rope_base, scale, factors),
             freqs_swa: tops::rope_frequencies(c.n_rot, c.rope_base_swa, 1.0, factors),
         })
+    }
+
+    /// Bytes of every block's [`Acts`] for this batch.
+    fn activation_bytes(&self) -> usize {
+        let c = &self.model.config;
+        let (q, kv) = (
+            c.n_head * c.head_dim,
+            c.n_head_kv * c.head_dim.max(c.head_dim_v),
+        );
+        let r = self
+            .adapter
+            .map_or(0, |a| a.config.rank * a.config.targets.len());
+        let per_token = 7 * c.n_embd + 3 * q + 4 * kv + 4 * c.n_ff + r + 8;
+        4 * self.t * per_token * c.n_layer
     }
 
     fn weight(&self, w: &Linear) -> WeightMat<'a> {
