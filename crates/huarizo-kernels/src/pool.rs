@@ -148,6 +148,52 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Splits `data`, rows of `row_len` values, into one contiguous run of rows per
+    /// thread and calls `f(first_row, rows)` on each in parallel.
+    pub fn for_rows_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        row_len: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        self.for_rows_mut2(data, row_len, &mut [], 0, &|r, a, _: &mut [T]| f(r, a));
+    }
+
+    /// [`ThreadPool::for_rows_mut`] over two buffers with the same number of rows (`a` of
+    /// rows of `a_len` values, `b` of rows of `b_len`; `b` may be empty with `b_len` 0):
+    /// `f(first_row, a_rows, b_rows)`.
+    pub fn for_rows_mut2<A: Send, B: Send>(
+        &self,
+        a: &mut [A],
+        a_len: usize,
+        b: &mut [B],
+        b_len: usize,
+        f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync),
+    ) {
+        let n_rows = a.len() / a_len.max(1);
+        assert_eq!(a.len(), n_rows * a_len, "whole rows of a");
+        assert_eq!(b.len(), n_rows * b_len, "as many rows in b as in a");
+        let n = self.n_threads();
+        let mut parts = Vec::with_capacity(n);
+        let (mut a, mut b) = (a, b);
+        for i in 0..n {
+            let rows = chunk(n_rows, n, i);
+            let (ha, ta) = std::mem::take(&mut a).split_at_mut(rows.len() * a_len);
+            let (hb, tb) = std::mem::take(&mut b).split_at_mut(rows.len() * b_len);
+            (a, b) = (ta, tb);
+            parts.push(Mutex::new((rows.start, ha, hb)));
+        }
+        self.run(&|i| {
+            let mut part = parts[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (first, ref mut pa, ref mut pb) = *part;
+            if !pa.is_empty() {
+                f(first, pa, pb);
+            }
+        });
+    }
+}
+
 /// The `i`-th of `parts` near-equal contiguous chunks of `0..n`.
 pub fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let base = n / parts;

@@ -125,14 +125,22 @@ pub fn gated_backward(
 /// and when `grad` is set replaces the row by its gradient `softmax − onehot(target)`.
 pub fn cross_entropy(row: &mut [f32], target: usize, grad: bool) -> f32 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&v| f64::from((v - max).exp())).sum();
-    let loss = max + sum.ln() as f32 - row[target];
-    if grad {
+    let picked = row[target];
+    let sum: f64 = if grad {
+        // One exp per value: keep them in the row, then normalize.
+        let mut sum = 0f64;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
         let inv = (1.0 / sum) as f32;
-        row.iter_mut().for_each(|v| *v = (*v - max).exp() * inv);
+        row.iter_mut().for_each(|v| *v *= inv);
         row[target] -= 1.0;
-    }
-    loss
+        sum
+    } else {
+        row.iter().map(|&v| f64::from((v - max).exp())).sum()
+    };
+    max + sum.ln() as f32 - picked
 }
 
 /// Shape of causal self-attention over a batch of sequences, for training.

@@ -277,25 +277,27 @@ impl<'a> Pass<'a> {
 
     /// RMS norm of every `w.len()`-wide row of `x` into `y`, keeping the factors in `r`.
     fn norm_rows(&self, x: &[f32], w: &[f32], y: &mut Vec<f32>, r: &mut Vec<f32>) {
-        let eps = self.model.config.rms_eps;
+        let (eps, n) = (self.model.config.rms_eps, w.len());
         y.resize(x.len(), 0.0);
-        r.clear();
-        for (xr, yr) in x.chunks_exact(w.len()).zip(y.chunks_exact_mut(w.len())) {
-            r.push(tops::rms_norm_forward(xr, w, eps, yr));
-        }
+        r.resize(x.len() / n, 0.0);
+        self.pool.for_rows_mut2(y, n, r, 1, &|first, ys, rs| {
+            for (i, (yr, rr)) in ys.chunks_exact_mut(n).zip(rs.iter_mut()).enumerate() {
+                let xr = &x[(first + i) * n..(first + i + 1) * n];
+                *rr = tops::rms_norm_forward(xr, w, eps, yr);
+            }
+        });
     }
 
     /// `dx` ← gradient through [`Pass::norm_rows`] of `dy`, added when `accumulate`.
-    fn norm_rows_backward(x: &[f32], w: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn norm_rows_backward(&self, x: &[f32], w: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
         let n = w.len();
-        for (i, ((xr, dyr), dxr)) in x
-            .chunks_exact(n)
-            .zip(dy.chunks_exact(n))
-            .zip(dx.chunks_exact_mut(n))
-            .enumerate()
-        {
-            tops::rms_norm_backward(xr, w, r[i], dyr, dxr);
-        }
+        self.pool.for_rows_mut(dx, n, &|first, dxs| {
+            for (i, dxr) in dxs.chunks_exact_mut(n).enumerate() {
+                let row = first + i;
+                let span = row * n..(row + 1) * n;
+                tops::rms_norm_backward(&x[span.clone()], w, r[row], &dy[span], dxr);
+            }
+        });
     }
 
     /// The adapter's input after dropout (a copy only when dropout is on).
@@ -422,11 +424,14 @@ impl<'a> Pass<'a> {
             &self.freqs
         };
         let d = c.head_dim;
-        for (row, &pos) in buf.chunks_exact_mut(heads * d).zip(&self.positions) {
-            for head in row.chunks_exact_mut(d) {
-                tops::rope_rotate(head, pos, freqs, c.spec.rope_neox, inverse);
+        self.pool.for_rows_mut(buf, heads * d, &|first, rows| {
+            for (i, row) in rows.chunks_exact_mut(heads * d).enumerate() {
+                let pos = self.positions[first + i];
+                for head in row.chunks_exact_mut(d) {
+                    tops::rope_rotate(head, pos, freqs, c.spec.rope_neox, inverse);
+                }
             }
-        }
+        });
     }
 
     fn layer_forward(&self, il: usize, x: &[f32], a: &mut Acts) {
@@ -483,7 +488,11 @@ impl<'a> Pass<'a> {
         self.linear(il, LoraTarget::Gate, &layer.w_gate, &a.fnorm, &mut a.g, hg);
         self.linear(il, LoraTarget::Up, &layer.w_up, &a.fnorm, &mut a.u, hu);
         a.a.resize(a.g.len(), 0.0);
-        tops::gated_forward(self.gate(), &a.g, &a.u, &mut a.a);
+        let (gate, f, g, u) = (self.gate(), c.n_ff, &a.g, &a.u);
+        self.pool.for_rows_mut(&mut a.a, f, &|first, out| {
+            let span = first * f..first * f + out.len();
+            tops::gated_forward(gate, &g[span.clone()], &u[span], out);
+        });
         self.linear(il, LoraTarget::Down, &layer.w_down, &a.a, &mut a.dn, hd);
         a.x_out.clear();
         a.x_out.extend_from_slice(&a.x2);
@@ -521,7 +530,7 @@ impl<'a> Pass<'a> {
         let d_dn = match &layer.ffn_post_norm {
             Some(w) => {
                 let mut g = vec![0.0; dy.len()];
-                Self::norm_rows_backward(&a.dn, w, &a.r_dn, dy, &mut g);
+                self.norm_rows_backward(&a.dn, w, &a.r_dn, dy, &mut g);
                 g
             }
             None => dy.to_vec(),
@@ -539,7 +548,19 @@ impl<'a> Pass<'a> {
             grads,
         );
         let (mut dg, mut du) = (vec![0.0; da.len()], vec![0.0; da.len()]);
-        tops::gated_backward(self.gate(), &a.g, &a.u, &da, &mut dg, &mut du);
+        let (gate, f) = (self.gate(), c.n_ff);
+        self.pool
+            .for_rows_mut2(&mut dg, f, &mut du, f, &|first, dgs, dus| {
+                let span = first * f..first * f + dgs.len();
+                tops::gated_backward(
+                    gate,
+                    &a.g[span.clone()],
+                    &a.u[span.clone()],
+                    &da[span],
+                    dgs,
+                    dus,
+                );
+            });
         drop(da);
         let mut dfn = vec![0.0; a.fnorm.len()];
         self.linear_backward(
@@ -564,12 +585,12 @@ impl<'a> Pass<'a> {
             true,
             grads,
         );
-        Self::norm_rows_backward(&a.x2, &layer.ffn_norm, &a.r_ffn, &dfn, &mut dx2);
+        self.norm_rows_backward(&a.x2, &layer.ffn_norm, &a.r_ffn, &dfn, &mut dx2);
         // Attention block: x2 = x + post(ao).
         let d_ao = match &layer.attn_post_norm {
             Some(w) => {
                 let mut g = vec![0.0; dx2.len()];
-                Self::norm_rows_backward(&a.ao, w, &a.r_ao, &dx2, &mut g);
+                self.norm_rows_backward(&a.ao, w, &a.r_ao, &dx2, &mut g);
                 g
             }
             None => dx2.clone(),
@@ -605,10 +626,10 @@ impl<'a> Pass<'a> {
         self.rope(il, &mut dk, c.n_head_kv, true);
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             let mut g = vec![0.0; dq.len()];
-            Self::norm_rows_backward(&a.q_pre, qn, &a.r_q, &dq, &mut g);
+            self.norm_rows_backward(&a.q_pre, qn, &a.r_q, &dq, &mut g);
             dq = g;
             let mut g = vec![0.0; dk.len()];
-            Self::norm_rows_backward(&a.k_pre, kn, &a.r_k, &dk, &mut g);
+            self.norm_rows_backward(&a.k_pre, kn, &a.r_k, &dk, &mut g);
             dk = g;
         }
         let mut dxn = vec![0.0; a.xn.len()];
@@ -645,7 +666,7 @@ impl<'a> Pass<'a> {
             true,
             grads,
         );
-        Self::norm_rows_backward(x, &layer.attn_norm, &a.r_attn, &dxn, &mut dx2);
+        self.norm_rows_backward(x, &layer.attn_norm, &a.r_attn, &dxn, &mut dx2);
         dx2
     }
 
@@ -669,15 +690,21 @@ impl<'a> Pass<'a> {
             self.norm_rows(&xs, &m.output_norm, &mut hn, &mut r);
             logits.resize(chunk.len() * v, 0.0);
             matmul_xwt(self.pool, &out_w, &hn, chunk.len(), &mut logits, false);
-            for (&row, lrow) in chunk.iter().zip(logits.chunks_exact_mut(v)) {
-                let target = self.labels[row] as usize;
-                loss.loss_sum += f64::from(tops::cross_entropy(lrow, target, dx.is_some()));
-            }
+            let mut losses = vec![0.0f64; chunk.len()];
+            let grad = dx.is_some();
+            self.pool
+                .for_rows_mut2(&mut logits, v, &mut losses, 1, &|first, ls, out| {
+                    for (i, (lrow, o)) in ls.chunks_exact_mut(v).zip(out.iter_mut()).enumerate() {
+                        let target = self.labels[chunk[first + i]] as usize;
+                        *o = f64::from(tops::cross_entropy(lrow, target, grad));
+                    }
+                });
+            loss.loss_sum += losses.iter().sum::<f64>();
             if let Some(dx) = dx.as_deref_mut() {
                 dh.resize(chunk.len() * e, 0.0);
                 matmul_dyw(self.pool, &out_w, &logits, chunk.len(), &mut dh, false);
                 let mut dxs = vec![0.0; xs.len()];
-                Self::norm_rows_backward(&xs, &m.output_norm, &r, &dh, &mut dxs);
+                self.norm_rows_backward(&xs, &m.output_norm, &r, &dh, &mut dxs);
                 for (&row, g) in chunk.iter().zip(dxs.chunks_exact(e)) {
                     dx[row * e..(row + 1) * e].copy_from_slice(g);
                 }
