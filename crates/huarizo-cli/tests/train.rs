@@ -128,7 +128,7 @@ fn lora_fine_tune_teaches_smollm2_a_new_answer_format() {
         "--eval-data",
         eval.to_str().unwrap(),
         "--steps",
-        "20",
+        "12",
         "--batch",
         "8",
         "--seq-len",
