@@ -164,6 +164,8 @@ enum Command {
     /// Write a model as a Hugging Face checkpoint folder (`--to hf DIR`) or a GGUF file
     /// (`--to gguf FILE`), weights in F32, F16 or BF16.
     Convert(convert::ConvertArgs),
+    /// Merge a LoRA adapter into its base model and write a GGUF file.
+    Export(quantize::ExportArgs),
     /// Build on a model with new data: `train lora` (JSONL) or `train continue` (text).
     Train(train::TrainArgs),
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
@@ -208,6 +210,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
         Command::Train(args) => train::run(&args),
+        Command::Export(args) => quantize::export(&args),
         Command::Convert(args) => convert::convert(&args),
         Command::Lineage(args) => lineage::lineage(&args),
         Command::Eval(args) => eval::eval(&args),

@@ -82,3 +82,55 @@ fn print_progress(r: &TensorReport) {
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
+
+/// Arguments of `huarizo export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The base model: a GGUF path, a Hugging Face folder, `hf:owner/repo[:file]`, or an
+    /// alias.
+    #[arg(short = 'm', long = "model", default_value = huarizo_hub::DEFAULT_MODEL)]
+    pub model: String,
+    /// The LoRA adapter to merge (GGUF, as `huarizo train` writes it).
+    #[arg(long)]
+    pub lora: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Type for the weight matrices (f16, q8_0, q4_k, …; see `huarizo quantize`).
+    #[arg(long = "type", default_value = "f16")]
+    pub ty: String,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// `huarizo export`: the base model with a LoRA adapter merged into its weights.
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let target = parse_target(&args.ty).map_err(|e| anyhow!(e))?;
+    let input = huarizo_hub::resolve(&args.model, &huarizo_hub::ResolveOptions::default())?;
+    let file = huarizo_engine::open_model_file(&input)?;
+    let config = huarizo_engine::Config::from_gguf(&file)
+        .map_err(|e| anyhow!("{}: {e}", input.display()))?;
+    let adapter = huarizo_engine::read_gguf_lora(&args.lora, &config)?;
+    let start = Instant::now();
+    let summary = huarizo_engine::requantize::requantize_merged(
+        &file,
+        &args.output,
+        &RequantizeOptions {
+            target,
+            n_threads: args.threads,
+        },
+        &adapter,
+        print_progress,
+    )?;
+    println!(
+        "{}: {} tensors, {} adapted by {} merged, weights as {target}; {} in {:.1} s",
+        args.output.display(),
+        summary.tensors,
+        adapter.tensors.len(),
+        args.lora.display(),
+        mib(summary.output_bytes),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -241,6 +241,39 @@ pub fn requantize_file(
     file: &GgufFile,
     output: &Path,
     options: &RequantizeOptions,
+    progress: impl FnMut(&TensorReport),
+) -> Result<RequantizeSummary, RequantizeError> {
+    requantize_with(file, output, options, None, progress)
+}
+
+/// [`requantize_file`] with a LoRA adapter merged into the weights it adapts: each of
+/// those is dequantized, given `(α/r)·B·A` in f32 and quantized to the target (even when
+/// it is already of the target type), as llama.cpp's `llama-export-lora` does.
+pub fn requantize_merged(
+    file: &GgufFile,
+    output: &Path,
+    options: &RequantizeOptions,
+    lora: &crate::train::LoraAdapter,
+    progress: impl FnMut(&TensorReport),
+) -> Result<RequantizeSummary, RequantizeError> {
+    requantize_with(file, output, options, Some(lora), progress)
+}
+
+/// The adapter tensor that adapts weight `name`, if any.
+fn lora_for<'a>(
+    lora: Option<&'a crate::train::LoraAdapter>,
+    name: &str,
+) -> Option<&'a crate::train::LoraTensor> {
+    lora?.tensors.iter().find(|t| {
+        name == format!("blk.{}.{}.weight", t.layer, t.target.gguf_name())
+    })
+}
+
+fn requantize_with(
+    file: &GgufFile,
+    output: &Path,
+    options: &RequantizeOptions,
+    lora: Option<&crate::train::LoraAdapter>,
     mut progress: impl FnMut(&TensorReport),
 ) -> Result<RequantizeSummary, RequantizeError> {
     let input = file.path();
@@ -266,7 +299,7 @@ pub fn requantize_file(
             (t.ggml_type, Action::Kept)
         } else {
             let to = type_for_row(target, t.shape[0]);
-            if to == t.ggml_type {
+            if to == t.ggml_type && lora_for(lora, &t.name).is_none() {
                 (to, Action::AlreadyTarget)
             } else if to == target {
                 (to, Action::Requantized)
@@ -331,7 +364,9 @@ pub fn requantize_file(
     summary.output_bytes = w.write_with(output, |info, buf| {
         let i = index_of(&info.name).expect("the writer's tensors are the input's");
         report(i, &mut summary);
-        convert(file, &file.tensors()[i], info.ggml_type, n_threads, buf);
+        let t = &file.tensors()[i];
+        let delta = lora_for(lora, &t.name).map(|d| (d, lora.map_or(0.0, |l| l.scale())));
+        convert(file, t, info.ggml_type, n_threads, delta, buf);
         report(i + 1, &mut summary);
         Ok::<_, RequantizeError>(())
     })?;
@@ -345,8 +380,16 @@ fn rows(t: &TensorInfo) -> usize {
 }
 
 /// Appends tensor `t` of `file` converted to type `to` to `buf`, rows split over
-/// `n_threads` threads. The shape was validated for both types, so every length fits.
-fn convert(file: &GgufFile, t: &TensorInfo, to: GgmlType, n_threads: usize, buf: &mut Vec<u8>) {
+/// `n_threads` threads, with `scale·B·A` of an adapter added to each row when `delta` is
+/// given. The shape was validated for both types, so every length fits.
+fn convert(
+    file: &GgufFile,
+    t: &TensorInfo,
+    to: GgmlType,
+    n_threads: usize,
+    delta: Option<(&crate::train::LoraTensor, f32)>,
+    buf: &mut Vec<u8>,
+) {
     let width = t.shape.first().copied().unwrap_or(1) as usize;
     let n_rows = rows(t);
     let (in_row, out_row) = (
@@ -359,23 +402,38 @@ fn convert(file: &GgufFile, t: &TensorInfo, to: GgmlType, n_threads: usize, buf:
     }
     let src = file.tensor_data(t);
     let per_thread = n_rows.div_ceil(n_threads.max(1));
-    let work = |src: &[u8], dst: &mut [u8]| {
+    let work = |src: &[u8], dst: &mut [u8], first_row: usize| {
         let mut row = vec![0f32; width];
-        for (s, d) in src.chunks_exact(in_row).zip(dst.chunks_exact_mut(out_row)) {
+        for (i, (s, d)) in src
+            .chunks_exact(in_row)
+            .zip(dst.chunks_exact_mut(out_row))
+            .enumerate()
+        {
             dequantize_row(t.ggml_type, s, &mut row);
+            if let Some((lt, scale)) = delta {
+                // Row r of B·A is Σ_k B[r, k]·A[k, :].
+                let rank = lt.b.len() / lt.n_out;
+                let r = first_row + i;
+                for k in 0..rank {
+                    let b = scale * lt.b[r * rank + k];
+                    let a = &lt.a[k * width..(k + 1) * width];
+                    row.iter_mut().zip(a).for_each(|(w, a)| *w += b * a);
+                }
+            }
             quantize_row_ref(to, &row, d);
         }
     };
     if n_threads <= 1 || n_rows < 2 {
-        work(src, buf);
+        work(src, buf, 0);
         return;
     }
     std::thread::scope(|scope| {
-        for (s, d) in src
+        for (i, (s, d)) in src
             .chunks(per_thread * in_row)
             .zip(buf.chunks_mut(per_thread * out_row))
+            .enumerate()
         {
-            scope.spawn(move || work(s, d));
+            scope.spawn(move || work(s, d, i * per_thread));
         }
     });
 }

@@ -57,6 +57,33 @@ impl Model {
         Ok(pass.head(&x, None))
     }
 
+    /// Logits `(T, V)` of every position of `tokens` from the f32 training forward pass
+    /// with `adapter` applied (the numbers [`Model::train_loss`] scores).
+    pub fn train_logits(
+        &self,
+        pool: &ThreadPool,
+        adapter: Option<&LoraAdapter>,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let labels = vec![-1; tokens.len()];
+        let seqs = [TrainSeq {
+            tokens,
+            labels: &labels,
+        }];
+        let pass = Pass::new(self, pool, adapter, &seqs, None)?;
+        let mut x = pass.embed(&seqs);
+        let mut acts = Acts::default();
+        for il in 0..self.layers.len() {
+            pass.layer_forward(il, &x, &mut acts);
+            std::mem::swap(&mut x, &mut acts.x_out);
+        }
+        let (mut hn, mut r) = (Vec::new(), Vec::new());
+        pass.norm_rows(&x, &self.output_norm, &mut hn, &mut r);
+        let mut logits = vec![0.0; tokens.len() * self.config.n_vocab];
+        matmul_xwt(pool, &pass.weight(&self.output), &hn, tokens.len(), &mut logits, false);
+        Ok(logits)
+    }
+
     /// Loss of `seqs` and its gradient with respect to the adapter's A and B, added to
     /// `grads` (the gradient of the summed loss). `dropout_seed` draws the adapter
     /// dropout masks.
