@@ -124,6 +124,46 @@ def reference(model, seqs, rank, alpha, targets, layers):
     return float(total), grads
 
 
+def gguf_name(kind, hf):
+    """The GGUF tensor name of a Hugging Face parameter name."""
+    fixed = {"model.embed_tokens.weight": "token_embd.weight", "lm_head.weight": "output.weight",
+             "model.norm.weight": "output_norm.weight"}
+    if hf in fixed:
+        return fixed[hf]
+    parts = hf.split(".")
+    i, rest = parts[2], ".".join(parts[3:])
+    names = {
+        "input_layernorm.weight": "attn_norm.weight",
+        "post_attention_layernorm.weight":
+            "post_attention_norm.weight" if kind == "gemma3" else "ffn_norm.weight",
+        "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+        "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+        "self_attn.q_norm.weight": "attn_q_norm.weight",
+        "self_attn.k_norm.weight": "attn_k_norm.weight",
+    }
+    for t, g in zip(TARGETS, GGUF_TARGETS):
+        block = "self_attn" if t in TARGETS[:4] else "mlp"
+        names[f"{block}.{t}.weight"] = f"{g}.weight"
+        names[f"{block}.{t}.bias"] = f"{g}.bias"
+    return f"blk.{i}.{names[rest]}"
+
+
+def full_reference(kind, model, seqs):
+    """Loss and the gradient of every parameter (GGUF names, Hugging Face row order)."""
+    model.zero_grad()
+    total = torch.zeros((), dtype=torch.float64)
+    for s in seqs:
+        logits = model(input_ids=torch.tensor([s["tokens"]])).logits[0].float()
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(s["labels"]),
+                                                 ignore_index=-1, reduction="sum")
+        loss.backward()
+        total += loss.detach().double()
+    grads = {}
+    for name, p in model.named_parameters():
+        grads[gguf_name(kind, name) + ".grad"] = p.grad.numpy().copy()
+    return float(total), grads
+
+
 def write_case(out, name, seqs, rank, alpha, targets, loss, grads, extra):
     meta = {
         "case": name,
@@ -158,6 +198,9 @@ def main():
         layers = model.config.num_hidden_layers
         loss, grads = reference(model, seqs, 4, 8.0, TARGETS, layers)
         write_case(args.out, name, seqs, 4, 8.0, TARGETS, loss, grads, {"model": name})
+        model = tiny_model(kind, seed=10 + i)
+        loss, grads = full_reference(kind, model, seqs)
+        write_case(args.out, f"{name}_full", seqs, 0, 0.0, [], loss, grads, {"model": name})
     if args.smollm2:
         from transformers import AutoModelForCausalLM
 

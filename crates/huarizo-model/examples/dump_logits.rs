@@ -15,7 +15,10 @@ fn main() {
     if std::env::var_os("HUARIZO_F32").is_some() {
         let ids: Vec<u32> = args[3..].iter().map(|s| s.parse().expect("id")).collect();
         let pool = ThreadPool::new(2);
-        for v in model.train_logits(&pool, lora.as_ref(), &ids).expect("forward") {
+        for v in model
+            .train_logits(&pool, lora.as_ref(), &ids)
+            .expect("forward")
+        {
             println!("{v}");
         }
         return;

@@ -264,9 +264,10 @@ fn lora_for<'a>(
     lora: Option<&'a crate::train::LoraAdapter>,
     name: &str,
 ) -> Option<&'a crate::train::LoraTensor> {
-    lora?.tensors.iter().find(|t| {
-        name == format!("blk.{}.{}.weight", t.layer, t.target.gguf_name())
-    })
+    lora?
+        .tensors
+        .iter()
+        .find(|t| name == format!("blk.{}.{}.weight", t.layer, t.target.gguf_name()))
 }
 
 fn requantize_with(

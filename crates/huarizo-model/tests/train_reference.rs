@@ -183,3 +183,95 @@ fn smollm2_loss_and_lora_gradients_equal_pytorch_autograd() {
     assert!(whole <= 1e-3, "whole-gradient relative error {whole:.2e}");
     assert!(worst <= 1e-3, "worst tensor's relative error {worst:.2e}");
 }
+
+#[test]
+fn tiny_models_gradients_of_every_weight_equal_pytorch_autograd() {
+    use huarizo_model::train::FullParams;
+    for case in ["tiny_llama", "tiny_qwen2", "tiny_gemma3"] {
+        let file = huarizo_model::hf::open_folder(&reference_dir().join(case), Vec::new()).unwrap();
+        let model = Model::from_gguf(file).unwrap();
+        let dir = reference_dir();
+        let full = format!("{case}_full");
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{full}.json"))).unwrap())
+                .unwrap();
+        let seqs: Vec<(Vec<u32>, Vec<i32>)> = meta["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let ints = |k: &str| -> Vec<i64> {
+                    s[k].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_i64().unwrap())
+                        .collect()
+                };
+                (
+                    ints("tokens").into_iter().map(|t| t as u32).collect(),
+                    ints("labels").into_iter().map(|t| t as i32).collect(),
+                )
+            })
+            .collect();
+        let batch: Vec<TrainSeq<'_>> = seqs
+            .iter()
+            .map(|(t, l)| TrainSeq {
+                tokens: t,
+                labels: l,
+            })
+            .collect();
+        let params = FullParams::from_model(&model).unwrap();
+        let mut grads = params.zero_grads();
+        let pool = ThreadPool::new(2);
+        let loss = model
+            .full_backward(&pool, &params, &batch, &mut grads)
+            .unwrap();
+        assert_eq!(model.full_loss(&pool, &params, &batch).unwrap(), loss);
+        let want_loss = meta["loss_sum"].as_f64().unwrap();
+        let loss_err = (loss.loss_sum - want_loss).abs() / want_loss;
+        let want = SafetensorsFile::open(&dir.join(format!("{full}.safetensors"))).unwrap();
+        let mut worst = (0.0f64, String::new());
+        for (t, g) in params.tensors.iter().zip(&grads.values) {
+            let info = want
+                .tensors()
+                .iter()
+                .find(|i| i.name == format!("{}.grad", t.name))
+                .unwrap_or_else(|| panic!("{case}: no reference gradient for {}", t.name));
+            let reference: Vec<f32> = want
+                .data(info)
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            // q/k rows are in GGUF order here, Hugging Face order there (LLaMA).
+            let target = ["attn_q.weight", "attn_k.weight"]
+                .iter()
+                .position(|s| t.name.ends_with(s))
+                .map(|i| [LoraTarget::Q, LoraTarget::K][i]);
+            let got = match target {
+                Some(tg) => hf_row_order(&model.config, tg, g, true),
+                None => g.clone(),
+            };
+            let err = relative_error(&got, &reference);
+            if err > worst.0 {
+                worst = (err, t.name.clone());
+            }
+        }
+        eprintln!(
+            "{case} (every weight, {} tensors): loss rel {loss_err:.2e}; worst gradient rel \
+             {:.2e} ({})",
+            params.tensors.len(),
+            worst.0,
+            worst.1
+        );
+        assert!(
+            loss_err <= 1e-5,
+            "{case}: loss relative error {loss_err:.2e}"
+        );
+        assert!(
+            worst.0 <= 1e-3,
+            "{case}: {} gradient relative error {:.2e}",
+            worst.1,
+            worst.0
+        );
+    }
+}

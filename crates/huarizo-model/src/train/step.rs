@@ -8,11 +8,12 @@
 //! time. Logits are formed for the labelled rows only, a chunk of rows at a time.
 
 use super::lora::{mix64, LoraAdapter, LoraGrads, LoraTarget};
+use super::params::{FullGrads, FullParams, Mat, Vect, Weights};
 use crate::arch::Activation;
 use crate::config::RopeScaling;
 use crate::error::ModelError;
-use crate::model::{Layer, Linear, Model};
-use huarizo_kernels::gemm::{gemm, matmul_dyw, matmul_xwt, Weight, WeightMat};
+use crate::model::Model;
+use huarizo_kernels::gemm::{gemm, matmul_dytx, matmul_dyw, matmul_xwt, Weight};
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::train_ops::{self as tops, Gate, TrainAttn};
 use std::ops::Range;
@@ -47,14 +48,57 @@ impl Model {
         adapter: Option<&LoraAdapter>,
         seqs: &[TrainSeq<'_>],
     ) -> Result<BatchLoss, ModelError> {
-        let pass = Pass::new(self, pool, adapter, seqs, None)?;
-        let mut x = pass.embed(seqs);
-        let mut acts = Acts::default();
-        for il in 0..self.layers.len() {
-            pass.layer_forward(il, &x, &mut acts);
-            std::mem::swap(&mut x, &mut acts.x_out);
+        let pass = Pass::new(self, Weights::of_model(self), pool, adapter, seqs, None)?;
+        Ok(pass.loss_only(seqs))
+    }
+
+    /// Loss of `seqs` under the model with the weights `params` (no gradients).
+    pub fn full_loss(
+        &self,
+        pool: &ThreadPool,
+        params: &FullParams,
+        seqs: &[TrainSeq<'_>],
+    ) -> Result<BatchLoss, ModelError> {
+        let pass = Pass::new(
+            self,
+            Weights::of_params(self, params)?,
+            pool,
+            None,
+            seqs,
+            None,
+        )?;
+        Ok(pass.loss_only(seqs))
+    }
+
+    /// Loss of `seqs` under the model with the weights `params` and its gradient with
+    /// respect to every one of them, added to `grads` (the gradient of the summed loss).
+    pub fn full_backward(
+        &self,
+        pool: &ThreadPool,
+        params: &FullParams,
+        seqs: &[TrainSeq<'_>],
+        grads: &mut FullGrads,
+    ) -> Result<BatchLoss, ModelError> {
+        if grads.values.len() != params.tensors.len()
+            || grads
+                .values
+                .iter()
+                .zip(&params.tensors)
+                .any(|(g, t)| g.len() != t.values.len())
+        {
+            return Err(ModelError::Invalid(
+                "gradient buffers were made for other parameters".into(),
+            ));
         }
-        Ok(pass.head(&x, None))
+        let pass = Pass::new(
+            self,
+            Weights::of_params(self, params)?,
+            pool,
+            None,
+            seqs,
+            None,
+        )?;
+        Ok(pass.backward(seqs, &mut Sink::Full(grads)))
     }
 
     /// Logits `(T, V)` of every position of `tokens` from the f32 training forward pass
@@ -70,7 +114,7 @@ impl Model {
             tokens,
             labels: &labels,
         }];
-        let pass = Pass::new(self, pool, adapter, &seqs, None)?;
+        let pass = Pass::new(self, Weights::of_model(self), pool, adapter, &seqs, None)?;
         let mut x = pass.embed(&seqs);
         let mut acts = Acts::default();
         for il in 0..self.layers.len() {
@@ -78,9 +122,16 @@ impl Model {
             std::mem::swap(&mut x, &mut acts.x_out);
         }
         let (mut hn, mut r) = (Vec::new(), Vec::new());
-        pass.norm_rows(&x, &self.output_norm, &mut hn, &mut r);
+        pass.norm_rows(&x, pass.w.output_norm.v, &mut hn, &mut r);
         let mut logits = vec![0.0; tokens.len() * self.config.n_vocab];
-        matmul_xwt(pool, &pass.weight(&self.output), &hn, tokens.len(), &mut logits, false);
+        matmul_xwt(
+            pool,
+            &pass.w.output.w,
+            &hn,
+            tokens.len(),
+            &mut logits,
+            false,
+        );
         Ok(logits)
     }
 
@@ -100,16 +151,59 @@ impl Model {
                 "gradient buffers were made for another adapter".into(),
             ));
         }
-        let pass = Pass::new(self, pool, Some(adapter), seqs, Some(dropout_seed))?;
+        let pass = Pass::new(
+            self,
+            Weights::of_model(self),
+            pool,
+            Some(adapter),
+            seqs,
+            Some(dropout_seed),
+        )?;
+        Ok(pass.backward(seqs, &mut Sink::Lora(grads)))
+    }
+}
+
+/// Where a backward pass puts its gradients.
+enum Sink<'g> {
+    /// A LoRA adapter's A and B.
+    Lora(&'g mut LoraGrads),
+    /// Every weight.
+    Full(&'g mut FullGrads),
+}
+
+impl Sink<'_> {
+    /// The gradient buffer of trainable tensor `param`, when whole weights are trained.
+    fn full(&mut self, param: Option<usize>) -> Option<&mut Vec<f32>> {
+        match self {
+            Sink::Full(g) => param.map(|i| &mut g.values[i]),
+            Sink::Lora(_) => None,
+        }
+    }
+}
+
+impl Pass<'_> {
+    fn loss_only(&self, seqs: &[TrainSeq<'_>]) -> BatchLoss {
+        let mut x = self.embed(seqs);
+        let mut acts = Acts::default();
+        for il in 0..self.w.layers.len() {
+            self.layer_forward(il, &x, &mut acts);
+            std::mem::swap(&mut x, &mut acts.x_out);
+        }
+        self.head(&x, None)
+    }
+
+    /// The loss and its gradients into `sink`.
+    fn backward(&self, seqs: &[TrainSeq<'_>], sink: &mut Sink<'_>) -> BatchLoss {
+        let n_layer = self.w.layers.len();
         // Forward, keeping every block's activations when they fit the budget, else only
         // each block's input (recomputing the rest block by block on the way back).
-        let keep_all = pass.activation_bytes() <= activation_budget();
-        let mut inputs = Vec::with_capacity(self.layers.len());
+        let keep_all = self.activation_bytes() <= activation_budget();
+        let mut inputs = Vec::with_capacity(n_layer);
         let mut kept: Vec<Acts> = Vec::new();
-        let mut x = pass.embed(seqs);
+        let mut x = self.embed(seqs);
         let mut acts = Acts::default();
-        for il in 0..self.layers.len() {
-            pass.layer_forward(il, &x, &mut acts);
+        for il in 0..n_layer {
+            self.layer_forward(il, &x, &mut acts);
             let next = std::mem::take(&mut acts.x_out);
             inputs.push(std::mem::replace(&mut x, next));
             if keep_all {
@@ -117,23 +211,18 @@ impl Model {
             }
         }
         let mut dx = vec![0.0; x.len()];
-        let loss = pass.head(&x, Some(&mut dx));
+        let loss = self.head(&x, Some((&mut dx, &mut *sink)));
         drop(x);
-        for il in (0..self.layers.len()).rev() {
+        for il in (0..n_layer).rev() {
             let x_in = inputs.pop().expect("one input per block");
-            let a = match kept.pop() {
-                Some(a) => {
-                    acts = a;
-                    &acts
-                }
-                None => {
-                    pass.layer_forward(il, &x_in, &mut acts);
-                    &acts
-                }
-            };
-            dx = pass.layer_backward(il, &x_in, a, &dx, grads);
+            match kept.pop() {
+                Some(a) => acts = a,
+                None => self.layer_forward(il, &x_in, &mut acts),
+            }
+            dx = self.layer_backward(il, &x_in, &acts, &dx, sink);
         }
-        Ok(loss)
+        self.embed_backward(seqs, &dx, sink);
+        loss
     }
 }
 
@@ -178,6 +267,7 @@ struct Acts {
 /// What one training pass needs: the model, the batch layout and the adapter.
 struct Pass<'a> {
     model: &'a Model,
+    w: Weights<'a>,
     pool: &'a ThreadPool,
     adapter: Option<&'a LoraAdapter>,
     dropout_seed: Option<u64>,
@@ -195,6 +285,7 @@ struct Pass<'a> {
 impl<'a> Pass<'a> {
     fn new(
         model: &'a Model,
+        w: Weights<'a>,
         pool: &'a ThreadPool,
         adapter: Option<&'a LoraAdapter>,
         seqs: &[TrainSeq<'_>],
@@ -247,6 +338,7 @@ impl<'a> Pass<'a> {
         let factors = model.rope_factors.as_deref();
         Ok(Pass {
             model,
+            w,
             pool,
             adapter,
             dropout_seed: dropout_seed.filter(|_| adapter.is_some_and(|a| a.config.dropout > 0.0)),
@@ -273,33 +365,49 @@ impl<'a> Pass<'a> {
         4 * self.t * per_token * c.n_layer
     }
 
-    fn weight(&self, w: &Linear) -> WeightMat<'a> {
-        WeightMat {
-            w: Weight::Ggml {
-                ty: w.ty(),
-                data: self.model.data(w),
-            },
-            n_out: w.n_out,
-            n_in: w.n_in,
-        }
-    }
-
     fn embed(&self, seqs: &[TrainSeq<'_>]) -> Vec<f32> {
-        let (m, e) = (self.model, self.model.config.n_embd);
+        let e = self.model.config.n_embd;
         let mut x = vec![0.0; self.t * e];
-        let ty = m.tok_embd.ty();
-        let row = ty.row_bytes(e).unwrap_or(0);
-        let data = m.data(&m.tok_embd);
         let tokens = seqs.iter().flat_map(|s| s.tokens.iter());
         for (dst, &tok) in x.chunks_exact_mut(e).zip(tokens) {
             let t = tok as usize;
-            huarizo_kernels::dequantize_row(ty, &data[t * row..(t + 1) * row], dst);
+            match self.w.embd.w.w {
+                Weight::Ggml { ty, data } => {
+                    let row = ty.row_bytes(e).unwrap_or(0);
+                    huarizo_kernels::dequantize_row(ty, &data[t * row..(t + 1) * row], dst);
+                }
+                Weight::F32(w) => dst.copy_from_slice(&w[t * e..(t + 1) * e]),
+            }
         }
-        if m.config.spec.scale_embeddings {
-            let s = (e as f32).sqrt();
-            x.iter_mut().for_each(|v| *v *= s);
+        let scale = self.embed_scale();
+        if scale != 1.0 {
+            x.iter_mut().for_each(|v| *v *= scale);
         }
         x
+    }
+
+    fn embed_scale(&self) -> f32 {
+        if self.model.config.spec.scale_embeddings {
+            (self.model.config.n_embd as f32).sqrt()
+        } else {
+            1.0
+        }
+    }
+
+    /// Adds the embedding rows' gradients (trained weights only).
+    fn embed_backward(&self, seqs: &[TrainSeq<'_>], dx: &[f32], sink: &mut Sink<'_>) {
+        let (e, scale) = (self.model.config.n_embd, self.embed_scale());
+        let Some(g) = sink.full(self.w.embd.param) else {
+            return;
+        };
+        let tokens = seqs.iter().flat_map(|s| s.tokens.iter());
+        for (src, &tok) in dx.chunks_exact(e).zip(tokens) {
+            let t = tok as usize;
+            g[t * e..(t + 1) * e]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(g, d)| *g += d * scale);
+        }
     }
 
     /// RMS norm of every `w.len()`-wide row of `x` into `y`, keeping the factors in `r`.
@@ -315,19 +423,45 @@ impl<'a> Pass<'a> {
         });
     }
 
-    /// `dx` ← gradient through [`Pass::norm_rows`] of `dy`, added when `accumulate`.
-    fn norm_rows_backward(&self, x: &[f32], w: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let n = w.len();
+    /// `dx += ` the gradient through [`Pass::norm_rows`] of `dy`; with whole weights
+    /// trained, also the norm weight's gradient `Σ_rows dy ⊙ x·r`.
+    fn norm_rows_backward(
+        &self,
+        x: &[f32],
+        w: &Vect<'_>,
+        r: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        sink: &mut Sink<'_>,
+    ) {
+        let n = w.v.len();
+        let wv = w.v;
         self.pool.for_rows_mut(dx, n, &|first, dxs| {
             for (i, dxr) in dxs.chunks_exact_mut(n).enumerate() {
                 let row = first + i;
                 let span = row * n..(row + 1) * n;
-                tops::rms_norm_backward(&x[span.clone()], w, r[row], &dy[span], dxr);
+                tops::rms_norm_backward(&x[span.clone()], wv, r[row], &dy[span], dxr);
             }
         });
+        if let Some(g) = sink.full(w.param) {
+            for ((xr, dyr), &rr) in x.chunks_exact(n).zip(dy.chunks_exact(n)).zip(r) {
+                for ((g, &xv), &d) in g.iter_mut().zip(xr).zip(dyr) {
+                    *g += d * xv * rr;
+                }
+            }
+        }
     }
 
-    /// The adapter's input after dropout (a copy only when dropout is on).
+    /// The gradient of a bias: `Σ_rows dy`.
+    fn bias_backward(&self, b: &Option<Vect<'_>>, dy: &[f32], sink: &mut Sink<'_>) {
+        let Some(b) = b else { return };
+        if let Some(g) = sink.full(b.param) {
+            for row in dy.chunks_exact(g.len()) {
+                g.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+            }
+        }
+    }
+
     fn dropped<'x>(
         &self,
         il: usize,
@@ -355,17 +489,19 @@ impl<'a> Pass<'a> {
     }
 
     /// `out = x·Wᵀ` plus the adapter's update of (il, target) when there is one.
+    /// `out = x·Wᵀ` plus the adapter's update of (il, target) when there is one.
     fn linear(
         &self,
         il: usize,
         target: LoraTarget,
-        w: &Linear,
+        m: &Mat<'_>,
         x: &[f32],
         out: &mut Vec<f32>,
         lora_h: &mut Vec<f32>,
     ) {
+        let w = &m.w;
         out.resize(self.t * w.n_out, 0.0);
-        matmul_xwt(self.pool, &self.weight(w), x, self.t, out, false);
+        matmul_xwt(self.pool, w, x, self.t, out, false);
         lora_h.clear();
         if let Some((_, lt)) = self.adapter.and_then(|a| a.find(il, target)) {
             let scale = self.adapter.map_or(0.0, |a| a.scale());
@@ -376,22 +512,29 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// `dx (+)= dy·W` plus the adapter's share, accumulating the adapter's gradients.
+    /// `dx (+)= dy·W` plus the adapter's share; accumulates the adapter's gradients, or
+    /// the weight's own (`dW += dyᵀ·x`) when whole weights are trained.
     #[allow(clippy::too_many_arguments)]
     fn linear_backward(
         &self,
         il: usize,
         target: LoraTarget,
-        w: &Linear,
+        m: &Mat<'_>,
         x: &[f32],
         lora_h: &[f32],
         dy: &[f32],
         dx: &mut [f32],
         accumulate: bool,
-        grads: &mut LoraGrads,
+        sink: &mut Sink<'_>,
     ) {
-        matmul_dyw(self.pool, &self.weight(w), dy, self.t, dx, accumulate);
-        let Some(adapter) = self.adapter else { return };
+        let w = &m.w;
+        matmul_dyw(self.pool, w, dy, self.t, dx, accumulate);
+        if let Some(g) = sink.full(m.param) {
+            matmul_dytx(self.pool, dy, x, self.t, g, true);
+        }
+        let (Some(adapter), Sink::Lora(grads)) = (self.adapter, sink) else {
+            return;
+        };
         let Some((idx, lt)) = adapter.find(il, target) else {
             return;
         };
@@ -463,9 +606,8 @@ impl<'a> Pass<'a> {
 
     fn layer_forward(&self, il: usize, x: &[f32], a: &mut Acts) {
         let c = &self.model.config;
-        let layer: &Layer = &self.model.layers[il];
-        let (e, d) = (c.n_embd, c.head_dim);
-        self.norm_rows(x, &layer.attn_norm, &mut a.xn, &mut a.r_attn);
+        let layer = &self.w.layers[il];
+        self.norm_rows(x, layer.attn_norm.v, &mut a.xn, &mut a.r_attn);
         let [hq, hk, hv, ho, hg, hu, hd] = &mut a.lora_h;
         self.linear(il, LoraTarget::Q, &layer.wq, &a.xn, &mut a.q_pre, hq);
         self.linear(il, LoraTarget::K, &layer.wk, &a.xn, &mut a.k_pre, hk);
@@ -476,21 +618,20 @@ impl<'a> Pass<'a> {
             (&mut a.v, &layer.bv),
         ] {
             if let Some(bias) = bias {
-                for row in buf.chunks_exact_mut(bias.len()) {
-                    row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                for row in buf.chunks_exact_mut(bias.v.len()) {
+                    row.iter_mut().zip(bias.v).for_each(|(x, b)| *x += b);
                 }
             }
         }
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            self.norm_rows(&a.q_pre, qn, &mut a.q, &mut a.r_q);
-            self.norm_rows(&a.k_pre, kn, &mut a.k, &mut a.r_k);
+            self.norm_rows(&a.q_pre, qn.v, &mut a.q, &mut a.r_q);
+            self.norm_rows(&a.k_pre, kn.v, &mut a.k, &mut a.r_k);
         } else {
             a.q.clone_from(&a.q_pre);
             a.k.clone_from(&a.k_pre);
         }
         self.rope(il, &mut a.q, c.n_head, false);
         self.rope(il, &mut a.k, c.n_head_kv, false);
-        let _ = d;
         a.att.resize(self.t * c.n_head * c.head_dim_v, 0.0);
         tops::attention_forward(
             self.pool,
@@ -506,12 +647,12 @@ impl<'a> Pass<'a> {
         a.x2.extend_from_slice(x);
         if let Some(w) = &layer.attn_post_norm {
             let mut normed = Vec::new();
-            self.norm_rows(&a.ao, w, &mut normed, &mut a.r_ao);
+            self.norm_rows(&a.ao, w.v, &mut normed, &mut a.r_ao);
             a.x2.iter_mut().zip(&normed).for_each(|(x, o)| *x += o);
         } else {
             a.x2.iter_mut().zip(&a.ao).for_each(|(x, o)| *x += o);
         }
-        self.norm_rows(&a.x2, &layer.ffn_norm, &mut a.fnorm, &mut a.r_ffn);
+        self.norm_rows(&a.x2, layer.ffn_norm.v, &mut a.fnorm, &mut a.r_ffn);
         self.linear(il, LoraTarget::Gate, &layer.w_gate, &a.fnorm, &mut a.g, hg);
         self.linear(il, LoraTarget::Up, &layer.w_up, &a.fnorm, &mut a.u, hu);
         a.a.resize(a.g.len(), 0.0);
@@ -525,12 +666,11 @@ impl<'a> Pass<'a> {
         a.x_out.extend_from_slice(&a.x2);
         if let Some(w) = &layer.ffn_post_norm {
             let mut normed = Vec::new();
-            self.norm_rows(&a.dn, w, &mut normed, &mut a.r_dn);
+            self.norm_rows(&a.dn, w.v, &mut normed, &mut a.r_dn);
             a.x_out.iter_mut().zip(&normed).for_each(|(x, o)| *x += o);
         } else {
             a.x_out.iter_mut().zip(&a.dn).for_each(|(x, o)| *x += o);
         }
-        debug_assert_eq!(a.x_out.len(), self.t * e);
     }
 
     fn gate(&self) -> Gate {
@@ -541,23 +681,24 @@ impl<'a> Pass<'a> {
     }
 
     /// Gradient of the block's input from the gradient of its output `dy`.
+    /// Gradient of the block's input from the gradient of its output `dy`.
     fn layer_backward(
         &self,
         il: usize,
         x: &[f32],
         a: &Acts,
         dy: &[f32],
-        grads: &mut LoraGrads,
+        sink: &mut Sink<'_>,
     ) -> Vec<f32> {
         let c = &self.model.config;
-        let layer: &Layer = &self.model.layers[il];
+        let layer = &self.w.layers[il];
         let [hq, hk, hv, ho, hg, hu, hd] = &a.lora_h;
         // MLP block: x_out = x2 + post(dn).
         let mut dx2 = dy.to_vec();
         let d_dn = match &layer.ffn_post_norm {
             Some(w) => {
                 let mut g = vec![0.0; dy.len()];
-                self.norm_rows_backward(&a.dn, w, &a.r_dn, dy, &mut g);
+                self.norm_rows_backward(&a.dn, w, &a.r_dn, dy, &mut g, sink);
                 g
             }
             None => dy.to_vec(),
@@ -572,7 +713,7 @@ impl<'a> Pass<'a> {
             &d_dn,
             &mut da,
             false,
-            grads,
+            sink,
         );
         let (mut dg, mut du) = (vec![0.0; da.len()], vec![0.0; da.len()]);
         let (gate, f) = (self.gate(), c.n_ff);
@@ -599,7 +740,7 @@ impl<'a> Pass<'a> {
             &dg,
             &mut dfn,
             false,
-            grads,
+            sink,
         );
         self.linear_backward(
             il,
@@ -610,14 +751,14 @@ impl<'a> Pass<'a> {
             &du,
             &mut dfn,
             true,
-            grads,
+            sink,
         );
-        self.norm_rows_backward(&a.x2, &layer.ffn_norm, &a.r_ffn, &dfn, &mut dx2);
+        self.norm_rows_backward(&a.x2, &layer.ffn_norm, &a.r_ffn, &dfn, &mut dx2, sink);
         // Attention block: x2 = x + post(ao).
         let d_ao = match &layer.attn_post_norm {
             Some(w) => {
                 let mut g = vec![0.0; dx2.len()];
-                self.norm_rows_backward(&a.ao, w, &a.r_ao, &dx2, &mut g);
+                self.norm_rows_backward(&a.ao, w, &a.r_ao, &dx2, &mut g, sink);
                 g
             }
             None => dx2.clone(),
@@ -632,7 +773,7 @@ impl<'a> Pass<'a> {
             &d_ao,
             &mut datt,
             false,
-            grads,
+            sink,
         );
         let (mut dq, mut dk, mut dv) = (
             vec![0.0; a.q.len()],
@@ -653,12 +794,15 @@ impl<'a> Pass<'a> {
         self.rope(il, &mut dk, c.n_head_kv, true);
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             let mut g = vec![0.0; dq.len()];
-            self.norm_rows_backward(&a.q_pre, qn, &a.r_q, &dq, &mut g);
+            self.norm_rows_backward(&a.q_pre, qn, &a.r_q, &dq, &mut g, sink);
             dq = g;
             let mut g = vec![0.0; dk.len()];
-            self.norm_rows_backward(&a.k_pre, kn, &a.r_k, &dk, &mut g);
+            self.norm_rows_backward(&a.k_pre, kn, &a.r_k, &dk, &mut g, sink);
             dk = g;
         }
+        self.bias_backward(&layer.bq, &dq, sink);
+        self.bias_backward(&layer.bk, &dk, sink);
+        self.bias_backward(&layer.bv, &dv, sink);
         let mut dxn = vec![0.0; a.xn.len()];
         self.linear_backward(
             il,
@@ -669,7 +813,7 @@ impl<'a> Pass<'a> {
             &dq,
             &mut dxn,
             false,
-            grads,
+            sink,
         );
         self.linear_backward(
             il,
@@ -680,7 +824,7 @@ impl<'a> Pass<'a> {
             &dk,
             &mut dxn,
             true,
-            grads,
+            sink,
         );
         self.linear_backward(
             il,
@@ -691,19 +835,19 @@ impl<'a> Pass<'a> {
             &dv,
             &mut dxn,
             true,
-            grads,
+            sink,
         );
-        self.norm_rows_backward(x, &layer.attn_norm, &a.r_attn, &dxn, &mut dx2);
+        self.norm_rows_backward(x, &layer.attn_norm, &a.r_attn, &dxn, &mut dx2, sink);
         dx2
     }
 
-    /// Final norm, output head and cross-entropy over the labelled rows; with `dx`, writes
-    /// the gradient of the summed loss with respect to the last block's output into it.
-    fn head(&self, x: &[f32], mut dx: Option<&mut Vec<f32>>) -> BatchLoss {
-        let m = self.model;
-        let (e, v) = (m.config.n_embd, m.config.n_vocab);
+    /// Final norm, output head and cross-entropy over the labelled rows; with `back`,
+    /// writes the gradient of the summed loss with respect to the last block's output into
+    /// its buffer (and the head's weight gradients into its sink).
+    fn head(&self, x: &[f32], mut back: Option<(&mut Vec<f32>, &mut Sink<'_>)>) -> BatchLoss {
+        let (e, v) = (self.model.config.n_embd, self.model.config.n_vocab);
         let rows: Vec<usize> = (0..self.t).filter(|&r| self.labels[r] >= 0).collect();
-        let out_w = self.weight(&m.output);
+        let out_w = &self.w.output;
         let mut loss = BatchLoss {
             loss_sum: 0.0,
             n_labels: rows.len(),
@@ -714,11 +858,11 @@ impl<'a> Pass<'a> {
                 .iter()
                 .flat_map(|&row| x[row * e..(row + 1) * e].iter().copied())
                 .collect();
-            self.norm_rows(&xs, &m.output_norm, &mut hn, &mut r);
+            self.norm_rows(&xs, self.w.output_norm.v, &mut hn, &mut r);
             logits.resize(chunk.len() * v, 0.0);
-            matmul_xwt(self.pool, &out_w, &hn, chunk.len(), &mut logits, false);
+            matmul_xwt(self.pool, &out_w.w, &hn, chunk.len(), &mut logits, false);
             let mut losses = vec![0.0f64; chunk.len()];
-            let grad = dx.is_some();
+            let grad = back.is_some();
             self.pool
                 .for_rows_mut2(&mut logits, v, &mut losses, 1, &|first, ls, out| {
                     for (i, (lrow, o)) in ls.chunks_exact_mut(v).zip(out.iter_mut()).enumerate() {
@@ -727,11 +871,14 @@ impl<'a> Pass<'a> {
                     }
                 });
             loss.loss_sum += losses.iter().sum::<f64>();
-            if let Some(dx) = dx.as_deref_mut() {
+            if let Some((dx, sink)) = back.as_mut() {
                 dh.resize(chunk.len() * e, 0.0);
-                matmul_dyw(self.pool, &out_w, &logits, chunk.len(), &mut dh, false);
+                matmul_dyw(self.pool, &out_w.w, &logits, chunk.len(), &mut dh, false);
+                if let Some(g) = sink.full(out_w.param) {
+                    matmul_dytx(self.pool, &logits, &hn, chunk.len(), g, true);
+                }
                 let mut dxs = vec![0.0; xs.len()];
-                self.norm_rows_backward(&xs, &m.output_norm, &r, &dh, &mut dxs);
+                self.norm_rows_backward(&xs, &self.w.output_norm, &r, &dh, &mut dxs, sink);
                 for (&row, g) in chunk.iter().zip(dxs.chunks_exact(e)) {
                     dx[row * e..(row + 1) * e].copy_from_slice(g);
                 }
