@@ -4,8 +4,12 @@
 use crate::commands::resolve;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use huarizo_engine::{Engine, EngineOptions, LoraAdapter, LoraConfig, LoraTarget};
+use huarizo_engine::{
+    train_bpe, write_random_model, BpeTrainOptions, Engine, EngineOptions, GgmlType, LoraAdapter,
+    LoraConfig, LoraTarget, ScratchConfig,
+};
 use huarizo_train::data::load_text_format;
+use huarizo_train::full::{unigram_loss, FullModel};
 use huarizo_train::lora::{write_adapter_files, LoraModel};
 use huarizo_train::{
     load_jsonl, load_text, split_holdout, train, BadLinePolicy, DataOptions, Example, RunLength,
@@ -33,11 +37,45 @@ enum TrainKind {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Continued pretraining of a LoRA adapter on raw text files (every token trained).
+    /// Continued pretraining on raw text files (every token trained): a LoRA adapter, or
+    /// every weight with --full (writes OUTPUT/model.gguf).
     Continue {
         /// Text files.
         #[arg(long, required = true, num_args = 1..)]
         data: Vec<PathBuf>,
+        /// Train every weight (f32) instead of an adapter.
+        #[arg(long)]
+        full: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// A new LLaMA-architecture model trained from random weights on text files, with its
+    /// own byte-level BPE tokenizer (writes OUTPUT/model.gguf, which llama.cpp also runs).
+    Scratch {
+        /// Text files (the tokenizer is trained on them too).
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Decoder blocks.
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        /// Embedding width.
+        #[arg(long, default_value_t = 256)]
+        width: usize,
+        /// Attention heads.
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        /// Key/value heads (grouped-query attention when fewer than --heads).
+        #[arg(long = "kv-heads", default_value_t = 4)]
+        kv_heads: usize,
+        /// MLP width.
+        #[arg(long, default_value_t = 768)]
+        ff: usize,
+        /// Context length of the new model (training uses --seq-len).
+        #[arg(long, default_value_t = 512)]
+        context: usize,
+        /// Tokenizer vocabulary size.
+        #[arg(long, default_value_t = 4096)]
+        vocab: usize,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -136,28 +174,93 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 |fmt, opts| Ok(load_jsonl(data, fmt, opts)?.examples),
             )
         }
-        TrainKind::Continue { data, common } => lora(common, |fmt, opts| {
-            let mut all = Vec::new();
-            for path in data {
-                all.extend(load_text(path, fmt.tokenizer, opts.max_len)?.examples);
+        TrainKind::Continue {
+            data,
+            full: false,
+            common,
+        } => lora(common, |fmt, opts| text_files(data, fmt, opts)),
+        TrainKind::Continue {
+            data,
+            full: true,
+            common,
+        } => {
+            let path = resolve(&common.model)?;
+            full(common, &path, |fmt, opts| text_files(data, fmt, opts))
+        }
+        TrainKind::Scratch {
+            data,
+            layers,
+            width,
+            heads,
+            kv_heads,
+            ff,
+            context,
+            vocab,
+            common,
+        } => {
+            let cfg = ScratchConfig {
+                n_layer: *layers,
+                n_embd: *width,
+                n_head: *heads,
+                n_head_kv: *kv_heads,
+                n_ff: *ff,
+                n_ctx: *context,
+                rope_base: 10000.0,
+            };
+            cfg.validate()?;
+            std::fs::create_dir_all(&common.out)
+                .with_context(|| format!("creating {}", common.out.display()))?;
+            let init = common.out.join("init.gguf");
+            if !(common.resume && init.exists()) {
+                eprintln!(
+                    "training a {vocab}-token byte-level BPE tokenizer on {} file(s)",
+                    data.len()
+                );
+                let tokenizer = train_bpe(
+                    data,
+                    &BpeTrainOptions {
+                        vocab_size: *vocab,
+                        min_frequency: 2,
+                        special_tokens: vec!["<|endoftext|>".into()],
+                    },
+                )?;
+                write_random_model(&cfg, tokenizer, "huarizo-scratch", common.seed, &init)?;
             }
-            Ok(all)
-        }),
+            full(common, &init, |fmt, opts| text_files(data, fmt, opts))
+        }
     }
 }
 
-fn lora(
+fn text_files(data: &[PathBuf], fmt: TextFormat<'_>, opts: &DataOptions) -> Result<Vec<Example>> {
+    let mut all = Vec::new();
+    for path in data {
+        all.extend(load_text(path, fmt.tokenizer, opts.max_len)?.examples);
+    }
+    Ok(all)
+}
+
+/// The engine, the training and held-out sets and the loop's options of a run.
+struct Prepared {
+    engine: Engine,
+    path: PathBuf,
+    train_set: Vec<Example>,
+    eval_set: Vec<Example>,
+    options: TrainOptions,
+    interrupt: Arc<AtomicBool>,
+}
+
+fn prepare(
     args: &CommonArgs,
+    path: &std::path::Path,
     load: impl Fn(TextFormat<'_>, &DataOptions) -> Result<Vec<Example>>,
-) -> Result<()> {
-    let path = resolve(&args.model)?;
+) -> Result<Prepared> {
     let engine = Engine::load(
-        &path,
+        path,
         &EngineOptions {
             n_threads: args.threads,
         },
     )?;
-    let (tokenizer, template) = load_text_format(&path)?;
+    let (tokenizer, template) = load_text_format(path)?;
     let format = TextFormat {
         tokenizer: &tokenizer,
         template: &template,
@@ -179,12 +282,101 @@ fn lora(
     };
     let examples = load(format, &opts)?;
     let (train_set, eval_set) = match &args.eval_data {
-        Some(eval_path) => {
-            let eval = load_jsonl(eval_path, format, &opts)?.examples;
-            (examples, eval)
-        }
+        Some(eval_path) => (examples, load_jsonl(eval_path, format, &opts)?.examples),
         None => split_holdout(examples, args.eval_fraction, args.seed)?,
     };
+    let length = match (args.epochs, args.steps) {
+        (_, Some(0)) | (Some(0), _) => bail!("--steps and --epochs must be at least 1"),
+        (_, Some(n)) => RunLength::Steps(n),
+        (Some(e), None) => RunLength::Epochs(e),
+        (None, None) => RunLength::Epochs(1),
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let options = TrainOptions {
+        length,
+        lr: args.lr,
+        min_lr_ratio: args.min_lr_ratio,
+        batch_size: args.batch,
+        seq_len: max_len,
+        grad_accum: args.grad_accum,
+        warmup_steps: args.warmup,
+        weight_decay: args.weight_decay,
+        clip_norm: args.clip,
+        eval_every: args.eval_every,
+        save_every: args.save_every,
+        seed: args.seed,
+        out_dir: args.out.clone(),
+        resume: args.resume,
+        progress: true,
+        stop_at_step: args.stop_after,
+        interrupt: Some(Arc::clone(&interrupt)),
+    };
+    Ok(Prepared {
+        engine,
+        path: path.to_path_buf(),
+        train_set,
+        eval_set,
+        options,
+        interrupt,
+    })
+}
+
+/// Trains every weight of the model at `path`; writes OUTPUT/model.gguf.
+fn full(
+    args: &CommonArgs,
+    path: &std::path::Path,
+    load: impl Fn(TextFormat<'_>, &DataOptions) -> Result<Vec<Example>>,
+) -> Result<()> {
+    let p = prepare(args, path, load)?;
+    let mut model = FullModel::new(&p.engine)?;
+    eprintln!(
+        "training all {} weights of {} on {} sequences ({} tokens), evaluating on {}",
+        model.params.n_params(),
+        p.path.display(),
+        p.train_set.len(),
+        p.train_set.iter().map(Example::n_trained).sum::<usize>(),
+        p.eval_set.len()
+    );
+    let report = train(&mut model, &p.train_set, &p.eval_set, &p.options)?;
+    if p.interrupt.load(Ordering::Relaxed) || !report.finished {
+        eprintln!(
+            "stopped after step {}; continue with the same command and --resume",
+            report.metrics.steps
+        );
+        return Ok(());
+    }
+    let out = args.out.join("model.gguf");
+    p.engine
+        .write_with_params(&model.params, GgmlType::F32, &out)?;
+    let m = &report.metrics;
+    let unigram = unigram_loss(&p.train_set, &p.eval_set, p.engine.config().n_vocab);
+    let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+    eprintln!(
+        "done: {} steps, eval loss {} → {} (unigram baseline {unigram:.4}), {:.1} tokens/s, \
+         peak memory {:.0} MiB; wrote {}",
+        m.steps,
+        fmt(m.eval_loss_start),
+        fmt(m.eval_loss_end),
+        m.tokens_per_second,
+        m.peak_rss_bytes as f64 / (1 << 20) as f64,
+        out.display()
+    );
+    Ok(())
+}
+
+fn lora(
+    args: &CommonArgs,
+    load: impl Fn(TextFormat<'_>, &DataOptions) -> Result<Vec<Example>>,
+) -> Result<()> {
+    let path = resolve(&args.model)?;
+    let Prepared {
+        engine,
+        train_set,
+        eval_set,
+        options: topts,
+        interrupt,
+        ..
+    } = prepare(args, &path, load)?;
     let mut targets = Vec::new();
     for name in &args.targets {
         let t = LoraTarget::parse(name.trim()).with_context(|| {
@@ -205,12 +397,6 @@ fn lora(
         },
         args.seed,
     )?;
-    let length = match (args.epochs, args.steps) {
-        (_, Some(0)) | (Some(0), _) => bail!("--steps and --epochs must be at least 1"),
-        (_, Some(n)) => RunLength::Steps(n),
-        (Some(e), None) => RunLength::Epochs(e),
-        (None, None) => RunLength::Epochs(1),
-    };
     eprintln!(
         "training a rank-{} LoRA ({} parameters) on {} sequences ({} trained tokens), \
          evaluating on {}",
@@ -220,26 +406,6 @@ fn lora(
         train_set.iter().map(Example::n_trained).sum::<usize>(),
         eval_set.len()
     );
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let topts = TrainOptions {
-        length,
-        lr: args.lr,
-        min_lr_ratio: args.min_lr_ratio,
-        batch_size: args.batch,
-        seq_len: max_len,
-        grad_accum: args.grad_accum,
-        warmup_steps: args.warmup,
-        weight_decay: args.weight_decay,
-        clip_norm: args.clip,
-        eval_every: args.eval_every,
-        save_every: args.save_every,
-        seed: args.seed,
-        out_dir: args.out.clone(),
-        resume: args.resume,
-        progress: true,
-        stop_at_step: args.stop_after,
-        interrupt: Some(Arc::clone(&interrupt)),
-    };
     let mut model = LoraModel::new(&engine, adapter);
     let report = train(&mut model, &train_set, &eval_set, &topts)?;
     if interrupt.load(Ordering::Relaxed) || !report.finished {

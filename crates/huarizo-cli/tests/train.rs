@@ -306,3 +306,92 @@ fn bad_training_data_is_reported_by_file_and_line() {
     assert!(err.contains("long.jsonl:1") && err.contains("64"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_model_trained_from_scratch_beats_the_unigram_baseline_and_runs() {
+    let dir = scratch("scratch");
+    // The news reports in ../shared/seeds when present, else a text the test writes.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seeds");
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(&seeds) {
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            text.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+    }
+    if text.len() < 10_000 {
+        for (q, a) in questions(1500, 9) {
+            text.push_str(&format!("{q} The answer is {a}.\n"));
+        }
+    }
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, &text).unwrap();
+    let out_dir = dir.join("run");
+    let out = huarizo(&[
+        "train",
+        "scratch",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--vocab",
+        "768",
+        "--layers",
+        "2",
+        "--width",
+        "128",
+        "--heads",
+        "4",
+        "--ff",
+        "384",
+        "--context",
+        "128",
+        "--seq-len",
+        "64",
+        "--batch",
+        "8",
+        "--steps",
+        "60",
+        "--lr",
+        "2e-3",
+        "--warmup",
+        "5",
+        "--save-every",
+        "0",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    let end = metrics["eval_loss_end"].as_f64().unwrap();
+    let unigram: f64 = err
+        .split("unigram baseline ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no unigram baseline in: {err}"));
+    eprintln!("from scratch: held-out loss {end:.3} vs unigram {unigram:.3}");
+    assert!(
+        end < unigram - 0.2,
+        "held-out loss {end} is not below the unigram {unigram}"
+    );
+    let model = out_dir.join("model.gguf");
+    let run = huarizo(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "8",
+        "The",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,7 +16,10 @@ pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, Wri
 pub use huarizo_model::{
     ggml_isa, set_ggml_isa, weights, Config, GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
 };
-pub use huarizo_text::{python_environment, python_str, ChatMessage, ChatTemplate, Tokenizer};
+pub use huarizo_text::{
+    python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,
+    Tokenizer,
+};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerOptions, StepStats, TokenConstraint,
@@ -29,8 +32,9 @@ pub use huarizo_model::hf::{HfExportOptions, HfExportSummary, DEFAULT_SHARD_BYTE
 pub use huarizo_model::requantize;
 /// Training: LoRA adapters, the loss and its gradient, adapter files.
 pub use huarizo_model::train::{
-    read_gguf_lora, write_gguf_lora, write_peft, BatchLoss, LoraAdapter, LoraConfig, LoraGrads,
-    LoraTarget, LoraTensor, TrainSeq,
+    read_gguf_lora, write_gguf_lora, write_peft, write_random_model, BatchLoss, FullGrads,
+    FullParams, LoraAdapter, LoraConfig, LoraGrads, LoraTarget, LoraTensor, ScratchConfig,
+    TrainSeq,
 };
 
 use huarizo_model::{Model, ThreadPool};
@@ -302,6 +306,49 @@ impl Engine {
     ) -> Result<BatchLoss, EngineError> {
         self.model
             .lora_backward(&self.pool, adapter, seqs, grads, dropout_seed)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Every weight of the model as trainable f32 tensors.
+    pub fn full_params(&self) -> Result<FullParams, EngineError> {
+        FullParams::from_model(&self.model).map_err(|e| self.model_error(e))
+    }
+
+    /// Summed cross-entropy of `seqs` with the weights `params` (no gradients).
+    pub fn full_loss(
+        &self,
+        params: &FullParams,
+        seqs: &[TrainSeq<'_>],
+    ) -> Result<BatchLoss, EngineError> {
+        self.model
+            .full_loss(&self.pool, params, seqs)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Summed cross-entropy of `seqs` with the weights `params` and its gradient with
+    /// respect to every weight, added to `grads`.
+    pub fn full_backward(
+        &self,
+        params: &FullParams,
+        seqs: &[TrainSeq<'_>],
+        grads: &mut FullGrads,
+    ) -> Result<BatchLoss, EngineError> {
+        self.model
+            .full_backward(&self.pool, params, seqs, grads)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// Writes this model with the weights `params` (matrices as `ty`: F32, F16 or BF16).
+    pub fn write_with_params(
+        &self,
+        params: &FullParams,
+        ty: GgmlType,
+        path: &Path,
+    ) -> Result<u64, EngineError> {
+        // The engine's copy of the metadata has its tokenizer arrays released: read it anew.
+        let file = open_model_file(Path::new(&self.path))?;
+        params
+            .write_gguf(&file, ty, path)
             .map_err(|e| self.model_error(e))
     }
 

@@ -148,6 +148,9 @@ impl ThreadPool {
     }
 }
 
+/// The body of [`ThreadPool::for_rows_mut2`]: `(first_row, a_rows, b_rows)`.
+pub type RowsFn2<'a, A, B> = dyn Fn(usize, &mut [A], &mut [B]) + Sync + 'a;
+
 impl ThreadPool {
     /// Splits `data`, rows of `row_len` values, into one contiguous run of rows per
     /// thread and calls `f(first_row, rows)` on each in parallel.
@@ -169,7 +172,7 @@ impl ThreadPool {
         a_len: usize,
         b: &mut [B],
         b_len: usize,
-        f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync),
+        f: &RowsFn2<'_, A, B>,
     ) {
         let n_rows = a.len() / a_len.max(1);
         assert_eq!(a.len(), n_rows * a_len, "whole rows of a");

@@ -11,6 +11,7 @@
 pub mod batching;
 pub mod checkpoint;
 pub mod data;
+pub mod full;
 pub mod lora;
 pub mod metrics;
 pub mod optim;

@@ -45,7 +45,7 @@ impl TrainModel for LoraModel<'_> {
 
     fn tensor(&mut self, i: usize) -> (&mut [f32], &[f32]) {
         let t = &mut self.adapter.tensors[i / 2];
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             (&mut t.a, &self.grads.a[i / 2])
         } else {
             (&mut t.b, &self.grads.b[i / 2])
@@ -54,7 +54,11 @@ impl TrainModel for LoraModel<'_> {
 
     fn tensor_name(&self, i: usize) -> String {
         let t = &self.adapter.tensors[i / 2];
-        let which = if i % 2 == 0 { "lora_a" } else { "lora_b" };
+        let which = if i.is_multiple_of(2) {
+            "lora_a"
+        } else {
+            "lora_b"
+        };
         format!("blk.{}.{}.weight.{which}", t.layer, t.target.gguf_name())
     }
 

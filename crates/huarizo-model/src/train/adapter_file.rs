@@ -225,7 +225,7 @@ pub fn write_peft(
         &meta,
         |i, buf| {
             let t = &adapter.tensors[i / 2];
-            let values = if i % 2 == 0 {
+            let values = if i.is_multiple_of(2) {
                 t.a.clone()
             } else {
                 hf_row_order(model, t.target, &t.b, true)

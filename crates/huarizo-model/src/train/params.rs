@@ -220,17 +220,22 @@ impl FullParams {
         self.tensors.iter().map(|t| t.values.len()).sum()
     }
 
-    /// Writes `model`'s file with these values: metadata as in the model, weight matrices
-    /// as `ty` (F32, F16 or BF16; 1-D tensors stay F32), tensors the model has beyond the
-    /// parameters (RoPE factors) copied.
-    pub fn write_gguf(&self, model: &Model, ty: GgmlType, path: &Path) -> Result<u64, ModelError> {
+    /// Writes the model of `file` (its metadata and tensor list) with these values: weight
+    /// matrices as `ty` (F32, F16 or BF16; 1-D tensors stay F32), tensors beyond the
+    /// parameters (RoPE factors) copied. `file` must hold its metadata whole (a file
+    /// opened anew, not an engine's, whose tokenizer arrays are released).
+    pub fn write_gguf(
+        &self,
+        file: &huarizo_formats::GgufFile,
+        ty: GgmlType,
+        path: &Path,
+    ) -> Result<u64, ModelError> {
         if !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Err(ModelError::Invalid(format!(
                 "trained weights are written as F32, F16 or BF16, not {}",
                 ty.name()
             )));
         }
-        let file = model.gguf();
         let mut w = GgufWriter::from_file(file);
         w.metadata(
             "general.file_type",
