@@ -195,12 +195,10 @@ pub fn matmul_xwt(
     for c0 in (0..n_out).step_by(step) {
         let rows = c0..(c0 + step).min(n_out);
         let wc = w.chunk(pool, rows.clone(), &mut buf);
-        // Each thread takes a run of whole tiles of the chunk's rows (output columns).
-        let n_tiles = rows.len().div_ceil(TILE_ROWS);
+        // Each thread takes an equal run of the chunk's rows (output columns).
         pool.run(&|i| {
-            let tiles = chunk(n_tiles, n_threads, i);
-            let lo = tiles.start * TILE_ROWS;
-            let hi = (tiles.end * TILE_ROWS).min(rows.len());
+            let part = chunk(rows.len(), n_threads, i);
+            let (lo, hi) = (part.start, part.end);
             if lo >= hi {
                 return;
             }

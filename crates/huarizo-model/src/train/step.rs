@@ -13,7 +13,7 @@ use crate::arch::Activation;
 use crate::config::RopeScaling;
 use crate::error::ModelError;
 use crate::model::Model;
-use huarizo_kernels::gemm::{gemm, matmul_dytx, matmul_dyw, matmul_xwt, Weight};
+use huarizo_kernels::gemm::{gemm, matmul_dytx, matmul_dyw, matmul_xwt, Weight, WeightMat};
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::train_ops::{self as tops, Gate, TrainAttn};
 use std::ops::Range;
@@ -223,6 +223,15 @@ impl Pass<'_> {
         }
         self.embed_backward(seqs, &dx, sink);
         loss
+    }
+}
+
+/// A plain f32 matrix `(n_out, n_in)` as a weight.
+fn f32_mat(v: &[f32], n_out: usize, n_in: usize) -> WeightMat<'_> {
+    WeightMat {
+        w: Weight::F32(v),
+        n_out,
+        n_in,
     }
 }
 
@@ -507,8 +516,19 @@ impl<'a> Pass<'a> {
             let scale = self.adapter.map_or(0.0, |a| a.scale());
             let xd = self.dropped(il, target, x);
             let r = self.adapter.map_or(0, |a| a.config.rank);
-            *lora_h =
-                tops::lora_forward(&xd, &lt.a, &lt.b, (self.t, w.n_in, r, w.n_out), scale, out);
+            // Rows of the batch split over the pool: y = x̃·Aᵀ, out += s·y·Bᵀ.
+            let (n_in, n_out) = (w.n_in, w.n_out);
+            lora_h.resize(self.t * r, 0.0);
+            let xd = &*xd;
+            self.pool
+                .for_rows_mut2(out, n_out, lora_h, r, &|first, o, h| {
+                    let n = h.len() / r;
+                    let xs = &xd[first * n_in..(first + n) * n_in];
+                    gemm((n, n_in, r), xs, false, &lt.a, true, 0.0, h);
+                    let mut yb = vec![0.0; n * n_out];
+                    gemm((n, r, n_out), h, false, &lt.b, true, 0.0, &mut yb);
+                    o.iter_mut().zip(&yb).for_each(|(o, v)| *o += scale * v);
+                });
         }
     }
 
@@ -541,22 +561,21 @@ impl<'a> Pass<'a> {
         let (t, r, n_in, n_out) = (self.t, adapter.config.rank, w.n_in, w.n_out);
         let s = adapter.scale();
         let sdy: Vec<f32> = dy.iter().map(|v| v * s).collect();
-        // dB += s·dyᵀ·h; dh = s·dy·B; dA += dhᵀ·x̃; dx̃ = dh·A.
-        gemm(
-            (n_out, t, r),
-            &sdy,
-            true,
-            lora_h,
-            false,
-            1.0,
-            &mut grads.b[idx],
-        );
+        // dB += s·dyᵀ·h; dh = s·dy·B; dA += dhᵀ·x̃; dx̃ = dh·A (each split over the pool).
+        matmul_dytx(self.pool, &sdy, lora_h, t, &mut grads.b[idx], true);
         let mut dh = vec![0.0; t * r];
-        gemm((t, n_out, r), &sdy, false, &lt.b, false, 0.0, &mut dh);
+        matmul_dyw(
+            self.pool,
+            &f32_mat(&lt.b, n_out, r),
+            &sdy,
+            t,
+            &mut dh,
+            false,
+        );
         let xd = self.dropped(il, target, x);
-        gemm((r, t, n_in), &dh, true, &xd, false, 1.0, &mut grads.a[idx]);
+        matmul_dytx(self.pool, &dh, &xd, t, &mut grads.a[idx], true);
         let mut dxd = vec![0.0; t * n_in];
-        gemm((t, r, n_in), &dh, false, &lt.a, false, 0.0, &mut dxd);
+        matmul_dyw(self.pool, &f32_mat(&lt.a, r, n_in), &dh, t, &mut dxd, false);
         if self.dropout_seed.is_some() {
             // The mask's gradient: the same mask and factor, applied to dx̃.
             let ones = vec![1.0; x.len()];
