@@ -600,3 +600,117 @@ mod tests {
         }
     }
 }
+
+/// A LoRA adapter's update for inference, as llama.cpp computes it: `out += scale·(B·(A·x))`
+/// for each of the `n` rows of `x` (`n_in` wide), with A `(rank, n_in)` and B `(n_out,
+/// rank)`, each dot product in the order of ggml's f32 matrix product in build `isa`
+/// (tinyBLAS: one fused multiply-add accumulator per lane over the vector width, then the
+/// lanes reduced as [`reduce_add8`] / [`reduce_add16`]); a length that is not whole vectors
+/// is summed in order.
+pub fn lora_update_ggml(
+    x: &[f32],
+    a: &[f32],
+    b: &[f32],
+    (n, n_in, rank, n_out): (usize, usize, usize, usize),
+    scale: f32,
+    out: &mut [f32],
+) {
+    let isa = ggml_isa();
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { lora_update_fma(x, a, b, (n, n_in, rank, n_out), scale, out, isa) };
+    }
+    lora_update_body(x, a, b, (n, n_in, rank, n_out), scale, out, isa)
+}
+
+/// [`lora_update_ggml`] compiled with hardware FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn lora_update_fma(
+    x: &[f32],
+    a: &[f32],
+    b: &[f32],
+    dims: (usize, usize, usize, usize),
+    scale: f32,
+    out: &mut [f32],
+    isa: GgmlIsa,
+) {
+    lora_update_body(x, a, b, dims, scale, out, isa)
+}
+
+#[inline(always)]
+fn dot_ggml_f32(u: &[f32], v: &[f32], isa: GgmlIsa) -> f32 {
+    let lanes = isa.lanes();
+    if !u.len().is_multiple_of(lanes) {
+        return u.iter().zip(v).fold(0.0, |s, (a, b)| a.mul_add(*b, s));
+    }
+    let mut acc = [0f32; GGML_LANES];
+    for (cu, cv) in u.chunks_exact(lanes).zip(v.chunks_exact(lanes)) {
+        for i in 0..lanes {
+            acc[i] = cu[i].mul_add(cv[i], acc[i]);
+        }
+    }
+    match isa {
+        GgmlIsa::Avx2 => reduce_add8(acc[..8].try_into().expect("8 lanes")),
+        GgmlIsa::Avx512 => reduce_add16(&acc),
+    }
+}
+
+#[inline(always)]
+fn lora_update_body(
+    x: &[f32],
+    a: &[f32],
+    b: &[f32],
+    (n, n_in, rank, n_out): (usize, usize, usize, usize),
+    scale: f32,
+    out: &mut [f32],
+    isa: GgmlIsa,
+) {
+    let mut h = vec![0f32; rank];
+    for (xr, or) in x
+        .chunks_exact(n_in)
+        .zip(out.chunks_exact_mut(n_out))
+        .take(n)
+    {
+        for (hj, aj) in h.iter_mut().zip(a.chunks_exact(n_in)) {
+            *hj = dot_ggml_f32(aj, xr, isa);
+        }
+        for (o, bo) in or.iter_mut().zip(b.chunks_exact(rank)) {
+            *o += dot_ggml_f32(bo, &h, isa) * scale;
+        }
+    }
+}
+
+#[cfg(test)]
+mod lora_tests {
+    use super::*;
+
+    #[test]
+    fn lora_update_in_ggml_order_equals_the_plain_product() {
+        let (n, n_in, rank, n_out) = (3, 40, 8, 24);
+        let val = |i: usize, s: f32| ((i as f32 * 0.37 + s).sin()) * 0.5;
+        let x: Vec<f32> = (0..n * n_in).map(|i| val(i, 0.1)).collect();
+        let a: Vec<f32> = (0..rank * n_in).map(|i| val(i, 0.7)).collect();
+        let b: Vec<f32> = (0..n_out * rank).map(|i| val(i, 1.3)).collect();
+        let mut out = vec![1.0f32; n * n_out];
+        lora_update_ggml(&x, &a, &b, (n, n_in, rank, n_out), 2.0, &mut out);
+        for t in 0..n {
+            let h: Vec<f64> = (0..rank)
+                .map(|j| {
+                    (0..n_in)
+                        .map(|i| f64::from(a[j * n_in + i]) * f64::from(x[t * n_in + i]))
+                        .sum()
+                })
+                .collect();
+            for o in 0..n_out {
+                let d: f64 = (0..rank).map(|j| f64::from(b[o * rank + j]) * h[j]).sum();
+                let want = 1.0 + 2.0 * d;
+                assert!(
+                    (f64::from(out[t * n_out + o]) - want).abs() < 1e-5,
+                    "{t},{o}"
+                );
+            }
+        }
+    }
+}

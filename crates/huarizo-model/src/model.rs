@@ -177,7 +177,7 @@ impl Model {
         let Some(adapter) = &self.lora else { return };
         if let Some((_, t)) = adapter.find(il, target) {
             let n = x.len() / t.n_in;
-            huarizo_kernels::train_ops::lora_forward(
+            huarizo_kernels::ops::lora_update_ggml(
                 x,
                 &t.a,
                 &t.b,
