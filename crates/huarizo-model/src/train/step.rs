@@ -1,11 +1,12 @@
 //! The training forward and backward pass of the decoder in f32: loss of a batch of
-//! sequences and its gradient with respect to a LoRA adapter. The base weights stay in
-//! their file type; each product dequantizes a tile of rows at a time
+//! sequences and its gradient with respect to a LoRA adapter or to every weight. Frozen
+//! weights stay in their file type; each product dequantizes a chunk of rows at a time
 //! ([`huarizo_kernels::gemm`]), so gradients flow through the dequantized weights.
 //!
-//! Memory is bounded by activation checkpointing: the forward pass keeps only each
-//! block's input `(T, E)`; the backward pass recomputes one block's activations at a
-//! time. Logits are formed for the labelled rows only, a chunk of rows at a time.
+//! Memory: every block's activations are kept while they fit the budget
+//! (`HUARIZO_TRAIN_MEMORY_MB`); past it, activation checkpointing keeps only each block's
+//! input `(T, E)` and the backward pass recomputes one block's activations at a time.
+//! Logits are formed for the labelled rows only, a chunk of rows at a time.
 
 use super::lora::{mix64, LoraAdapter, LoraGrads, LoraTarget};
 use super::params::{FullGrads, FullParams, Mat, Vect, Weights};
