@@ -667,7 +667,15 @@ fn lora_update_body(
     out: &mut [f32],
     isa: GgmlIsa,
 ) {
-    let mut h = vec![0f32; rank];
+    // A·x of one row: on the stack for the usual ranks (no allocation per token).
+    let mut stack = [0f32; 64];
+    let mut heap = Vec::new();
+    let h: &mut [f32] = if rank <= stack.len() {
+        &mut stack[..rank]
+    } else {
+        heap.resize(rank, 0.0);
+        &mut heap
+    };
     for (xr, or) in x
         .chunks_exact(n_in)
         .zip(out.chunks_exact_mut(n_out))
@@ -677,7 +685,7 @@ fn lora_update_body(
             *hj = dot_ggml_f32(aj, xr, isa);
         }
         for (o, bo) in or.iter_mut().zip(b.chunks_exact(rank)) {
-            *o += dot_ggml_f32(bo, &h, isa) * scale;
+            *o += dot_ggml_f32(bo, h, isa) * scale;
         }
     }
 }

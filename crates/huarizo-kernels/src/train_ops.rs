@@ -3,7 +3,7 @@
 //! the cross-entropy of a logits row. They follow PyTorch's formulas (not ggml's lookup
 //! tables and rounding), because training is checked against autograd.
 
-use crate::gemm::{gemm, gemm_strided, Strided};
+use crate::gemm::{gemm_strided, Strided};
 use crate::pool::ThreadPool;
 
 /// `y = x / sqrt(mean(x²) + eps) ⊙ w` for one row; returns the factor `r = 1/sqrt(…)`,
@@ -351,24 +351,6 @@ pub fn attention_backward(
             }
         }
     });
-}
-
-/// `y (n, n_out) = x (n, n_in) · Aᵀ` then `out += scale · y · Bᵀ`: a LoRA adapter's
-/// contribution; returns y (n×r), which the backward pass needs.
-pub fn lora_forward(
-    x: &[f32],
-    a: &[f32],
-    b: &[f32],
-    (n, n_in, rank, n_out): (usize, usize, usize, usize),
-    scale: f32,
-    out: &mut [f32],
-) -> Vec<f32> {
-    let mut y = vec![0.0; n * rank];
-    gemm((n, n_in, rank), x, false, a, true, 0.0, &mut y);
-    let mut yb = vec![0.0; n * n_out];
-    gemm((n, rank, n_out), &y, false, b, true, 0.0, &mut yb);
-    out.iter_mut().zip(&yb).for_each(|(o, v)| *o += scale * v);
-    y
 }
 
 #[cfg(test)]

@@ -25,6 +25,28 @@ fn adapter_value(layer: usize, target: usize, which: usize, n: usize) -> Vec<f32
         .collect()
 }
 
+/// The batch of a reference case: (tokens, labels) per sequence.
+fn sequences(meta: &Value) -> Vec<(Vec<u32>, Vec<i32>)> {
+    let ints = |s: &Value, k: &str| -> Vec<i64> {
+        s[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    meta["sequences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                ints(s, "tokens").into_iter().map(|t| t as u32).collect(),
+                ints(s, "labels").into_iter().map(|t| t as i32).collect(),
+            )
+        })
+        .collect()
+}
+
 fn relative_error(got: &[f32], want: &[f32]) -> f64 {
     let diff: f64 = got
         .iter()
@@ -79,24 +101,7 @@ fn check_case(case: &str, model: &Model) -> (f64, f64, f64) {
         },
         tensors,
     };
-    let seqs: Vec<(Vec<u32>, Vec<i32>)> = meta["sequences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let ints = |k: &str| -> Vec<i64> {
-                s[k].as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_i64().unwrap())
-                    .collect()
-            };
-            (
-                ints("tokens").into_iter().map(|t| t as u32).collect(),
-                ints("labels").into_iter().map(|t| t as i32).collect(),
-            )
-        })
-        .collect();
+    let seqs = sequences(&meta);
     let batch: Vec<TrainSeq<'_>> = seqs
         .iter()
         .map(|(t, l)| TrainSeq {
@@ -195,24 +200,7 @@ fn tiny_models_gradients_of_every_weight_equal_pytorch_autograd() {
         let meta: Value =
             serde_json::from_slice(&std::fs::read(dir.join(format!("{full}.json"))).unwrap())
                 .unwrap();
-        let seqs: Vec<(Vec<u32>, Vec<i32>)> = meta["sequences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let ints = |k: &str| -> Vec<i64> {
-                    s[k].as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_i64().unwrap())
-                        .collect()
-                };
-                (
-                    ints("tokens").into_iter().map(|t| t as u32).collect(),
-                    ints("labels").into_iter().map(|t| t as i32).collect(),
-                )
-            })
-            .collect();
+        let seqs = sequences(&meta);
         let batch: Vec<TrainSeq<'_>> = seqs
             .iter()
             .map(|(t, l)| TrainSeq {

@@ -9,7 +9,7 @@
 //! generates (the prompt is tokenized alone, the answer's tokens follow it).
 
 use crate::rng::SplitMix64;
-use huarizo_engine::{ChatMessage, ChatTemplate, Tokenizer};
+use huarizo_engine::{ChatMessage, ChatTemplate, Tokenizer, TrainSeq};
 use std::path::Path;
 
 /// One training sequence.
@@ -517,6 +517,17 @@ pub fn split_holdout(
         }
     }
     Ok((train, eval))
+}
+
+/// The engine's view of a batch: each example as a [`TrainSeq`].
+pub fn train_seqs(batch: &[Example]) -> Vec<TrainSeq<'_>> {
+    batch
+        .iter()
+        .map(|e| TrainSeq {
+            tokens: &e.tokens,
+            labels: &e.labels,
+        })
+        .collect()
 }
 
 #[cfg(test)]

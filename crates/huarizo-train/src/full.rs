@@ -1,10 +1,10 @@
 //! Every weight of an engine's model as a [`TrainModel`]: continued pretraining of all
 //! weights and training from scratch.
 
-use crate::data::Example;
+use crate::data::{train_seqs, Example};
 use crate::trainer::TrainModel;
 use anyhow::Result;
-use huarizo_engine::{Engine, FullGrads, FullParams, TrainSeq};
+use huarizo_engine::{Engine, FullGrads, FullParams};
 
 /// All of a model's weights being trained, in f32.
 pub struct FullModel<'e> {
@@ -27,16 +27,6 @@ impl<'e> FullModel<'e> {
     }
 }
 
-fn seqs(batch: &[Example]) -> Vec<TrainSeq<'_>> {
-    batch
-        .iter()
-        .map(|e| TrainSeq {
-            tokens: &e.tokens,
-            labels: &e.labels,
-        })
-        .collect()
-}
-
 impl TrainModel for FullModel<'_> {
     fn n_tensors(&self) -> usize {
         self.params.tensors.len()
@@ -57,12 +47,12 @@ impl TrainModel for FullModel<'_> {
     fn accumulate_grads(&mut self, batch: &[Example], _seed: u64) -> Result<(f64, usize)> {
         let loss = self
             .engine
-            .full_backward(&self.params, &seqs(batch), &mut self.grads)?;
+            .full_backward(&self.params, &train_seqs(batch), &mut self.grads)?;
         Ok((loss.loss_sum, loss.n_labels))
     }
 
     fn eval_loss(&mut self, batch: &[Example]) -> Result<(f64, usize)> {
-        let loss = self.engine.full_loss(&self.params, &seqs(batch))?;
+        let loss = self.engine.full_loss(&self.params, &train_seqs(batch))?;
         Ok((loss.loss_sum, loss.n_labels))
     }
 }

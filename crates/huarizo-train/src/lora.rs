@@ -2,10 +2,10 @@
 //! run leaves: `adapter.gguf` (llama.cpp's `--lora`), `adapter_config.json` and
 //! `adapter_model.safetensors` (PEFT).
 
-use crate::data::Example;
+use crate::data::{train_seqs, Example};
 use crate::trainer::TrainModel;
 use anyhow::Result;
-use huarizo_engine::{write_gguf_lora, write_peft, Engine, LoraAdapter, LoraGrads, TrainSeq};
+use huarizo_engine::{write_gguf_lora, write_peft, Engine, LoraAdapter, LoraGrads};
 use std::path::Path;
 
 /// An adapter being trained on `engine`'s model.
@@ -26,16 +26,6 @@ impl<'e> LoraModel<'e> {
             grads,
         }
     }
-}
-
-fn seqs(batch: &[Example]) -> Vec<TrainSeq<'_>> {
-    batch
-        .iter()
-        .map(|e| TrainSeq {
-            tokens: &e.tokens,
-            labels: &e.labels,
-        })
-        .collect()
 }
 
 impl TrainModel for LoraModel<'_> {
@@ -67,14 +57,16 @@ impl TrainModel for LoraModel<'_> {
     }
 
     fn accumulate_grads(&mut self, batch: &[Example], seed: u64) -> Result<(f64, usize)> {
-        let loss = self
-            .engine
-            .lora_backward(&self.adapter, &seqs(batch), &mut self.grads, seed)?;
+        let loss =
+            self.engine
+                .lora_backward(&self.adapter, &train_seqs(batch), &mut self.grads, seed)?;
         Ok((loss.loss_sum, loss.n_labels))
     }
 
     fn eval_loss(&mut self, batch: &[Example]) -> Result<(f64, usize)> {
-        let loss = self.engine.train_loss(Some(&self.adapter), &seqs(batch))?;
+        let loss = self
+            .engine
+            .train_loss(Some(&self.adapter), &train_seqs(batch))?;
         Ok((loss.loss_sum, loss.n_labels))
     }
 }

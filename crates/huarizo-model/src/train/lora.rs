@@ -283,7 +283,7 @@ pub fn hf_row_order(c: &Config, target: LoraTarget, values: &[f32], to_hf: bool)
     if c.arch != crate::Arch::Llama || heads == 0 {
         return values.to_vec();
     }
-    let (n_out, _) = (target.shape(c).1, ());
+    let n_out = target.shape(c).1;
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let permuted = if to_hf {
         crate::hf::load::unpermute_rows(&bytes, n_out, heads)

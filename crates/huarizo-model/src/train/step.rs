@@ -116,12 +116,7 @@ impl Model {
             labels: &labels,
         }];
         let pass = Pass::new(self, Weights::of_model(self), pool, adapter, &seqs, None)?;
-        let mut x = pass.embed(&seqs);
-        let mut acts = Acts::default();
-        for il in 0..self.layers.len() {
-            pass.layer_forward(il, &x, &mut acts);
-            std::mem::swap(&mut x, &mut acts.x_out);
-        }
+        let x = pass.forward_blocks(&seqs);
         let (mut hn, mut r) = (Vec::new(), Vec::new());
         pass.norm_rows(&x, pass.w.output_norm.v, &mut hn, &mut r);
         let mut logits = vec![0.0; tokens.len() * self.config.n_vocab];
@@ -183,14 +178,19 @@ impl Sink<'_> {
 }
 
 impl Pass<'_> {
-    fn loss_only(&self, seqs: &[TrainSeq<'_>]) -> BatchLoss {
+    /// The last block's output `(T, E)`, keeping no activations.
+    fn forward_blocks(&self, seqs: &[TrainSeq<'_>]) -> Vec<f32> {
         let mut x = self.embed(seqs);
         let mut acts = Acts::default();
         for il in 0..self.w.layers.len() {
             self.layer_forward(il, &x, &mut acts);
             std::mem::swap(&mut x, &mut acts.x_out);
         }
-        self.head(&x, None)
+        x
+    }
+
+    fn loss_only(&self, seqs: &[TrainSeq<'_>]) -> BatchLoss {
+        self.head(&self.forward_blocks(seqs), None)
     }
 
     /// The loss and its gradients into `sink`.
