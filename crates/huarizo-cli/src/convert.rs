@@ -83,10 +83,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             let summary = requantize_file(
                 &file,
                 &args.output,
-                &RequantizeOptions {
-                    target,
-                    n_threads: args.threads,
-                },
+                &RequantizeOptions::single_type(target, args.threads)?,
                 |_| {},
             )?;
             println!(

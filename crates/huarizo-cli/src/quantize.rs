@@ -1,39 +1,67 @@
-//! `huarizo quantize`: rewrite a model with its weight matrices in another type, as
-//! `llama-quantize --allow-requantize --pure INPUT OUTPUT TYPE` does.
+//! `huarizo quantize`: rewrite a model with its weight matrices quantized as
+//! `llama-quantize --allow-requantize [--pure] [--imatrix FILE] INPUT OUTPUT TYPE` does.
 
-use anyhow::{anyhow, Result};
-use huarizo_engine::requantize::{
-    parse_target, requantize, Action, RequantizeOptions, TensorReport,
-};
+use anyhow::{anyhow, bail, Result};
+use huarizo_engine::requantize::{requantize, Action, FileType, RequantizeOptions, TensorReport};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `huarizo quantize`.
 #[derive(clap::Args, Debug)]
 pub struct QuantizeArgs {
-    /// The model to requantize: a GGUF path, `hf:owner/repo[:file]`, or an alias.
+    /// The model to quantize: a GGUF path, `hf:owner/repo[:file]`, or an alias.
     pub input: String,
     /// The GGUF file to write (replaced atomically; it may be the input).
     pub output: PathBuf,
-    /// Type for the weight matrices, case-insensitive: f32, f16, bf16, q4_0, q4_1, q5_0,
-    /// q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k. Norms and biases stay as they are.
+    /// The file type, case-insensitive, llama-quantize's names: q4_0, q4_1, q5_0, q5_1,
+    /// q8_0, q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k,
+    /// f16, bf16, f32 (q3_k, q4_k, q5_k mean the _m mixes). Also as `--type`.
     #[arg(value_name = "TYPE")]
-    pub ty: String,
+    pub ty: Option<String>,
+    /// The file type (as the positional TYPE).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub type_flag: Option<String>,
+    /// Every weight matrix in the type's base type, without llama.cpp's mix of more bits
+    /// for the output, `attn_v` and `ffn_down`.
+    #[arg(long)]
+    pub pure: bool,
+    /// An importance matrix (`huarizo imatrix` or llama-imatrix, GGUF or legacy `.dat`):
+    /// the quantization error is weighted by each column's importance.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// Threads to quantize with (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
 }
 
+impl QuantizeArgs {
+    /// The file type asked for, positional or `--type` (exactly one).
+    fn file_type(&self) -> Result<FileType> {
+        let name = match (&self.ty, &self.type_flag) {
+            (Some(_), Some(_)) => bail!("give the type once: as TYPE or as --type, not both"),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => bail!("no quantization type given (e.g. `--type q4_k_m`)"),
+        };
+        FileType::parse(name).map_err(|e| anyhow!(e))
+    }
+}
+
 /// `huarizo quantize`.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
-    let target = parse_target(&args.ty).map_err(|e| anyhow!(e))?;
+    let ftype = args.file_type()?;
     let input = huarizo_hub::resolve(&args.input, &huarizo_hub::ResolveOptions::default())?;
+    let importance = match &args.imatrix {
+        Some(path) => bail!("TEMP {}", path.display()),
+        None => None,
+    };
     let start = Instant::now();
     let summary = requantize(
         &input,
         &args.output,
         &RequantizeOptions {
-            target,
+            ftype,
+            pure: args.pure,
+            importance,
             n_threads: args.threads,
         },
         print_progress,
@@ -43,10 +71,11 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         n => format!(", {n} fell back to another type (marked above)"),
     };
     println!(
-        "{}: {} tensors, {} requantized to {target}{fallbacks}; {} → {} in {:.1} s",
+        "{}: {} tensors, {} quantized as {ftype}{}{fallbacks}; {} → {} in {:.1} s",
         args.output.display(),
         summary.tensors,
-        summary.requantized,
+        summary.requantized + summary.fallbacks.len(),
+        if args.pure { " (pure)" } else { "" },
         mib(summary.input_bytes),
         mib(summary.output_bytes),
         start.elapsed().as_secs_f64()
@@ -59,11 +88,12 @@ fn print_progress(r: &TensorReport) {
     let width = r.count.to_string().len();
     let shape: Vec<String> = r.shape.iter().map(u64::to_string).collect();
     let what = match r.action {
-        Action::Requantized => format!("{} → {}", r.from, r.to),
+        Action::Requantized => format!("{} → {}{}", r.from, r.to, weighted(r)),
         Action::Fallback => format!(
-            "{} → {} (fallback: rows of {} are not whole blocks of the target)",
+            "{} → {}{} (fallback: rows of {} are not whole blocks of the mix's type)",
             r.from,
             r.to,
+            weighted(r),
             r.shape.first().copied().unwrap_or(1)
         ),
         Action::AlreadyTarget => format!("{} (already the target, copied)", r.to),
@@ -76,6 +106,15 @@ fn print_progress(r: &TensorReport) {
         r.name,
         shape.join("×"),
     );
+}
+
+/// `" (imatrix)"` when importance weights guided the tensor's quantization.
+fn weighted(r: &TensorReport) -> &'static str {
+    if r.importance {
+        " (imatrix)"
+    } else {
+        ""
+    }
 }
 
 /// `bytes` as `"93.8 MiB"`.
@@ -106,7 +145,7 @@ pub struct ExportArgs {
 
 /// `huarizo export`: the base model with a LoRA adapter merged into its weights.
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let target = parse_target(&args.ty).map_err(|e| anyhow!(e))?;
+    let ftype = FileType::parse(&args.ty).map_err(|e| anyhow!(e))?;
     let input = huarizo_hub::resolve(&args.model, &huarizo_hub::ResolveOptions::default())?;
     let file = huarizo_engine::open_model_file(&input)?;
     let config = huarizo_engine::Config::from_gguf(&file)
@@ -117,14 +156,16 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         &file,
         &args.output,
         &RequantizeOptions {
-            target,
+            ftype,
+            pure: false,
+            importance: None,
             n_threads: args.threads,
         },
         &adapter,
         print_progress,
     )?;
     println!(
-        "{}: {} tensors, {} adapted by {} merged, weights as {target}; {} in {:.1} s",
+        "{}: {} tensors, {} adapted by {} merged, weights as {ftype}; {} in {:.1} s",
         args.output.display(),
         summary.tensors,
         adapter.tensors.len(),

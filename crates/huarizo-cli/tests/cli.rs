@@ -211,9 +211,13 @@ fn quantize_refuses_a_missing_input_a_bad_type_and_an_unwritable_output() {
         ),
         (
             &["quantize", &model, out, "q9_0"],
-            "unknown quantization type `q9_0`; supported: f32, f16, bf16, q4_0",
+            "unknown quantization type `q9_0`; supported: Q4_0, Q4_1",
         ),
-        (&["quantize", &model, out, "Q4_K_M"], "use `q4_k`"),
+        (
+            &["quantize", &model, out, "--type", "Q2_K_S"],
+            "Q2_K_S needs an importance matrix (--imatrix) for its Q2_K tensors, and there \
+             is none for `blk.10.ffn_down.weight`",
+        ),
         (
             &["quantize", &model, unwritable.to_str().unwrap(), "Q8_0"],
             "no-such-folder/out.gguf: creating a temporary file",

@@ -314,6 +314,16 @@ impl Engine {
         FullParams::from_model(&self.model).map_err(|e| self.model_error(e))
     }
 
+    /// Logits `(T, V)` of every position of `tokens` computed in f32 throughout (the
+    /// training forward pass: weights dequantized, attention and K/V in f32, no f16 or
+    /// 8-bit rounding of activations), with the engine's LoRA adapter if one is set. This
+    /// is the arithmetic of PyTorch/transformers in float32, not llama.cpp's.
+    pub fn logits_f32(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.model
+            .train_logits(&self.pool, self.model.lora(), tokens)
+            .map_err(|e| self.model_error(e))
+    }
+
     /// Summed cross-entropy of `seqs` with the weights `params` (no gradients).
     pub fn full_loss(
         &self,

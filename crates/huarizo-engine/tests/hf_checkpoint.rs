@@ -67,10 +67,7 @@ fn export(gguf: &Path, dir: &Path, shard_bytes: u64) {
 
 fn to_gguf_f32(model: &Path, out: &Path) {
     let file = open_model_file(model).unwrap();
-    let opts = RequantizeOptions {
-        target: GgmlType::F32,
-        n_threads: 2,
-    };
+    let opts = RequantizeOptions::single_type(GgmlType::F32, 2).unwrap();
     requantize_file(&file, out, &opts, |_| {}).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -79,8 +76,8 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The largest |huarizo − transformers| over the reference's stored entries, and the
-/// largest reference |logit| (for scale).
+/// The largest |huarizo (f32) − transformers| over the reference's stored entries, and
+/// the largest reference |logit| (for scale).
 fn against_reference(engine: &Engine, prompts: &[serde_json::Value]) -> (f32, f32) {
     let n_vocab = engine.config().n_vocab;
     let (mut worst, mut scale) = (0.0f32, 0.0f32);
@@ -97,7 +94,7 @@ fn against_reference(engine: &Engine, prompts: &[serde_json::Value]) -> (f32, f3
             ids,
             "the folder's tokenizer encodes {text:?} as the GGUF's does"
         );
-        let ours = logits(engine, &ids);
+        let ours = engine.logits_f32(&ids).unwrap_or_else(|e| panic!("{e}"));
         for (t, pos) in p["positions"].as_array().unwrap().iter().enumerate() {
             let row = &ours[t * n_vocab..(t + 1) * n_vocab];
             let idx = pos["ids"].as_array().unwrap();
@@ -112,19 +109,11 @@ fn against_reference(engine: &Engine, prompts: &[serde_json::Value]) -> (f32, f3
     (worst, scale)
 }
 
-/// Max |huarizo − transformers| allowed per model, over the reference's stored entries.
-/// The bar is 1e-3 and is NOT met: transformers' own f32-vs-f64 difference is
-/// below 1e-4, but huarizo's attention rounds q, K, V and the probabilities to f16 (as
-/// llama.cpp's CPU path does), which alone explains most of Qwen's difference, and the
-/// rest (SmolLM2, Gemma 3) grows with position and is not yet traced. These bounds are
-/// about twice the measured figures (printed by the test), so a regression still fails.
-fn bound(model: &str) -> f32 {
-    match model {
-        "smollm2" => 0.03,
-        "gemma3" => 0.04,
-        _ => 0.15,
-    }
-}
+/// Max |huarizo − transformers| allowed, over the reference's stored entries: the issue's
+/// bar. huarizo computes these logits in f32 throughout ([`Engine::logits_f32`]); its
+/// llama.cpp-order path rounds q, K, V and attention probabilities to f16 and activations
+/// to 8 bits, as llama.cpp does, and differs from transformers by up to 0.08.
+const BOUND: f32 = 1e-3;
 
 #[test]
 fn exports_match_transformers_and_round_trip() {
@@ -141,7 +130,7 @@ fn exports_match_transformers_and_round_trip() {
         eprintln!(
             "{name}: max |huarizo - transformers| = {worst:.3e} (largest |logit| {scale:.1})"
         );
-        assert!(worst <= bound(name), "{name}: {worst} > {}", bound(name));
+        assert!(worst <= BOUND, "{name}: {worst} > {BOUND}");
 
         // Self round trip: the folder against its GGUF with weights widened to F32.
         let ids: Vec<u32> = prompts[1]["ids"]

@@ -67,10 +67,7 @@ fn requantized(input: &Path, dir: &Path, target: GgmlType, tokens: &[u32]) -> Re
     let summary = requantize(
         input,
         &output,
-        &RequantizeOptions {
-            target,
-            n_threads: 2,
-        },
+        &RequantizeOptions::single_type(target, 2).unwrap(),
         |r| reports.push(r.clone()),
     )
     .unwrap_or_else(|e| panic!("{e}"));

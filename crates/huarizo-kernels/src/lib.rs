@@ -26,6 +26,7 @@ pub mod pool;
 pub mod reference;
 pub mod repacked;
 pub mod train_ops;
+pub mod weight_quant;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -238,10 +239,20 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) {
 }
 
 /// Quantizes one row with the reference (weight) quantizer of `t`: ggml's
-/// `quantize_row_*_ref` for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 and Q8_K; a min/max fit
-/// with ggml's scale packing for Q2_K…Q6_K (realistic blocks, not ggml's exact search).
-/// Float types are stored as in [`quantize_row`].
+/// `quantize_row_*_ref` (for Q2_K…Q6_K with its error search, [`weight_quant`]). Float
+/// types are stored as in [`quantize_row`].
 pub fn quantize_row_ref(t: GgmlType, src: &[f32], dst: &mut [u8]) {
+    quantize_row_weights(t, src, dst, None);
+}
+
+/// Quantizes one row of a weight matrix as llama.cpp's quantizer does: with `importance`
+/// (one non-negative weight per value of the row, from an importance matrix) the fits
+/// minimise the importance-weighted error (ggml's `quantize_row_*_impl`); without it, or
+/// for Q8_0/Q8_1/Q8_K and the float types, which ignore it, ggml's reference quantizers.
+pub fn quantize_row_weights(t: GgmlType, src: &[f32], dst: &mut [u8], importance: Option<&[f32]>) {
+    if let Some(qw) = importance {
+        assert_eq!(qw.len(), src.len(), "one importance weight per value");
+    }
     let nb = row_len(t, src.len());
     assert!(
         dst.len() >= nb,
@@ -254,21 +265,27 @@ pub fn quantize_row_ref(t: GgmlType, src: &[f32], dst: &mut [u8]) {
         return;
     }
     use reference as r;
+    use weight_quant as w;
     use GgmlType::*;
-    match t {
-        Q4_0 => r::quantize_q4_0_ref(src, as_blocks_mut(dst)),
-        Q4_1 => r::quantize_q4_1_ref(src, as_blocks_mut(dst)),
-        Q5_0 => r::quantize_q5_0_ref(src, as_blocks_mut(dst)),
-        Q5_1 => r::quantize_q5_1_ref(src, as_blocks_mut(dst)),
-        Q8_0 => r::quantize_q8_0_ref(src, as_blocks_mut(dst)),
-        Q8_1 => r::quantize_q8_1_ref(src, as_blocks_mut(dst)),
-        Q2_K => r::quantize_q2_k_ref(src, as_blocks_mut(dst)),
-        Q3_K => r::quantize_q3_k_ref(src, as_blocks_mut(dst)),
-        Q4_K => r::quantize_q4_k_ref(src, as_blocks_mut(dst)),
-        Q5_K => r::quantize_q5_k_ref(src, as_blocks_mut(dst)),
-        Q6_K => r::quantize_q6_k_ref(src, as_blocks_mut(dst)),
-        Q8_K => r::quantize_q8_k(src, as_blocks_mut(dst)),
-        F32 | F16 | BF16 => unreachable!("stored by store_float"),
+    let qw = importance;
+    match (t, qw) {
+        (Q4_0, Some(qw)) => w::quantize_q4_0_imatrix(src, as_blocks_mut(dst), qw),
+        (Q4_1, Some(qw)) => w::quantize_q4_1_imatrix(src, as_blocks_mut(dst), qw),
+        (Q5_0, Some(qw)) => w::quantize_q5_0_imatrix(src, as_blocks_mut(dst), qw),
+        (Q5_1, Some(qw)) => w::quantize_q5_1_imatrix(src, as_blocks_mut(dst), qw),
+        (Q4_0, None) => r::quantize_q4_0_ref(src, as_blocks_mut(dst)),
+        (Q4_1, None) => r::quantize_q4_1_ref(src, as_blocks_mut(dst)),
+        (Q5_0, None) => r::quantize_q5_0_ref(src, as_blocks_mut(dst)),
+        (Q5_1, None) => r::quantize_q5_1_ref(src, as_blocks_mut(dst)),
+        (Q8_0, _) => r::quantize_q8_0_ref(src, as_blocks_mut(dst)),
+        (Q8_1, _) => r::quantize_q8_1_ref(src, as_blocks_mut(dst)),
+        (Q2_K, qw) => w::quantize_q2_k(src, as_blocks_mut(dst), qw),
+        (Q3_K, qw) => w::quantize_q3_k(src, as_blocks_mut(dst), qw),
+        (Q4_K, qw) => w::quantize_q4_k(src, as_blocks_mut(dst), qw),
+        (Q5_K, qw) => w::quantize_q5_k(src, as_blocks_mut(dst), qw),
+        (Q6_K, qw) => w::quantize_q6_k(src, as_blocks_mut(dst), qw),
+        (Q8_K, _) => r::quantize_q8_k(src, as_blocks_mut(dst)),
+        (F32 | F16 | BF16, _) => unreachable!("stored by store_float"),
     }
 }
 

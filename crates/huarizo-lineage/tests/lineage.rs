@@ -18,10 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 
 fn requantized(src: &Path, name: &str, target: GgmlType) -> PathBuf {
     let out = scratch(name);
-    let options = RequantizeOptions {
-        target,
-        n_threads: 0,
-    };
+    let options = RequantizeOptions::single_type(target, 0).unwrap();
     requantize(src, &out, &options, |_| {}).unwrap();
     out
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod hf;
 pub mod model;
+pub mod quant_mix;
 pub mod requantize;
 pub mod state;
 pub mod train;

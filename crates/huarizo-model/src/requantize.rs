@@ -1,59 +1,60 @@
-//! Requantization: a GGUF model rewritten with its weight matrices in another ggml type,
-//! as `llama-quantize --allow-requantize --pure` does.
+//! Requantization: a GGUF model rewritten with its weight matrices in other ggml types, as
+//! `llama-quantize --allow-requantize` does.
 //!
-//! Which tensors change follows llama.cpp's `llama_model_quantize_impl`: a tensor is
-//! requantized when its name ends in `weight` and it has at least two dimensions (trailing
-//! dimensions of 1 not counted, as `ggml_n_dims`); every other tensor (norms, biases, RoPE
-//! factors) is copied unchanged. A requantized tensor is dequantized to f32 a row at a time
-//! ([`huarizo_kernels::dequantize_row`]) and quantized with the reference (weight)
-//! quantizer ([`huarizo_kernels::quantize_row_ref`]). That quantizer is ggml's for
-//! Q4_0…Q8_0 but a plain min/max fit for Q2_K…Q6_K, not ggml's error search, so K-quant
-//! files come out somewhat worse than llama-quantize's. A tensor already of the target
-//! type is copied, not requantized.
-//!
-//! A row that is not a whole number of the target's blocks falls back as llama.cpp's
-//! `llama_tensor_get_type` does: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K and Q3_K →
-//! Q4_0 (llama.cpp picks IQ4_NL, which huarizo lacks; Q4_0 has its size), and anything that
-//! still does not fit (or a 32-block target) → F16. Each fallback is reported.
+//! Which tensors change, and to what, follows llama.cpp's `llama_model_quantize_impl`: a
+//! tensor is quantized when its name ends in `weight`, it is not a norm and it has at least
+//! two dimensions (trailing 1s not counted, as `ggml_n_dims`); its type is the file type's
+//! mix ([`crate::quant_mix`]) or, with `pure`, the file type's base type, then the row
+//! fallbacks. Every other tensor (norms, biases, RoPE factors) is copied unchanged, as is
+//! a tensor already of its planned type. A quantized tensor is dequantized to f32 a row at
+//! a time ([`huarizo_kernels::dequantize_row`]) and quantized with llama.cpp's weight
+//! quantizers ([`huarizo_kernels::quantize_row_weights`]), weighted by the importance
+//! matrix's column weights when one is given and has the tensor.
 //!
 //! The output is written through [`GgufWriter::write_with`]: one tensor's quantized bytes
 //! are in memory at a time, plus a row of f32 per thread; copied tensors come straight from
 //! the input's memory map. The metadata is copied in order, with `general.file_type` set to
-//! llama.cpp's `llama_ftype` for the target and `general.quantization_version` to 2.
+//! llama.cpp's `llama_ftype` and `general.quantization_version` to 2.
 
 use std::path::{Path, PathBuf};
 
 use huarizo_formats::{GgmlType, GgufError, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
-use huarizo_kernels::{dequantize_row, quantize_row_ref};
+use huarizo_kernels::{dequantize_row, quantize_row_weights};
 
-/// The types weights can be requantized to, in llama-quantize's spelling.
-pub const TARGETS: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+pub use crate::quant_mix::FileType;
 
 /// ggml's quantization format version (`GGML_QNT_VERSION`), written as
 /// `general.quantization_version`.
 const QNT_VERSION: u32 = 2;
 
+/// Importance of each column of each weight matrix, by tensor name: the mean squared
+/// activation an importance matrix records (`huarizo imatrix`, llama-imatrix).
+pub type Importance = std::collections::HashMap<String, Vec<f32>>;
+
 /// What [`requantize`] should produce.
 #[derive(Clone, Debug)]
 pub struct RequantizeOptions {
-    /// The type for weight matrices (one of [`TARGETS`]).
-    pub target: GgmlType,
+    /// The file type: the base type of the weights and llama.cpp's mix.
+    pub ftype: FileType,
+    /// Every weight matrix in the base type, no mix (`llama-quantize --pure`).
+    pub pure: bool,
+    /// Column importance to weigh the quantization error by.
+    pub importance: Option<std::sync::Arc<Importance>>,
     /// Threads quantizing the rows of a tensor (0 = all cores).
     pub n_threads: usize,
+}
+
+impl RequantizeOptions {
+    /// Every weight matrix in type `t` (pure), without importance; an error for a type
+    /// weights are not stored in.
+    pub fn single_type(t: GgmlType, n_threads: usize) -> Result<Self, RequantizeError> {
+        Ok(RequantizeOptions {
+            ftype: FileType::for_type(t).ok_or(RequantizeError::UnsupportedTarget { target: t })?,
+            pure: true,
+            importance: None,
+            n_threads,
+        })
+    }
 }
 
 /// One tensor done, for progress output.
@@ -73,6 +74,8 @@ pub struct TensorReport {
     pub to: GgmlType,
     /// How the tensor was treated.
     pub action: Action,
+    /// Whether importance weights guided its quantization.
+    pub importance: bool,
     /// Bytes in the input.
     pub bytes_in: usize,
     /// Bytes in the output.
@@ -86,10 +89,10 @@ pub enum Action {
     Kept,
     /// Copied: already of the target type.
     AlreadyTarget,
-    /// Requantized to the target type.
+    /// Requantized to its planned type.
     Requantized,
     /// Requantized to a fallback type: its row length is not a whole number of the
-    /// target's blocks.
+    /// planned type's blocks.
     Fallback,
 }
 
@@ -98,7 +101,7 @@ pub enum Action {
 pub struct RequantizeSummary {
     /// Tensors in the file.
     pub tensors: usize,
-    /// Tensors requantized to the target.
+    /// Tensors requantized to their planned type.
     pub requantized: usize,
     /// Tensors requantized to a fallback type: `(name, type used)`.
     pub fallbacks: Vec<(String, GgmlType)>,
@@ -112,14 +115,39 @@ pub struct RequantizeSummary {
 /// tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum RequantizeError {
-    /// The target type is not one weights can be quantized to.
+    /// The target type is not one weights are stored in.
     #[error(
-        "cannot requantize to {target}: supported types are {}",
-        target_names()
+        "cannot requantize to {target}: supported file types are {}",
+        FileType::ALL.map(FileType::name).join(", ")
     )]
     UnsupportedTarget {
         /// The type asked for.
         target: GgmlType,
+    },
+    /// The file type needs an importance matrix for a tensor, and there is none for it
+    /// (llama.cpp asks one for the Q2_K tensors of a Q2_K_S file).
+    #[error(
+        "{ftype} needs an importance matrix (--imatrix) for its Q2_K tensors, and there is \
+         none for `{tensor}`"
+    )]
+    NeedsImportance {
+        /// The file type.
+        ftype: FileType,
+        /// The first tensor without importance weights.
+        tensor: String,
+    },
+    /// The importance matrix does not fit a tensor.
+    #[error(
+        "importance matrix: tensor `{tensor}` has rows of {row} values but the matrix has \
+         {got} column weights for it (was it made for another model?)"
+    )]
+    ImportanceShape {
+        /// The tensor.
+        tensor: String,
+        /// Its row length.
+        row: u64,
+        /// Weights the importance matrix holds for it.
+        got: usize,
     },
     /// The input could not be opened or is not valid GGUF (the error names the file).
     #[error(transparent)]
@@ -139,91 +167,8 @@ pub enum RequantizeError {
     Write(#[from] WriteError),
 }
 
-/// `"F32, F16, …"`: the names of [`TARGETS`].
-fn target_names() -> String {
-    TARGETS.map(GgmlType::name).join(", ")
-}
-
-/// The target type named `name` (case-insensitive, llama-quantize's names: `q8_0`, `f16`,
-/// `Q4_K`, …), or an error listing the supported names. llama-quantize's mixes (`Q4_K_M`,
-/// `Q3_K_S`, …) are refused with a hint: requantize applies one type to every weight.
-pub fn parse_target(name: &str) -> Result<GgmlType, String> {
-    let upper = name.to_ascii_uppercase();
-    if let Some(t) = TARGETS.into_iter().find(|t| t.name() == upper) {
-        return Ok(t);
-    }
-    let base = upper
-        .strip_suffix("_S")
-        .or_else(|| upper.strip_suffix("_M"))
-        .or_else(|| upper.strip_suffix("_L"));
-    if let Some(t) = base.and_then(|b| TARGETS.into_iter().find(|t| t.name() == b)) {
-        return Err(format!(
-            "quantization type `{name}` is one of llama-quantize's mixes, which huarizo does \
-             not make; use `{}` to quantize every weight matrix to {t}",
-            t.name().to_ascii_lowercase()
-        ));
-    }
-    Err(format!(
-        "unknown quantization type `{name}`; supported: {}",
-        TARGETS.map(|t| t.name().to_ascii_lowercase()).join(", ")
-    ))
-}
-
-/// llama.cpp's `llama_ftype` for a file whose weights are mostly `t` (`None` exactly for
-/// the types not in [`TARGETS`]): ALL_F32 = 0,
-/// MOSTLY_F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9, Q2_K = 10,
-/// Q3_K_S = 11, Q4_K_S = 14, Q5_K_S = 16, Q6_K = 18, BF16 = 32. The K types map to the
-/// `_S` variants, the ones that use the type for (nearly) every weight.
-pub fn file_type(t: GgmlType) -> Option<u32> {
-    use GgmlType::*;
-    Some(match t {
-        F32 => 0,
-        F16 => 1,
-        Q4_0 => 2,
-        Q4_1 => 3,
-        Q8_0 => 7,
-        Q5_0 => 8,
-        Q5_1 => 9,
-        Q2_K => 10,
-        Q3_K => 11,
-        Q4_K => 14,
-        Q5_K => 16,
-        Q6_K => 18,
-        BF16 => 32,
-        Q8_1 | Q8_K => return None,
-    })
-}
-
-/// The type a weight of row length `row` gets when the target is `target` (see the module
-/// docs for the fallbacks).
-pub fn type_for_row(target: GgmlType, row: u64) -> GgmlType {
-    let fits = |t: GgmlType| row.is_multiple_of(t.block_size() as u64);
-    if fits(target) {
-        return target;
-    }
-    let next = match target {
-        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
-        GgmlType::Q4_K => GgmlType::Q5_0,
-        GgmlType::Q5_K => GgmlType::Q5_1,
-        GgmlType::Q6_K => GgmlType::Q8_0,
-        _ => GgmlType::F16,
-    };
-    if fits(next) {
-        next
-    } else {
-        GgmlType::F16
-    }
-}
-
-/// Whether llama.cpp would quantize `t`: a `…weight` with two or more dimensions, not
-/// counting trailing dimensions of 1.
-fn is_weight_matrix(t: &TensorInfo) -> bool {
-    let n_dims = t.shape.len() - t.shape.iter().rev().take_while(|&&d| d == 1).count();
-    t.name.ends_with("weight") && n_dims >= 2
-}
-
 /// Rewrites the GGUF model at `input` to `output` (atomically; `output` may be `input`)
-/// with every weight matrix in `options.target`, calling `progress` after each tensor.
+/// with its weight matrices quantized as `options` asks, calling `progress` after each tensor.
 pub fn requantize(
     input: &Path,
     output: &Path,
@@ -278,36 +223,56 @@ fn requantize_with(
     mut progress: impl FnMut(&TensorReport),
 ) -> Result<RequantizeSummary, RequantizeError> {
     let input = file.path();
-    let target = options.target;
-    let ftype = file_type(target).ok_or(RequantizeError::UnsupportedTarget { target })?;
     let n_threads = match options.n_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let importance = options.importance.as_deref();
 
     let mut w = GgufWriter::from_file(file);
     w.metadata("general.quantization_version", Value::U32(QNT_VERSION));
-    w.metadata("general.file_type", Value::U32(ftype));
+    w.metadata("general.file_type", Value::U32(options.ftype.id()));
     let count = file.tensors().len();
+    let planned = crate::quant_mix::plan(file, options.ftype, options.pure, importance.is_some());
     let mut plan = Vec::with_capacity(count);
-    for t in file.tensors() {
+    for (t, p) in file.tensors().iter().zip(planned) {
         let at_fault = |source| RequantizeError::Tensor {
             input: input.to_owned(),
             tensor: t.name.clone(),
             source: Box::new(source),
         };
-        let (to, action) = if !is_weight_matrix(t) {
-            (t.ggml_type, Action::Kept)
+        let to = p.ty;
+        let action = if !p.quantized {
+            Action::Kept
+        } else if to == t.ggml_type && lora_for(lora, &t.name).is_none() {
+            Action::AlreadyTarget
+        } else if p.fallback_from.is_some() {
+            Action::Fallback
         } else {
-            let to = type_for_row(target, t.shape[0]);
-            if to == t.ggml_type && lora_for(lora, &t.name).is_none() {
-                (to, Action::AlreadyTarget)
-            } else if to == target {
-                (to, Action::Requantized)
-            } else {
-                (to, Action::Fallback)
-            }
+            Action::Requantized
         };
+        let weights = match (action, importance.and_then(|m| m.get(&t.name))) {
+            (Action::Requantized | Action::Fallback, Some(v)) => {
+                if v.len() as u64 != t.shape[0] {
+                    return Err(RequantizeError::ImportanceShape {
+                        tensor: t.name.clone(),
+                        row: t.shape[0],
+                        got: v.len(),
+                    });
+                }
+                Some(v.as_slice())
+            }
+            _ => None,
+        };
+        let needs_importance = options.ftype == FileType::Q2_K_S
+            && to == GgmlType::Q2_K
+            && !matches!(t.name.as_str(), "token_embd.weight" | "output.weight");
+        if needs_importance && weights.is_none() && action != Action::AlreadyTarget {
+            return Err(RequantizeError::NeedsImportance {
+                ftype: options.ftype,
+                tensor: t.name.clone(),
+            });
+        }
         match action {
             Action::Kept | Action::AlreadyTarget => {
                 w.tensor(t.name.clone(), t.shape.clone(), to, file.tensor_data(t))
@@ -317,7 +282,7 @@ fn requantize_with(
             }
         }
         .map_err(at_fault)?;
-        plan.push((to, action));
+        plan.push((to, action, weights));
     }
 
     let mut summary = RequantizeSummary {
@@ -338,7 +303,7 @@ fn requantize_with(
     let mut next = 0;
     let mut report = |upto: usize, summary: &mut RequantizeSummary| {
         while next < upto {
-            let (t, (to, action)) = (&file.tensors()[next], plan[next]);
+            let (t, (to, action, weights)) = (&file.tensors()[next], plan[next]);
             match action {
                 Action::Requantized => summary.requantized += 1,
                 Action::Fallback => summary.fallbacks.push((t.name.clone(), to)),
@@ -352,6 +317,7 @@ fn requantize_with(
                 from: t.ggml_type,
                 to,
                 action,
+                importance: weights.is_some(),
                 bytes_in: t.n_bytes,
                 bytes_out: to
                     .row_bytes(t.shape.first().copied().unwrap_or(1) as usize)
@@ -367,7 +333,7 @@ fn requantize_with(
         report(i, &mut summary);
         let t = &file.tensors()[i];
         let delta = lora_for(lora, &t.name).map(|d| (d, lora.map_or(0.0, |l| l.scale())));
-        convert(file, t, info.ggml_type, n_threads, delta, buf);
+        convert(file, t, info.ggml_type, n_threads, delta, plan[i].2, buf);
         report(i + 1, &mut summary);
         Ok::<_, RequantizeError>(())
     })?;
@@ -382,13 +348,14 @@ fn rows(t: &TensorInfo) -> usize {
 
 /// Appends tensor `t` of `file` converted to type `to` to `buf`, rows split over
 /// `n_threads` threads, with `scale·B·A` of an adapter added to each row when `delta` is
-/// given. The shape was validated for both types, so every length fits.
+/// given and the error weighted by `importance` (one weight per column) when given. The shape was validated for both types, so every length fits.
 fn convert(
     file: &GgufFile,
     t: &TensorInfo,
     to: GgmlType,
     n_threads: usize,
     delta: Option<(&crate::train::LoraTensor, f32)>,
+    importance: Option<&[f32]>,
     buf: &mut Vec<u8>,
 ) {
     let width = t.shape.first().copied().unwrap_or(1) as usize;
@@ -421,7 +388,7 @@ fn convert(
                     row.iter_mut().zip(a).for_each(|(w, a)| *w += b * a);
                 }
             }
-            quantize_row_ref(to, &row, d);
+            quantize_row_weights(to, &row, d, importance);
         }
     };
     if n_threads <= 1 || n_rows < 2 {
@@ -437,58 +404,4 @@ fn convert(
             scope.spawn(move || work(s, d, i * per_thread));
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse_case_insensitively() {
-        assert_eq!(parse_target("q8_0"), Ok(GgmlType::Q8_0));
-        assert_eq!(parse_target("F16"), Ok(GgmlType::F16));
-        assert_eq!(parse_target("bf16"), Ok(GgmlType::BF16));
-        assert_eq!(parse_target("Q4_k"), Ok(GgmlType::Q4_K));
-        let mix = parse_target("Q4_K_M").unwrap_err();
-        assert!(mix.contains("mixes") && mix.contains("`q4_k`"), "{mix}");
-        let bad = parse_target("q9").unwrap_err();
-        assert!(
-            bad.contains("unknown quantization type `q9`") && bad.contains("q8_0"),
-            "{bad}"
-        );
-        assert!(parse_target("q8_1").is_err() && parse_target("q8_k").is_err());
-        for t in TARGETS {
-            assert!(file_type(t).is_some(), "{t}");
-        }
-    }
-
-    #[test]
-    fn fallbacks_follow_llama_cpp() {
-        use GgmlType::*;
-        assert_eq!(type_for_row(Q8_0, 576), Q8_0);
-        assert_eq!(type_for_row(Q8_0, 100), F16);
-        assert_eq!(type_for_row(Q4_K, 576), Q5_0);
-        assert_eq!(type_for_row(Q5_K, 576), Q5_1);
-        assert_eq!(type_for_row(Q6_K, 576), Q8_0);
-        assert_eq!(type_for_row(Q3_K, 576), Q4_0);
-        assert_eq!(type_for_row(Q4_K, 1536), Q4_K);
-        assert_eq!(type_for_row(Q4_K, 100), F16);
-        assert_eq!(type_for_row(F16, 3), F16);
-    }
-
-    #[test]
-    fn weight_matrices_are_two_dimensional_weights() {
-        let t = |name: &str, shape: &[u64]| TensorInfo {
-            name: name.into(),
-            shape: shape.to_vec(),
-            ggml_type: GgmlType::F32,
-            offset: 0,
-            n_bytes: 0,
-        };
-        assert!(is_weight_matrix(&t("blk.0.attn_q.weight", &[64, 64])));
-        assert!(!is_weight_matrix(&t("blk.0.attn_norm.weight", &[64])));
-        assert!(!is_weight_matrix(&t("blk.0.attn_q.bias", &[64, 2])));
-        assert!(!is_weight_matrix(&t("x.weight", &[64, 1, 1])));
-        assert!(is_weight_matrix(&t("x.weight", &[64, 1, 2])));
-    }
 }

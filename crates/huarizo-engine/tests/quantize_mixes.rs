@@ -1,0 +1,76 @@
+//! huarizo's quantizer writes what llama.cpp's writes: SmolLM2 widened to F16 and quantized
+//! to each file type of `tests/reference/quantize_smollm2.json` (llama.cpp's
+//! `llama_model_quantize` on the same F16 file, by scripts/ref_quantize.py) has, in every
+//! tensor, llama.cpp's type and llama.cpp's bytes, and the file has llama.cpp's size.
+
+use huarizo_engine::requantize::{requantize, FileType, RequantizeOptions};
+use huarizo_formats::{GgmlType, GgufFile};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+fn reference() -> serde_json::Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/quantize_smollm2.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The first 16 hex digits of the sha256 of `data`.
+fn short_hash(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn quantized_files_equal_llama_cpps() {
+    let reference = reference();
+    let dir = std::env::temp_dir().join(format!("huarizo-quantize-mixes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f16 = dir.join("f16.gguf");
+    let smollm2 = huarizo_testdata::file("smollm2.gguf");
+    requantize(
+        &smollm2,
+        &f16,
+        &RequantizeOptions::single_type(GgmlType::F16, 2).unwrap(),
+        |_| {},
+    )
+    .unwrap();
+    for (name, want) in reference["types"].as_object().unwrap() {
+        let ftype = FileType::parse(name).unwrap();
+        let out = dir.join(format!("{name}.gguf"));
+        let options = RequantizeOptions {
+            ftype,
+            pure: false,
+            importance: None,
+            n_threads: 2,
+        };
+        requantize(&f16, &out, &options, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        let file = GgufFile::open(&out).unwrap();
+        let want_tensors = want["tensors"].as_object().unwrap();
+        assert_eq!(file.tensors().len(), want_tensors.len(), "{name}");
+        let mut differ = Vec::new();
+        for t in file.tensors() {
+            let got = [
+                t.ggml_type.name().to_owned(),
+                short_hash(file.tensor_data(t)),
+            ];
+            let w = &want_tensors[&t.name];
+            if w[0] != got[0].as_str() || w[1] != got[1].as_str() {
+                differ.push(format!("{}: {got:?} vs llama.cpp {w}", t.name));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{name}: {} tensors differ from llama.cpp's, e.g. {:?}",
+            differ.len(),
+            &differ[..differ.len().min(4)]
+        );
+        let size = std::fs::metadata(&out).unwrap().len();
+        assert_eq!(size, want["size"].as_u64().unwrap(), "{name}: file size");
+        eprintln!("{name}: {size} bytes, every tensor as llama.cpp writes it");
+        std::fs::remove_file(&out).ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
