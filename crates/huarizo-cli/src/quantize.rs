@@ -2,14 +2,17 @@
 //! `llama-quantize --allow-requantize [--pure] [--imatrix FILE] INPUT OUTPUT TYPE` does.
 
 use anyhow::{anyhow, bail, Result};
-use huarizo_engine::requantize::{requantize, Action, FileType, RequantizeOptions, TensorReport};
+use huarizo_engine::requantize::{
+    requantize_file, Action, FileType, RequantizeOptions, TensorReport,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `huarizo quantize`.
 #[derive(clap::Args, Debug)]
 pub struct QuantizeArgs {
-    /// The model to quantize: a GGUF path, `hf:owner/repo[:file]`, or an alias.
+    /// The model to quantize: a GGUF file, a Hugging Face folder, `hf:owner/repo[:file]`,
+    /// or an alias.
     pub input: String,
     /// The GGUF file to write (replaced atomically; it may be the input).
     pub output: PathBuf,
@@ -54,9 +57,10 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         Some(path) => bail!("TEMP {}", path.display()),
         None => None,
     };
+    let file = huarizo_engine::open_model_file(&input)?;
     let start = Instant::now();
-    let summary = requantize(
-        &input,
+    let summary = requantize_file(
+        &file,
         &args.output,
         &RequantizeOptions {
             ftype,

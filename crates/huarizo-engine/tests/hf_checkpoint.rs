@@ -115,6 +115,29 @@ fn against_reference(engine: &Engine, prompts: &[serde_json::Value]) -> (f32, f3
 /// to 8 bits, as llama.cpp does, and differs from transformers by up to 0.08.
 const BOUND: f32 = 1e-3;
 
+/// Texts that stress a tokenizer: whitespace runs, digits, code, accents, CJK, emoji,
+/// contractions and a special token written in the text.
+const TOKENIZER_TEXTS: [&str; 6] = [
+    "Hello world! It's 2026-12-02, and we've   three   spaces.\n\n\tTabbed line.",
+    "def f(x):\n    return x**2 + 1234567  # comment",
+    "Ñandú, café, naïve — «quotes» and 'single' ones.",
+    "中文字符和日本語のテキスト、한국어 텍스트 🦙🦙 llama emoji",
+    "<|im_start|>user\nHi<|im_end|> <start_of_turn>model <bos> end",
+    "   leading spaces and trailing   ",
+];
+
+/// The folder's `tokenizer.json` read by Hugging Face's own `tokenizers` crate encodes
+/// each text as huarizo's tokenizer on the folder does.
+fn tokenizers_crate_agrees(folder: &Path, engine: &Engine, name: &str) {
+    let hf = tokenizers::Tokenizer::from_file(folder.join("tokenizer.json"))
+        .unwrap_or_else(|e| panic!("{name}: tokenizers cannot read the export: {e}"));
+    for text in TOKENIZER_TEXTS {
+        let want = hf.encode(text, true).unwrap().get_ids().to_vec();
+        let got = engine.tokenizer().encode(text, true, true);
+        assert_eq!(got, want, "{name}: {text:?}");
+    }
+}
+
 #[test]
 fn exports_match_transformers_and_round_trip() {
     let reference = reference();
@@ -131,6 +154,7 @@ fn exports_match_transformers_and_round_trip() {
             "{name}: max |huarizo - transformers| = {worst:.3e} (largest |logit| {scale:.1})"
         );
         assert!(worst <= BOUND, "{name}: {worst} > {BOUND}");
+        tokenizers_crate_agrees(&folder, &hf, name);
 
         // Self round trip: the folder against its GGUF with weights widened to F32.
         let ids: Vec<u32> = prompts[1]["ids"]
