@@ -6,7 +6,10 @@
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod imatrix;
 pub mod json_constraint;
+pub mod kld;
+pub mod perplexity;
 pub mod sampling;
 pub mod scheduler;
 pub mod stream;
@@ -20,6 +23,7 @@ pub use huarizo_text::{
     python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,
     Tokenizer,
 };
+pub use imatrix::{read_imatrix, Imatrix, ImatrixCollector, ImatrixError};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerOptions, StepStats, TokenConstraint,
@@ -276,6 +280,20 @@ impl Engine {
 }
 
 impl Engine {
+    /// [`Engine::forward`], reporting each named intermediate to `trace(name, layer,
+    /// values)` (see [`huarizo_model::Model::forward_traced`]).
+    pub fn forward_traced<'s>(
+        &self,
+        state: &'s mut State,
+        tokens: &[u32],
+        which: Logits,
+        trace: &mut dyn FnMut(&str, usize, &[f32]),
+    ) -> Result<&'s [f32], EngineError> {
+        self.model
+            .forward_traced(&self.pool, state, tokens, which, trace)
+            .map_err(|e| self.model_error(e))
+    }
+
     fn model_error(&self, source: ModelError) -> EngineError {
         EngineError::Model {
             path: self.path.clone(),
