@@ -319,7 +319,7 @@ impl ImatrixCollector {
         let Some(width) = self.width(name) else {
             return;
         };
-        if width == 0 || values.len() % width != 0 {
+        if width == 0 || !values.len().is_multiple_of(width) {
             return;
         }
         let (acc, count) = self

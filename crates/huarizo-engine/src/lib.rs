@@ -1,7 +1,9 @@
 //! huarizo-engine turns a model file into text: it owns the loaded model, its tokenizer,
 //! chat template and thread pool, and runs generation (prompt processing, sampling, stop
-//! conditions, streaming of text as it becomes valid UTF-8). Front ends (CLI, server, eval)
-//! talk to this crate only; it must not reach into kernels itself beyond the model's API.
+//! conditions, streaming of text as it becomes valid UTF-8), and measures models the way
+//! llama.cpp's quality tools do (perplexity, KL divergence, importance matrix). Front ends
+//! (CLI, server, eval) talk to this crate only; it must not reach into kernels itself
+//! beyond the model's API.
 
 #![deny(missing_docs)]
 
