@@ -12,7 +12,7 @@ The chunks are llama-imatrix's (BOS per the model's flag, every position with lo
         --ctx 256 -o /tmp/smollm2.imatrix.gguf
     PYTHONPATH=$LLAMA_CPP/gguf-py:/work/llvenv/lib/python3.11/site-packages python \\
         scripts/ref_imatrix.py ~/.cache/huarizo/testdata/smollm2.gguf \\
-        tests/quality/lighthouse.txt 256 /tmp/smollm2.imatrix.gguf
+        tests/quality/lighthouse.txt 256 /tmp/smollm2.imatrix.gguf [CHUNKS]
 
 It prints, per tensor kind, the largest relative difference of in_sum2 and whether the
 counts agree. Flash attention is off, as in huarizo. Measured on SmolLM2-135M Q4_1 over
@@ -83,6 +83,7 @@ def callback(ptr, ask, _user):
 
 def main():
     model_path, text_path, ctx, ours = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    max_chunks = int(sys.argv[5]) if len(sys.argv) > 5 else None  # huarizo's --chunks
     llama_cpp.llama_backend_init()
     model = llama_cpp.llama_model_load_from_file(model_path.encode(), llama_cpp.llama_model_default_params())
     vocab = llama_cpp.llama_model_get_vocab(model)
@@ -101,6 +102,8 @@ def main():
     add_bos = llama_cpp.llama_vocab_get_add_bos(vocab)
     bos = llama_cpp.llama_vocab_bos(vocab)
     n_chunk = len(tokens) // ctx
+    if max_chunks is not None:
+        n_chunk = min(n_chunk, max_chunks)
     batch = llama_cpp.llama_batch_init(ctx, 0, 1)
     for c in range(n_chunk):
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(lctx), True)
