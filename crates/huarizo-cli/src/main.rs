@@ -1,12 +1,15 @@
-//! The `huarizo` command line: run, chat, tokenize, info, pull and bench, over the engine.
+//! The `huarizo` command line: run, chat, tokenize, info, pull, bench, quantize and the
+//! quality tools (perplexity, kld, imatrix), over the engine.
 //! Errors print as `huarizo: …` on stderr and exit with code 1.
 
 mod bench;
 mod commands;
 mod convert;
 mod eval;
+mod kld;
 mod leaderboard;
 mod lineage;
+mod quality;
 mod quantize;
 mod train;
 
@@ -171,6 +174,14 @@ enum Command {
     /// Rewrite a model with every weight matrix in another type (q8_0, f16, q4_0, …),
     /// as llama-quantize does.
     Quantize(quantize::QuantizeArgs),
+    /// Perplexity of a model over a text, as llama-perplexity computes it (chunks of
+    /// --ctx tokens, the second half of each scored).
+    Perplexity(quality::PerplexityArgs),
+    /// KL divergence of a quantized model from its base over a text, as
+    /// llama-perplexity --kl-divergence reports it.
+    Kld(kld::KldArgs),
+    /// Collect an importance matrix (llama-imatrix's GGUF format) for quantization.
+    Imatrix(quality::ImatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -209,6 +220,9 @@ fn main() -> ExitCode {
         } => commands::serve(&model, host, port, parallel, queue, api_key, alias),
         Command::Bench(args) => bench::bench(&args),
         Command::Quantize(args) => quantize::quantize(&args),
+        Command::Perplexity(args) => quality::perplexity(&args),
+        Command::Kld(args) => kld::kld(&args),
+        Command::Imatrix(args) => quality::imatrix(&args),
         Command::Train(args) => train::run(&args),
         Command::Export(args) => quantize::export(&args),
         Command::Convert(args) => convert::convert(&args),

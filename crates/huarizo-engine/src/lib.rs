@@ -1,12 +1,17 @@
 //! huarizo-engine turns a model file into text: it owns the loaded model, its tokenizer,
 //! chat template and thread pool, and runs generation (prompt processing, sampling, stop
-//! conditions, streaming of text as it becomes valid UTF-8). Front ends (CLI, server, eval)
-//! talk to this crate only; it must not reach into kernels itself beyond the model's API.
+//! conditions, streaming of text as it becomes valid UTF-8), and measures models the way
+//! llama.cpp's quality tools do (perplexity, KL divergence, importance matrix). Front ends
+//! (CLI, server, eval) talk to this crate only; it must not reach into kernels itself
+//! beyond the model's API.
 
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod imatrix;
 pub mod json_constraint;
+pub mod kld;
+pub mod perplexity;
 pub mod sampling;
 pub mod scheduler;
 pub mod stream;
@@ -20,6 +25,7 @@ pub use huarizo_text::{
     python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,
     Tokenizer,
 };
+pub use imatrix::{read_imatrix, Imatrix, ImatrixCollector, ImatrixError};
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerOptions, StepStats, TokenConstraint,
@@ -276,6 +282,20 @@ impl Engine {
 }
 
 impl Engine {
+    /// [`Engine::forward`], reporting each named intermediate to `trace(name, layer,
+    /// values)` (see [`huarizo_model::Model::forward_traced`]).
+    pub fn forward_traced<'s>(
+        &self,
+        state: &'s mut State,
+        tokens: &[u32],
+        which: Logits,
+        trace: &mut dyn FnMut(&str, usize, &[f32]),
+    ) -> Result<&'s [f32], EngineError> {
+        self.model
+            .forward_traced(&self.pool, state, tokens, which, trace)
+            .map_err(|e| self.model_error(e))
+    }
+
     fn model_error(&self, source: ModelError) -> EngineError {
         EngineError::Model {
             path: self.path.clone(),
