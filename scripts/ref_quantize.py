@@ -4,7 +4,11 @@
 1. `huarizo convert` writes SmolLM2-135M-Instruct (the Q4_1 test file) as F16 GGUF;
 2. llama.cpp's `llama_model_quantize` (llama-cpp-python) quantizes that F16 file to each
    file type of TYPES (its mixes, not --pure);
-3. the type and the first 16 hex digits of the sha256 of every tensor's data, and the
+3. with an importance matrix: `huarizo imatrix -m smollm2.gguf --text
+   tests/quality/lighthouse.txt --ctx 256` (bit-identical to llama-imatrix's, see
+   docs/QUANTIZE.md), given to llama.cpp's quantizer as llama-quantize gives it, for the
+   types of IMATRIX_TYPES (recorded as `Q4_K_M+imatrix`, …);
+4. the type and the first 16 hex digits of the sha256 of every tensor's data, and the
    file size, go to tests/reference/quantize_smollm2.json.
 crates/huarizo-engine/tests/quantize_mixes.rs quantizes the same F16 file with huarizo
 and asks for the same types and bytes (CI has no llama.cpp; the JSON is committed).
@@ -14,6 +18,7 @@ Usage (from the repository root, after `cargo build --release -p huarizo-cli`):
     ~/.cache/huarizo/testdata/venv/bin/python scripts/ref_quantize.py
 Needs llama-cpp-python (0.3.36 here) and llama.cpp's gguf-py.
 """
+import ctypes
 import hashlib
 import json
 import os
@@ -26,9 +31,10 @@ import numpy as np
 from gguf import GGUFReader
 
 sys.path.insert(0, os.path.dirname(__file__))
-from llama_quantize import FTYPES  # noqa: E402
+from llama_quantize import FTYPES, read_imatrix  # noqa: E402
 
 TYPES = ["Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
+IMATRIX_TYPES = ["Q2_K_S", "Q4_K_M", "Q5_0"]
 
 
 def tensors(path):
@@ -47,15 +53,33 @@ def main():
         f16 = os.path.join(tmp, "f16.gguf")
         subprocess.run([huarizo, "convert", "-m", os.path.join(testdata, "smollm2.gguf"),
                         "--to", "gguf", f16, "--type", "F16"], check=True)
-        for name in TYPES:
-            out = os.path.join(tmp, f"{name}.gguf")
+        imatrix = os.path.join(tmp, "imatrix.gguf")
+        subprocess.run([huarizo, "imatrix", "-m", os.path.join(testdata, "smollm2.gguf"),
+                        "--text", "tests/quality/lighthouse.txt", "--ctx", "256",
+                        "-o", imatrix], check=True)
+        runs = [(n, None) for n in TYPES] + [(n, imatrix) for n in IMATRIX_TYPES]
+        for name, im in runs:
+            key = name + ("+imatrix" if im else "")
+            out = os.path.join(tmp, f"{key}.gguf")
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = FTYPES[name]
             params.nthread = 2
             params.allow_requantize = True
+            keep = []
+            if im:
+                entries = read_imatrix(im)
+                arr = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
+                for i, (w, values) in enumerate(sorted(entries.items())):
+                    buf = (ctypes.c_float * len(values))(*values)
+                    keep.append(buf)
+                    arr[i].name = w.encode()
+                    arr[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+                    arr[i].size = len(values)
+                arr[len(entries)].name = None
+                params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
             assert llama_cpp.llama_model_quantize(f16.encode(), out.encode(), params) == 0
-            ref["types"][name] = {"size": os.path.getsize(out), "tensors": tensors(out)}
-            print(name, ref["types"][name]["size"], file=sys.stderr)
+            ref["types"][key] = {"size": os.path.getsize(out), "tensors": tensors(out)}
+            print(key, ref["types"][key]["size"], file=sys.stderr)
     with open("tests/reference/quantize_smollm2.json", "w") as f:
         json.dump(ref, f, indent=1, sort_keys=True)
         f.write("\n")

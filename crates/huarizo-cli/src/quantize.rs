@@ -54,7 +54,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let ftype = args.file_type()?;
     let input = huarizo_hub::resolve(&args.input, &huarizo_hub::ResolveOptions::default())?;
     let importance = match &args.imatrix {
-        Some(path) => bail!("TEMP {}", path.display()),
+        Some(path) => Some(std::sync::Arc::new(read_importance(path)?)),
         None => None,
     };
     let file = huarizo_engine::open_model_file(&input)?;
@@ -85,6 +85,35 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The column importance in the importance matrix at `path`, checked finite (as
+/// llama-quantize checks it), with a line about it on stderr.
+fn read_importance(path: &std::path::Path) -> Result<huarizo_engine::requantize::Importance> {
+    let m = huarizo_engine::read_imatrix(path)?;
+    if let Some((name, _)) = m
+        .entries
+        .iter()
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+    {
+        bail!(
+            "{}: the importance of `{name}` has a non-finite value",
+            path.display()
+        );
+    }
+    eprintln!(
+        "{}: importance of {} weight matrices, {} chunks of {} tokens from {}",
+        path.display(),
+        m.entries.len(),
+        m.chunks,
+        m.chunk_size,
+        if m.datasets.is_empty() {
+            "an unnamed text".to_owned()
+        } else {
+            m.datasets.join(", ")
+        }
+    );
+    Ok(m.entries)
 }
 
 /// One line per tensor on stderr: `[ 12/272] blk.0.attn_q.weight  576×576  Q4_1 → Q8_0`.

@@ -1,9 +1,13 @@
 //! huarizo's quantizer writes what llama.cpp's writes: SmolLM2 widened to F16 and quantized
 //! to each file type of `tests/reference/quantize_smollm2.json` (llama.cpp's
 //! `llama_model_quantize` on the same F16 file, by scripts/ref_quantize.py) has, in every
-//! tensor, llama.cpp's type and llama.cpp's bytes, and the file has llama.cpp's size.
+//! tensor, llama.cpp's type and llama.cpp's bytes, and the file has llama.cpp's size. The
+//! `…+imatrix` entries are quantized with SmolLM2's importance matrix over
+//! tests/quality/lighthouse.txt (`--ctx 256`), given to both quantizers.
 
-use huarizo_engine::requantize::{requantize, FileType, RequantizeOptions};
+use huarizo_engine::perplexity::ChunkPlan;
+use huarizo_engine::requantize::{requantize, FileType, Importance, RequantizeOptions};
+use huarizo_engine::{Engine, EngineOptions, ImatrixCollector, Logits};
 use huarizo_formats::{GgmlType, GgufFile};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -23,6 +27,30 @@ fn short_hash(data: &[u8]) -> String {
         .collect()
 }
 
+/// SmolLM2's importance matrix over the lighthouse text, 256-token chunks, as
+/// `huarizo imatrix` computes it and llama-quantize reads it.
+fn smollm2_importance(model: &Path, dir: &Path) -> Importance {
+    let engine = Engine::load(model, &EngineOptions { n_threads: 2 }).unwrap();
+    let text_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/quality/lighthouse.txt");
+    let text = std::fs::read_to_string(&text_path).unwrap();
+    let plan = ChunkPlan::new(&engine, &text, "lighthouse.txt", 256, None).unwrap();
+    let mut collector = ImatrixCollector::new(engine.config(), false);
+    for i in 0..plan.n_chunk {
+        let mut state = engine.new_state(plan.n_ctx);
+        engine
+            .forward_traced(&mut state, &plan.chunk(i), Logits::All, &mut |n, l, v| {
+                collector.observe(n, l, v)
+            })
+            .unwrap();
+    }
+    let path = dir.join("imatrix.gguf");
+    collector
+        .write_gguf(&path, &[], plan.n_chunk as u32, plan.n_ctx as u32)
+        .unwrap();
+    huarizo_engine::read_imatrix(&path).unwrap().entries
+}
+
 #[test]
 fn quantized_files_equal_llama_cpps() {
     let reference = reference();
@@ -37,13 +65,17 @@ fn quantized_files_equal_llama_cpps() {
         |_| {},
     )
     .unwrap();
+    let importance = std::sync::Arc::new(smollm2_importance(&smollm2, &dir));
     for (name, want) in reference["types"].as_object().unwrap() {
-        let ftype = FileType::parse(name).unwrap();
+        let (ty, weighted) = match name.strip_suffix("+imatrix") {
+            Some(ty) => (ty, true),
+            None => (name.as_str(), false),
+        };
         let out = dir.join(format!("{name}.gguf"));
         let options = RequantizeOptions {
-            ftype,
+            ftype: FileType::parse(ty).unwrap(),
             pure: false,
-            importance: None,
+            importance: weighted.then(|| importance.clone()),
             n_threads: 2,
         };
         requantize(&f16, &out, &options, |_| {}).unwrap_or_else(|e| panic!("{e}"));
