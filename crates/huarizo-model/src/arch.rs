@@ -25,8 +25,13 @@ pub enum Activation {
 /// How q·k is scaled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttnScale {
-    /// `1/sqrt(head_dim)`.
+    /// `1/sqrt(head_dim)`, applied to q·k by the softmax (llama.cpp's `kq_scale`).
     InvSqrtHeadDim,
+    /// `1/sqrt(head_dim)`, applied to q in f32 before attention, the softmax scale being 1
+    /// (llama.cpp's Gemma graphs: `ggml_scale(Qcur, f_attention_scale)`). The same value,
+    /// but q is rounded to f16 after the scaling: the two differ where q/sqrt(head_dim)
+    /// falls among f16's subnormals.
+    QueryInvSqrtHeadDim,
 }
 
 /// What one family does differently from the plain LLaMA decoder.
@@ -82,7 +87,7 @@ const ARCHS: &[(&str, Arch, ArchSpec)] = &[
             post_norms: true,
             scale_embeddings: true,
             activation: Activation::GeGlu,
-            attn_scale: AttnScale::InvSqrtHeadDim,
+            attn_scale: AttnScale::QueryInvSqrtHeadDim,
             sliding_window_pattern: Some(6),
             rope_base_swa: Some(10_000.0),
         },

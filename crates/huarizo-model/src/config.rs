@@ -198,7 +198,8 @@ impl Config {
                 name: "token_embd.weight".into(),
             })?;
         let attn_scale = match spec.attn_scale {
-            crate::arch::AttnScale::InvSqrtHeadDim => 1.0 / (head_dim as f32).sqrt(),
+            crate::arch::AttnScale::InvSqrtHeadDim
+            | crate::arch::AttnScale::QueryInvSqrtHeadDim => 1.0 / (head_dim as f32).sqrt(),
         };
 
         let config = Config {

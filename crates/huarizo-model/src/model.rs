@@ -4,7 +4,7 @@
 //! Dimension letters: T tokens in the batch, E embedding width, H / Hkv query / key-value
 //! heads, D / Dv key / value head width, F MLP width, V vocabulary, N context positions.
 
-use crate::arch::Activation;
+use crate::arch::{Activation, AttnScale};
 use crate::config::{Config, RopeScaling};
 use crate::error::ModelError;
 use crate::state::{Scratch, State};
@@ -438,12 +438,20 @@ impl Model {
             trace("Qcur", il, &s.q);
             trace("Kcur", il, &s.k);
             trace("Vcur", il, &s.v);
+            // Gemma scales q itself (in f32, before its f16 rounding in the KQ product) and
+            // soft-maxes with scale 1, as llama.cpp's graph does.
+            let kq_scale = if c.spec.attn_scale == AttnScale::QueryInvSqrtHeadDim {
+                s.q.iter_mut().for_each(|x| *x *= c.attn_scale);
+                1.0
+            } else {
+                c.attn_scale
+            };
             let params = AttnParams {
                 n_head: h,
                 n_head_kv: hkv,
                 head_dim: d,
                 head_dim_v: dv,
-                scale: c.attn_scale,
+                scale: kq_scale,
                 window: if swa { c.sliding_window } else { None },
             };
             s.att.resize(n_tokens * h * dv, 0.0);
