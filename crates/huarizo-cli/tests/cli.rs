@@ -2,24 +2,8 @@
 //! give a one-line error naming the file and the fault with exit code 1; `tokenize`,
 //! `run --json` and `bench --json` print the documented shapes.
 
-use std::process::{Command, Output};
-
-fn huarizo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_huarizo"))
-        .args(args)
-        .env(
-            "HUARIZO_CACHE",
-            std::env::temp_dir().join("huarizo-cli-test-cache"),
-        )
-        .output()
-        .expect("run huarizo")
-}
-
-fn smollm2() -> String {
-    huarizo_testdata::file("smollm2.gguf")
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{fails_with, huarizo, smollm2};
 
 /// A minimal GGUF v3 header declaring architecture `arch` and one F32 tensor of 32×32
 /// whose data the file holds only `data_len` bytes of.
@@ -224,11 +208,7 @@ fn quantize_refuses_a_missing_input_a_bad_type_and_an_unwritable_output() {
         ),
     ];
     for (args, fault) in cases {
-        let result = huarizo(args);
-        let err = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(result.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.starts_with("huarizo: "), "{args:?}: {err}");
-        assert!(err.contains(fault), "{args:?}: expected {fault:?} in {err}");
+        fails_with(args, fault);
     }
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
@@ -501,13 +481,7 @@ fn convert_to_hf_and_back_and_run_from_the_folder() {
         ),
     ];
     for (args, fault) in cases {
-        let r = huarizo(args);
-        let err = String::from_utf8_lossy(&r.stderr);
-        assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.starts_with("huarizo: ") && err.contains(fault),
-            "{args:?}: expected {fault:?} in {err}"
-        );
+        fails_with(args, fault);
     }
     std::fs::remove_dir_all(&dir).ok();
 }

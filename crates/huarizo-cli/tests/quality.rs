@@ -3,26 +3,12 @@
 //! scripts/ref_perplexity.py), `imatrix` written and read back, and bad input failing
 //! with a one-line error and exit code 1.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn huarizo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_huarizo"))
-        .args(args)
-        .env(
-            "HUARIZO_CACHE",
-            std::env::temp_dir().join("huarizo-cli-test-cache"),
-        )
-        .output()
-        .expect("run huarizo")
-}
+use std::path::PathBuf;
+mod common;
+use common::{fails_with, huarizo, repo_root as root};
 
 fn testdata(name: &str) -> String {
     huarizo_testdata::file(name).to_string_lossy().into_owned()
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn text() -> String {
@@ -249,14 +235,7 @@ fn bad_input_fails_with_a_clear_error() {
         ),
     ];
     for (args, want) in cases {
-        let out = huarizo(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.contains("huarizo: ") && err.contains(want),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        fails_with(&args, want);
     }
     assert!(!o.exists());
     std::fs::remove_dir_all(&dir).ok();

@@ -5,24 +5,8 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn huarizo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_huarizo"))
-        .args(args)
-        .env(
-            "HUARIZO_CACHE",
-            std::env::temp_dir().join("huarizo-cli-test-cache"),
-        )
-        .output()
-        .expect("run huarizo")
-}
-
-fn smollm2() -> String {
-    huarizo_testdata::file("smollm2.gguf")
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{huarizo, smollm2};
 
 fn scratch(name: &str) -> PathBuf {
     let dir =

@@ -290,7 +290,7 @@ pub fn quantize_q8_k(x: &[f32], y: &mut [BlockQ8_K]) {
 
 /// The element of largest magnitude (first one on ties) and that magnitude.
 #[inline(always)]
-fn signed_absmax(x: &[f32]) -> (f32, f32) {
+pub(crate) fn signed_absmax(x: &[f32]) -> (f32, f32) {
     let mut amax = 0.0f32;
     let mut max = 0.0f32;
     for &v in x {
@@ -343,7 +343,7 @@ pub fn quantize_q4_1_ref(x: &[f32], y: &mut [BlockQ4_1]) {
 
 /// Packs 32 5-bit quants into `qs` nibbles and the `qh` bit field.
 #[inline(always)]
-fn pack_q5(q: &[u8; QK], qs: &mut [u8; 16], qh: &mut [u8; 4]) {
+pub(crate) fn pack_q5(q: &[u8; QK], qs: &mut [u8; 16], qh: &mut [u8; 4]) {
     let mut h = 0u32;
     for j in 0..QK / 2 {
         qs[j] = (q[j] & 0xf) | ((q[j + 16] & 0xf) << 4);

@@ -19,21 +19,10 @@
 //! other way.
 
 use crate::blocks::*;
+use crate::reference::{pack_q5, signed_absmax};
 
 /// Below this magnitude a group of values counts as all zero (ggml's `GROUP_MAX_EPS`).
 const GROUP_MAX_EPS: f32 = 1e-15;
-
-/// The element of largest magnitude (first on ties) and that magnitude.
-fn signed_absmax(x: &[f32]) -> (f32, f32) {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    (max, amax)
-}
 
 /// Symmetric quantization of `x` to `q = L − nmax` in −nmax..nmax−1 (stored in `l` as
 /// `L`, 0..2·nmax−1), returning the scale. `rmse_type` 0 takes `d = max/−nmax`; otherwise
@@ -768,92 +757,68 @@ pub fn quantize_q6_k(x: &[f32], y: &mut [BlockQ6_K], qw: Option<&[f32]>) {
 // 32-wide types with an importance matrix
 // ----------------------------------------------------------------------------------------
 
-/// σ² of a whole row, as the 32-wide `_impl` quantizers weigh by it.
-fn row_sigma2(x: &[f32]) -> f32 {
-    sum_sq(x) / x.len() as f32
+/// Runs `fit(block, values, weights)` for each 32-value block of row `x`, the weights being
+/// ggml's `_impl` fit weights `qw·√(σ² + x²)` with σ² the mean square of the whole row.
+fn for_weighted_blocks<B>(
+    x: &[f32],
+    y: &mut [B],
+    qw: &[f32],
+    mut fit: impl FnMut(&mut B, &[f32], &[f32; QK]),
+) {
+    let sigma2 = sum_sq(x) / x.len() as f32;
+    let mut weight = [0f32; QK];
+    for ((b, xb), qb) in y
+        .iter_mut()
+        .zip(x.chunks_exact(QK))
+        .zip(qw.chunks_exact(QK))
+    {
+        fit_weights(qb, xb, sigma2, &mut weight);
+        fit(b, xb, &weight);
+    }
 }
 
 /// f32 → Q4_0 weighted by importance `qw` (ggml's `quantize_row_q4_0_impl`).
 pub fn quantize_q4_0_imatrix(x: &[f32], y: &mut [BlockQ4_0], qw: &[f32]) {
-    let sigma2 = row_sigma2(x);
-    let mut weight = [0f32; QK];
-    for ((b, xb), qb) in y
-        .iter_mut()
-        .zip(x.chunks_exact(QK))
-        .zip(qw.chunks_exact(QK))
-    {
-        fit_weights(qb, xb, sigma2, &mut weight);
+    for_weighted_blocks(x, y, qw, |b, xb, weight| {
         let mut l = [0i8; QK];
-        b.d = F16::from_f32(make_qx_quants(8, xb, &mut l, 1, Some(&weight)));
+        b.d = F16::from_f32(make_qx_quants(8, xb, &mut l, 1, Some(weight)));
         for j in 0..16 {
             b.qs[j] = l[j] as u8 | ((l[j + 16] as u8) << 4);
         }
-    }
+    });
 }
 
 /// f32 → Q4_1 weighted by importance `qw` (ggml's `quantize_row_q4_1_impl`).
 pub fn quantize_q4_1_imatrix(x: &[f32], y: &mut [BlockQ4_1], qw: &[f32]) {
-    let sigma2 = row_sigma2(x);
-    let mut weight = [0f32; QK];
-    for ((b, xb), qb) in y
-        .iter_mut()
-        .zip(x.chunks_exact(QK))
-        .zip(qw.chunks_exact(QK))
-    {
-        fit_weights(qb, xb, sigma2, &mut weight);
+    for_weighted_blocks(x, y, qw, |b, xb, weight| {
         let mut l = [0u8; QK];
-        let (d, min) = make_qkx3_quants(15, xb, Some(&weight), &mut l);
+        let (d, min) = make_qkx3_quants(15, xb, Some(weight), &mut l);
         b.d = F16::from_f32(d);
         b.m = F16::from_f32(-min);
         for j in 0..16 {
             b.qs[j] = l[j] | (l[j + 16] << 4);
         }
-    }
-}
-
-/// Packs 32 5-bit quants into nibbles and the high-bit word.
-fn pack_q5(l: &[u8; QK], qs: &mut [u8; 16], qh: &mut [u8; 4]) {
-    let mut h = 0u32;
-    for j in 0..16 {
-        qs[j] = (l[j] & 0xf) | ((l[j + 16] & 0xf) << 4);
-        h |= ((l[j] as u32 >> 4) & 1) << j;
-        h |= ((l[j + 16] as u32 >> 4) & 1) << (j + 16);
-    }
-    *qh = h.to_le_bytes();
+    });
 }
 
 /// f32 → Q5_0 weighted by importance `qw` (ggml's `quantize_row_q5_0_impl`).
 pub fn quantize_q5_0_imatrix(x: &[f32], y: &mut [BlockQ5_0], qw: &[f32]) {
-    let sigma2 = row_sigma2(x);
-    let mut weight = [0f32; QK];
-    for ((b, xb), qb) in y
-        .iter_mut()
-        .zip(x.chunks_exact(QK))
-        .zip(qw.chunks_exact(QK))
-    {
-        fit_weights(qb, xb, sigma2, &mut weight);
+    for_weighted_blocks(x, y, qw, |b, xb, weight| {
         let mut l = [0i8; QK];
-        b.d = F16::from_f32(make_qx_quants(16, xb, &mut l, 1, Some(&weight)));
+        b.d = F16::from_f32(make_qx_quants(16, xb, &mut l, 1, Some(weight)));
         pack_q5(&l.map(|v| v as u8), &mut b.qs, &mut b.qh);
-    }
+    });
 }
 
 /// f32 → Q5_1 weighted by importance `qw` (ggml's `quantize_row_q5_1_impl`).
 pub fn quantize_q5_1_imatrix(x: &[f32], y: &mut [BlockQ5_1], qw: &[f32]) {
-    let sigma2 = row_sigma2(x);
-    let mut weight = [0f32; QK];
-    for ((b, xb), qb) in y
-        .iter_mut()
-        .zip(x.chunks_exact(QK))
-        .zip(qw.chunks_exact(QK))
-    {
-        fit_weights(qb, xb, sigma2, &mut weight);
+    for_weighted_blocks(x, y, qw, |b, xb, weight| {
         let mut l = [0u8; QK];
-        let (d, min) = make_qkx3_quants(31, xb, Some(&weight), &mut l);
+        let (d, min) = make_qkx3_quants(31, xb, Some(weight), &mut l);
         b.d = F16::from_f32(d);
         b.m = F16::from_f32(-min);
         pack_q5(&l, &mut b.qs, &mut b.qh);
-    }
+    });
 }
 
 #[cfg(test)]
