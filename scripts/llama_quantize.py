@@ -35,22 +35,27 @@ def main():
     params.nthread = a.threads
     params.allow_requantize = True
     params.pure = a.pure
-    keep = []
-    if a.imatrix:
-        entries = read_imatrix(a.imatrix)
-        arr = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
-        for i, (name, values) in enumerate(sorted(entries.items())):
-            buf = (ctypes.c_float * len(values))(*values)
-            keep.append(buf)
-            arr[i].name = name.encode()
-            arr[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
-            arr[i].size = len(values)
-        arr[len(entries)].name = None
-        params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
-        keep.append(arr)
+    keep = set_imatrix(params, a.imatrix) if a.imatrix else None
     rc = llama_cpp.llama_model_quantize(a.input.encode(), a.output.encode(), params)
     if rc != 0:
         sys.exit(f"llama_model_quantize failed: {rc}")
+
+
+def set_imatrix(params, path):
+    """Points `params.imatrix` at the importance matrix in `path`; returns the buffers that
+    must stay alive until the quantization is done."""
+    entries = read_imatrix(path)
+    arr = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
+    keep = [arr]
+    for i, (name, values) in enumerate(sorted(entries.items())):
+        buf = (ctypes.c_float * len(values))(*values)
+        keep.append(buf)
+        arr[i].name = name.encode()
+        arr[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+        arr[i].size = len(values)
+    arr[len(entries)].name = None
+    params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    return keep
 
 
 def read_imatrix(path):

@@ -18,7 +18,6 @@ Usage (from the repository root, after `cargo build --release -p huarizo-cli`):
     ~/.cache/huarizo/testdata/venv/bin/python scripts/ref_quantize.py
 Needs llama-cpp-python (0.3.36 here) and llama.cpp's gguf-py.
 """
-import ctypes
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ import numpy as np
 from gguf import GGUFReader
 
 sys.path.insert(0, os.path.dirname(__file__))
-from llama_quantize import FTYPES, read_imatrix  # noqa: E402
+from llama_quantize import FTYPES, set_imatrix  # noqa: E402
 
 TYPES = ["Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
 IMATRIX_TYPES = ["Q2_K_S", "Q4_K_M", "Q5_0"]
@@ -65,18 +64,7 @@ def main():
             params.ftype = FTYPES[name]
             params.nthread = 2
             params.allow_requantize = True
-            keep = []
-            if im:
-                entries = read_imatrix(im)
-                arr = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
-                for i, (w, values) in enumerate(sorted(entries.items())):
-                    buf = (ctypes.c_float * len(values))(*values)
-                    keep.append(buf)
-                    arr[i].name = w.encode()
-                    arr[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
-                    arr[i].size = len(values)
-                arr[len(entries)].name = None
-                params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+            keep = set_imatrix(params, im) if im else None  # noqa: F841 (kept alive)
             assert llama_cpp.llama_model_quantize(f16.encode(), out.encode(), params) == 0
             ref["types"][key] = {"size": os.path.getsize(out), "tensors": tensors(out)}
             print(key, ref["types"][key]["size"], file=sys.stderr)
