@@ -77,6 +77,11 @@ pub fn dot_rows_kernel(t: GgmlType) -> Option<VecDotRowsFn> {
     }
 }
 
+/// A weight tile against four activation rows: `out[r]` receives the four results of row r
+/// of `w` (rows `w_row` bytes apart; `out.len()` rows), each bit for bit the order's
+/// one-row kernel's.
+pub type Tile4Fn = fn(&[u8], usize, [&[u8]; 4], &mut [[f32; 4]]);
+
 /// A weight tile against four activation rows whose block scales were converted to f32
 /// once per batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]` for block i, `s` = 0 for
 /// types without it): `out[r]` receives the four results of row r of `w` (rows `w_row`

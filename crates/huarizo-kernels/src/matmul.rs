@@ -264,6 +264,22 @@ impl<'a> TilePlan<'a> {
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
         // Four tokens at a time where a four-row kernel exists (same bits as one by one).
         let mut t0 = 0;
+        if let Some(tile4) = self.repacked.and_then(|k| k.tile4) {
+            let mut tile = [[0f32; 4]; ROW_TILE];
+            let tile = &mut tile[..rows.len()];
+            let w_tile = &w[rows.start * w_row..rows.end * w_row];
+            while t0 + 4 <= n_tokens {
+                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                tile4(w_tile, w_row, a, tile);
+                for (r, values) in rows.clone().zip(tile.iter()) {
+                    for (i, &v) in values.iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { *out_ptr.0.add((t0 + i) * n_out + r) = v };
+                    }
+                }
+                t0 += 4;
+            }
+        }
         if let Some(scaled) = self.scaled {
             let mut tile = [[0f32; 4]; ROW_TILE];
             let tile = &mut tile[..rows.len()];

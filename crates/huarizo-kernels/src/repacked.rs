@@ -22,6 +22,7 @@ pub fn repacked_kernels(t: GgmlType, n_rows: usize) -> Option<RepackedKernels> {
             gemm,
             gemv,
             gemm4: order_kernels_x4().map(|k| k[0]),
+            tile4: q4_k_tile4(),
         }),
         _ => None,
     }
@@ -55,6 +56,22 @@ pub struct RepackedKernels {
     pub gemv: VecDotFn,
     /// The GEMM order for four rows at once, where this CPU has it.
     pub gemm4: Option<VecDot4Fn>,
+    /// The GEMM order for a tile of weight rows against four rows at once, where this CPU
+    /// has it.
+    pub tile4: Option<crate::Tile4Fn>,
+}
+
+/// The tiled Q4_K GEMM-order kernel, where this CPU has it.
+fn q4_k_tile4() -> Option<crate::Tile4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::simd_disabled() {
+            return None;
+        }
+        crate::x86::q4_k_tile4_kernel()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 impl RepackedKernels {

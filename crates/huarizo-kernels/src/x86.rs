@@ -13,6 +13,8 @@ use crate::blocks::*;
 use crate::Kernels;
 use huarizo_formats::GgmlType;
 
+mod tiles;
+
 /// True if this CPU has everything the kernels in this module use.
 pub(crate) fn detected() -> bool {
     is_x86_feature_detected!("avx2")
@@ -485,26 +487,6 @@ macro_rules! scaled_kernels {
                 [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
             }
 
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn q5_0_q8_0_x4_scaled(
-                x: &[BlockQ5_0],
-                ys: [&[BlockQ8_0]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let n = x.len().min(scales.len());
-                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                    let hi = _mm256_andnot_si256(
-                        bytes_from_bits_32(x.qh),
-                        _mm256_set1_epi8(0xf0u8 as i8),
-                    );
-                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-                    acc_signed_x4_scaled(&mut acc, qx, h(x.d), &ys, i, sc);
-                }
-                [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-            }
-
             /// Rows `out.len()` rows of `w` (each `w_row` bytes) against four activation rows:
             /// the per-row kernels in one call, so that the activation views and the call
             /// are set up once per row tile.
@@ -548,13 +530,6 @@ macro_rules! scaled_kernels {
                 BlockQ8_1
             );
             rows_kernel!(
-                q5_0_rows,
-                rows4_q5_0_scaled,
-                q5_0_q8_0_x4_scaled,
-                BlockQ5_0,
-                BlockQ8_0
-            );
-            rows_kernel!(
                 q8_0_rows,
                 rows4_q8_0_scaled,
                 q8_0_q8_0_x4_scaled,
@@ -595,12 +570,12 @@ pub(crate) fn scaled4_rows_kernel(t: GgmlType) -> Option<crate::ScaledRows4Fn> {
         t,
         [
             scaled_vnni::rows4_q4_1_scaled,
-            scaled_vnni::rows4_q5_0_scaled,
+            tiles::vnni::rows4_q5_0,
             scaled_vnni::rows4_q8_0_scaled,
         ],
         [
             scaled_avx2::rows4_q4_1_scaled,
-            scaled_avx2::rows4_q5_0_scaled,
+            tiles::avx2::rows4_q5_0,
             scaled_avx2::rows4_q8_0_scaled,
         ],
     )
@@ -622,9 +597,13 @@ fn pick_q4_1_q5_0_q8_0<F>(t: GgmlType, vnni: [F; 3], avx2: [F; 3]) -> Option<F> 
     }
 }
 
-/// Whether this CPU has AVX-512 VNNI with 256-bit forms.
+/// Whether this CPU has AVX-512 VNNI with 256-bit forms (and BW, which every such CPU has
+/// and the tiled kernels use).
 fn vnni_detected() -> bool {
-    detected() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    detected()
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bw")
 }
 
 /// [`q6_k_block_lanes`] for four activation rows, the weight bits unpacked once. Each row's
@@ -790,6 +769,11 @@ wrapper4_vnni!(dot4_q8_0_vnni, vnni_x4::q8_0_q8_0_x4, BlockQ8_0, BlockQ8_0);
 wrapper4_vnni!(dot4_q5_0_vnni, vnni_x4::q5_0_q8_0_x4, BlockQ5_0, BlockQ8_0);
 wrapper4!(dot4_q4_k_gemm, q4_k_gemm_order_x4, BlockQ4_K, BlockQ8_K);
 wrapper4!(dot4_q6_k_tiled, q6_k_tiled_order_x4, BlockQ6_K, BlockQ8_K);
+
+/// The Q4_K GEMM order for a row tile against four activation rows, eight rows at once.
+pub(crate) fn q4_k_tile4_kernel() -> Option<crate::Tile4Fn> {
+    detected().then_some(tiles::rows4_q4_k_gemm_order)
+}
 
 /// Four-row versions of the emulated orders: (Q4_K GEMM order, Q6_K tiled order).
 pub(crate) fn order_kernels_x4() -> Option<[crate::VecDot4Fn; 2]> {

@@ -1,0 +1,63 @@
+//! Times one batched matrix product per weight type on random data, best of several runs,
+//! in GMAC/s: `matmul_bench [THREADS] [TOKENS] [N_OUT] [N_IN] [TYPES…]` (defaults: 1 thread,
+//! 512 tokens, Qwen2.5-0.5B's `ffn_up` shape 4864 × 896, Q5_0).
+
+use huarizo_kernels::matmul::{matmul, quantize_activations};
+use huarizo_kernels::pool::ThreadPool;
+use huarizo_kernels::{quantize_row_ref, GgmlType};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: usize| args.get(i).map_or(default, |s| s.parse().unwrap());
+    let (threads, tokens, n_out, n_in) = (arg(1, 1), arg(2, 512), arg(3, 4864), arg(4, 896));
+    let types: Vec<GgmlType> = if args.len() > 5 {
+        args[5..]
+            .iter()
+            .map(|s| {
+                GgmlType::ALL
+                    .into_iter()
+                    .find(|t| t.name() == s)
+                    .expect("type")
+            })
+            .collect()
+    } else {
+        vec![GgmlType::Q5_0]
+    };
+    let pool = ThreadPool::new(threads);
+    let mut seed = 0x1234_5678u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let x: Vec<f32> = (0..tokens * n_in).map(|_| rnd()).collect();
+    let row: Vec<f32> = (0..n_in).map(|_| rnd() * 0.1).collect();
+    for t in types {
+        let rb = t.row_bytes(n_in).expect("whole blocks");
+        let mut w = vec![0u8; rb * n_out];
+        for r in 0..n_out {
+            let shifted: Vec<f32> = row
+                .iter()
+                .map(|v| v * (1.0 + r as f32 / n_out as f32))
+                .collect();
+            quantize_row_ref(t, &shifted, &mut w[r * rb..(r + 1) * rb]);
+        }
+        let mut acts = Vec::new();
+        quantize_activations(t, &x, n_in, &mut acts);
+        let mut out = vec![0f32; tokens * n_out];
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let start = Instant::now();
+            matmul(&pool, t, &w, n_out, n_in, &acts, tokens, &mut out);
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let gmac = (tokens * n_out * n_in) as f64 / best / 1e9;
+        println!(
+            "{:>5} {tokens}×{n_out}×{n_in}: {:.2} ms, {gmac:.1} GMAC/s",
+            t.name(),
+            best * 1e3
+        );
+    }
+}

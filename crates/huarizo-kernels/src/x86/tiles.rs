@@ -1,0 +1,422 @@
+//! Register-tiled Q5_0 kernels for batches: up to four weight rows against four activation
+//! rows per pass over the blocks, sixteen accumulators held in registers (AVX-512VL gives
+//! 32 of them), so that each weight block is unpacked once for four tokens and each
+//! activation block loaded once for four rows.
+//!
+//! Every output is bit for bit what `q5_0_q8_0_x4_scaled` (and so ggml's `vec_dot_q5_0_q8_0`
+//! and tinyBLAS) computes: the same eight i32 lanes per block, the same
+//! `acc = fma(d_x·d_y, lanes, acc)` per block in block order, the same horizontal sum.
+//! Only the integer lanes are formed differently: ggml multiplies `|q|` by `y·sign(q)`;
+//! here the weight is kept unsigned (`u = q + 16`, in 0..32) and the lane starts from
+//! `−16·Σy`, so that one unsigned × signed pair sum gives `Σ u·y − 16·Σ y = Σ q·y`
+//! exactly (no i16 saturation either way: `|u·y| ≤ 31·127`).
+
+use super::*;
+
+/// Blocks whose scale products are computed ahead of their dot products.
+const CHUNK: usize = 32;
+
+/// The tiled kernels for one instruction set: `$lanes` adds the four-product lane sums of
+/// unsigned `u` × signed `y` to `start`.
+macro_rules! q5_0_tiles {
+    ($module:ident, $features:literal, $lanes:ident, $unpack:ident) => {
+        pub(in crate::x86) mod $module {
+            use super::*;
+
+            /// `R` Q5_0 weight rows (first `n` blocks) against four Q8_0 activation rows
+            /// with pre-converted scales (`scales[i][t]` = d of block i of token t):
+            /// `[row][token]` results.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn tile<const R: usize>(
+                x: [&[BlockQ5_0]; R],
+                ys: [&[BlockQ8_0]; 4],
+                scales: &[[f32; 8]],
+                n: usize,
+            ) -> [[f32; 4]; R] {
+                let x = x.map(|row| &row[..n]);
+                let ys = ys.map(|row| &row[..n]);
+                let scales = &scales[..n];
+                let mut acc = [[_mm256_setzero_ps(); 4]; R];
+                // d_x·d_y of block i0 + k for row r, token t at [k][4r + t], a chunk of
+                // blocks at a time: computed ahead, so that the FMAs take them as broadcast
+                // memory operands.
+                // (Left uninitialized: zeroing it cost as much as a row's dot products.)
+                let mut d = [std::mem::MaybeUninit::<[f32; 16]>::uninit(); CHUNK];
+                for i0 in (0..n).step_by(CHUNK) {
+                    let m = CHUNK.min(n - i0);
+                    for (k, d) in d[..m].iter_mut().enumerate() {
+                        let mut dx = [0u16; 4];
+                        for r in 0..R {
+                            dx[r] = u16::from_le_bytes(x[r][i0 + k].d.0);
+                        }
+                        block_scales(d, dx, &scales[i0 + k]);
+                    }
+                    for (k, d) in d[..m].iter().enumerate() {
+                        // SAFETY: `block_scales` wrote all 16 values of entries `..m` above.
+                        let d = unsafe { d.assume_init_ref() };
+                        let i = i0 + k;
+                        let mut u = [_mm256_setzero_si256(); R];
+                        for r in 0..R {
+                            u[r] = $unpack(&x[r][i]);
+                        }
+                        for t in 0..4 {
+                            let y = load_i8x32(&ys[t][i].qs);
+                            // −16·Σy per lane of four bytes.
+                            let minus_16y = _mm256_madd_epi16(
+                                _mm256_maddubs_epi16(_mm256_set1_epi8(16), y),
+                                _mm256_set1_epi16(-1),
+                            );
+                            for r in 0..R {
+                                let lanes = _mm256_cvtepi32_ps($lanes(minus_16y, u[r], y));
+                                let dxy = _mm256_set1_ps(d[4 * r + t]);
+                                acc[r][t] = _mm256_fmadd_ps(dxy, lanes, acc[r][t]);
+                            }
+                        }
+                    }
+                }
+                let mut out = [[0f32; 4]; R];
+                for r in 0..R {
+                    for t in 0..4 {
+                        out[r][t] = hsum_f32x8(acc[r][t]);
+                    }
+                }
+                out
+            }
+
+            #[target_feature(enable = $features)]
+            fn rows(
+                w: &[u8],
+                w_row: usize,
+                ys: [&[BlockQ8_0]; 4],
+                scales: &[[f32; 8]],
+                out: &mut [[f32; 4]],
+            ) {
+                let row = |r: usize| as_blocks::<BlockQ5_0>(&w[r * w_row..(r + 1) * w_row]);
+                let n = ys
+                    .iter()
+                    .map(|y| y.len())
+                    .fold(scales.len().min(row(0).len()), usize::min);
+                let mut chunks = out.chunks_exact_mut(4);
+                let mut r0 = 0;
+                for o in &mut chunks {
+                    let x = [row(r0), row(r0 + 1), row(r0 + 2), row(r0 + 3)];
+                    o.copy_from_slice(&tile::<4>(x, ys, scales, n));
+                    r0 += 4;
+                }
+                let rest = chunks.into_remainder();
+                match rest.len() {
+                    3 => rest.copy_from_slice(&tile::<3>(
+                        [row(r0), row(r0 + 1), row(r0 + 2)],
+                        ys,
+                        scales,
+                        n,
+                    )),
+                    2 => rest.copy_from_slice(&tile::<2>([row(r0), row(r0 + 1)], ys, scales, n)),
+                    1 => rest.copy_from_slice(&tile::<1>([row(r0)], ys, scales, n)),
+                    _ => {}
+                }
+            }
+
+            /// The [`crate::ScaledRows4Fn`] for Q5_0 weights.
+            pub(in crate::x86) fn rows4_q5_0(
+                w: &[u8],
+                w_row: usize,
+                a: [&[u8]; 4],
+                scales: &[[f32; 8]],
+                out: &mut [[f32; 4]],
+            ) {
+                if out.is_empty() {
+                    return;
+                }
+                // SAFETY: only handed out by `scaled4_rows_kernel` after the features of this
+                // module were detected.
+                unsafe { rows(w, w_row, a.map(as_blocks::<BlockQ8_0>), scales, out) }
+            }
+        }
+    };
+}
+
+/// Writes the products `d_x[r]·d_y[t]` (f32, as ggml rounds them) into `d[4r + t]`, for the f16
+/// weight scales `dx` of four rows and the f32 activation scales `sc[0..4]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_scales(d: &mut std::mem::MaybeUninit<[f32; 16]>, dx: [u16; 4], sc: &[f32; 8]) {
+    let bits = u64::from(dx[0])
+        | (u64::from(dx[1]) << 16)
+        | (u64::from(dx[2]) << 32)
+        | (u64::from(dx[3]) << 48);
+    let dx = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi64x(0, bits as i64)));
+    // SAFETY: `sc` holds 8 f32; the first four are the tokens' scales.
+    let dy = unsafe { _mm256_broadcast_ps(&*sc.as_ptr().cast::<__m128>()) };
+    let rows01 = _mm256_permutevar8x32_ps(dx, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    let rows23 = _mm256_permutevar8x32_ps(dx, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+    let d = d.as_mut_ptr().cast::<f32>();
+    // SAFETY: `d` has room for 16 f32: two unaligned stores of 8 write all of it.
+    unsafe {
+        _mm256_storeu_ps(d, _mm256_mul_ps(rows01, dy));
+        _mm256_storeu_ps(d.add(8), _mm256_mul_ps(rows23, dy));
+    }
+}
+
+/// A Q5_0 block's values as unsigned bytes `q + 16` (nibble | fifth bit · 16), with
+/// AVX-512BW's masked add for the fifth bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512bw,avx512vl")]
+fn unpack_q5_0_bw(b: &BlockQ5_0) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(&b.qs);
+    let fifth: __mmask32 = u32::from_le_bytes(b.qh);
+    _mm256_mask_add_epi8(nibbles, fifth, nibbles, _mm256_set1_epi8(16))
+}
+
+/// [`unpack_q5_0_bw`] with AVX2 only.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q5_0_avx2(b: &BlockQ5_0) -> __m256i {
+    let fifth = _mm256_and_si256(bytes_from_bits_32(b.qh), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(bytes_from_nibbles_32(&b.qs), fifth)
+}
+
+/// `start + Σ u·y` per lane of four bytes with AVX-512 VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn lanes_vnni(start: __m256i, u: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(start, u, y)
+}
+
+/// `start + Σ u·y` per lane of four bytes with AVX2 (pair sums in i16, which `u < 32`
+/// keeps from saturating).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lanes_avx2(start: __m256i, u: __m256i, y: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, y);
+    _mm256_add_epi32(start, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+q5_0_tiles!(
+    vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
+    lanes_vnni,
+    unpack_q5_0_bw
+);
+q5_0_tiles!(avx2, "avx2,fma,f16c", lanes_avx2, unpack_q5_0_avx2);
+
+/// Eight Q4_K weight rows against four Q8_K activation rows in the order of ggml's
+/// interleaved Q4_K GEMM (see `crate::repacked`): per output, per super-block and per
+/// 64-value pair of sub-blocks, `acc = fma(isum, d_x·d_y, acc)` and
+/// `acc_min = fma(imin, dmin_x·d_y, acc_min)`, and `acc − acc_min` at the end. The eight
+/// rows sit in the eight f32 lanes, so that these steps run for eight outputs at once with
+/// each lane's arithmetic exactly the one-row kernel's; the integer sums are exact, only
+/// formed in another order (`out[row][token]`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_gemm_order_8x4(x: [&[BlockQ4_K]; 8], ys: [&[BlockQ8_K]; 4]) -> [[f32; 4]; 8] {
+    let n = ys.iter().map(|y| y.len()).fold(x[0].len(), usize::min);
+    let x = x.map(|row| &row[..n]);
+    let ys = ys.map(|row| &row[..n]);
+    let m4 = _mm256_set1_epi8(0xf);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_min = [_mm256_setzero_ps(); 4];
+    for i in 0..n {
+        // Per row: the four pairs' Σ_j sc_j Σ q·y for each token, reduced to
+        // [p0 p1 p2 p3 (lanes 0..4) | p0 p1 p2 p3 (lanes 4..8)] partial sums.
+        let mut partial = [[_mm256_setzero_si256(); 8]; 4];
+        // Per row: the mins of sub-blocks (2p, 2p + 1) as i16 pairs in i32 lane p.
+        let mut mins = [_mm_setzero_si128(); 8];
+        let mut dx = [0u16; 8];
+        let mut dmin = [0u16; 8];
+        for r in 0..8 {
+            let b = &x[r][i];
+            dx[r] = u16::from_le_bytes(b.d.0);
+            dmin[r] = u16::from_le_bytes(b.dmin.0);
+            let u = k4_scales_mins(&b.scales);
+            let scales_mins = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3], u[2], u[1], u[0]));
+            mins[r] = _mm256_extracti128_si256::<1>(scales_mins);
+            let scales = _mm256_permute4x64_epi64::<0x44>(scales_mins);
+            let (qs, _) = b.qs.as_chunks::<32>();
+            let mut nib = [(_mm256_setzero_si256(), _mm256_setzero_si256()); 4];
+            let mut sc = [_mm256_setzero_si256(); 8];
+            for p in 0..4 {
+                let q = load_u8x32(&qs[p]);
+                nib[p] = (
+                    _mm256_and_si256(q, m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+                );
+                sc[2 * p] = _mm256_shuffle_epi8(scales, shuffle_k4(2 * p));
+                sc[2 * p + 1] = _mm256_shuffle_epi8(scales, shuffle_k4(2 * p + 1));
+            }
+            for t in 0..4 {
+                let (q8, _) = ys[t][i].qs.as_chunks::<32>();
+                let mut v = [_mm256_setzero_si256(); 4];
+                for p in 0..4 {
+                    let (lo, hi) = nib[p];
+                    let plo = _mm256_maddubs_epi16(lo, load_i8x32(&q8[2 * p]));
+                    let phi = _mm256_maddubs_epi16(hi, load_i8x32(&q8[2 * p + 1]));
+                    v[p] = _mm256_add_epi32(
+                        _mm256_madd_epi16(plo, sc[2 * p]),
+                        _mm256_madd_epi16(phi, sc[2 * p + 1]),
+                    );
+                }
+                partial[t][r] =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            }
+        }
+        let dx = _mm256_cvtph_ps(load_u16x8(&dx));
+        let dmin = _mm256_cvtph_ps(load_u16x8(&dmin));
+        // Per pair p: the eight rows' min pairs, row r in lane r.
+        let mins = transpose_rows(std::array::from_fn(|k| {
+            _mm256_set_m128i(mins[k + 4], mins[k])
+        }));
+        for t in 0..4 {
+            let y = &ys[t][i];
+            let dy = _mm256_set1_ps(y.d());
+            let (s_sum, s_min) = (_mm256_mul_ps(dx, dy), _mm256_mul_ps(dmin, dy));
+            let isum = pairs_by_row(&partial[t]);
+            // Σ of each sub-block's 32 activations, as i16 pairs (2p, 2p + 1) in lane p.
+            let ysums = _mm256_broadcastsi128_si256(q8k_sums32(y));
+            let ysum = [
+                _mm256_shuffle_epi32::<0x00>(ysums),
+                _mm256_shuffle_epi32::<0x55>(ysums),
+                _mm256_shuffle_epi32::<0xaa>(ysums),
+                _mm256_shuffle_epi32::<0xff>(ysums),
+            ];
+            for p in 0..4 {
+                let imin = _mm256_madd_epi16(mins[p], ysum[p]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[p]), s_sum, acc[t]);
+                acc_min[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), s_min, acc_min[t]);
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; 8];
+    for t in 0..4 {
+        let mut v = [0f32; 8];
+        // SAFETY: `v` holds eight f32; the store is unaligned.
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), _mm256_sub_ps(acc[t], acc_min[t])) };
+        for r in 0..8 {
+            out[r][t] = v[r];
+        }
+    }
+    out
+}
+
+/// Eight rows' partial sums `[p0 p1 p2 p3 | p0 p1 p2 p3]` (two halves to add) → per pair p
+/// one vector of the eight rows' totals, row r in lane r.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pairs_by_row(b: &[__m256i; 8]) -> [__m256i; 4] {
+    // s[k] = [row k: p0..p3 | row k + 4: p0..p3].
+    let s: [__m256i; 4] = std::array::from_fn(|k| {
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(b[k], b[k + 4]),
+            _mm256_permute2x128_si256::<0x31>(b[k], b[k + 4]),
+        )
+    });
+    transpose_rows(s)
+}
+
+/// `s[k] = [row k: p0..p3 | row k + 4: p0..p3]` → per p one vector, row r in lane r.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose_rows(s: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(s[0], s[1]);
+    let t1 = _mm256_unpackhi_epi32(s[0], s[1]);
+    let t2 = _mm256_unpacklo_epi32(s[2], s[3]);
+    let t3 = _mm256_unpackhi_epi32(s[2], s[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_u16x8(v: &[u16; 8]) -> __m128i {
+    // SAFETY: `v` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_si128(v.as_ptr().cast()) }
+}
+
+/// A [`crate::Tile4Fn`] for Q4_K weights in ggml's repacked-GEMM order: whole tiles of
+/// eight rows at once, any other row count row by row through `one_row`.
+pub(super) fn rows4_q4_k_gemm_order(w: &[u8], w_row: usize, a: [&[u8]; 4], out: &mut [[f32; 4]]) {
+    let ys = a.map(as_blocks::<BlockQ8_K>);
+    let row = |r: usize| as_blocks::<BlockQ4_K>(&w[r * w_row..(r + 1) * w_row]);
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut r0 = 0;
+    for o in &mut chunks {
+        let x: [&[BlockQ4_K]; 8] = std::array::from_fn(|k| row(r0 + k));
+        // SAFETY: only handed out by `tile4_kernel` after `detected()` returned true.
+        o.copy_from_slice(&unsafe { q4_k_gemm_order_8x4(x, ys) });
+        r0 += 8;
+    }
+    for (k, o) in chunks.into_remainder().iter_mut().enumerate() {
+        // SAFETY: as above.
+        *o = unsafe { q4_k_gemm_order_x4(row(r0 + k), ys) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matmul::quantize_activations;
+    use crate::{quantize_row_ref, vec_dot_kernel};
+
+    /// Both instruction sets' tiled Q5_0 kernels give every output exactly the bits of the
+    /// one-row kernel, for every row count of a tile.
+    #[test]
+    fn q5_0_tiles_equal_the_one_row_kernel_bit_for_bit() {
+        if !detected() {
+            return;
+        }
+        let n_in = 320;
+        let mut seed = 0x0071_11e5_u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let w_row = GgmlType::Q5_0.row_bytes(n_in).unwrap();
+        let mut w = vec![0u8; 8 * w_row];
+        for row in w.chunks_exact_mut(w_row) {
+            let values: Vec<f32> = (0..n_in).map(|_| rnd()).collect();
+            quantize_row_ref(GgmlType::Q5_0, &values, row);
+        }
+        let x: Vec<f32> = (0..4 * n_in).map(|_| 3.0 * rnd()).collect();
+        let mut acts = Vec::new();
+        quantize_activations(GgmlType::Q5_0, &x, n_in, &mut acts);
+        let a_row = acts.len() / 4;
+        let a: [&[u8]; 4] = std::array::from_fn(|t| &acts[t * a_row..(t + 1) * a_row]);
+        let blocks = a.map(as_blocks::<BlockQ8_0>);
+        let scales: Vec<[f32; 8]> = (0..n_in / 32)
+            .map(|i| {
+                let mut sc = [0f32; 8];
+                for t in 0..4 {
+                    sc[t] = blocks[t][i].d.get();
+                }
+                sc
+            })
+            .collect();
+        let one = vec_dot_kernel(GgmlType::Q5_0);
+        let mut kernels: Vec<crate::ScaledRows4Fn> = vec![avx2::rows4_q5_0];
+        if vnni_detected() {
+            kernels.push(vnni::rows4_q5_0);
+        }
+        for kernel in kernels {
+            for rows in 1..=8 {
+                let mut out = vec![[0f32; 4]; rows];
+                kernel(&w, w_row, a, &scales, &mut out);
+                for (r, got) in out.iter().enumerate() {
+                    for t in 0..4 {
+                        let want = one(&w[r * w_row..(r + 1) * w_row], a[t]);
+                        assert_eq!(
+                            got[t].to_bits(),
+                            want.to_bits(),
+                            "rows {rows}, row {r}, token {t}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
