@@ -27,6 +27,7 @@ fn main() {
                 state: s,
                 tokens: t,
                 logits: Logits::Last,
+                places: huarizo_engine::BatchPlaces::ThisBatch,
             })
             .collect();
         engine.forward_batch(&mut scratch, &mut batch).unwrap();

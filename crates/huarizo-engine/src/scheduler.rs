@@ -12,7 +12,7 @@
 use crate::sampling::{log_sum_exp, top_logprobs_with, Sampler};
 use crate::stream::{Pushed, TextStream};
 use crate::{Engine, EngineError, FinishReason, GenerateParams};
-use huarizo_model::{Logits, Scratch, SeqBatch, State};
+use huarizo_model::{whole_prompt_place, BatchPlaces, Logits, Scratch, SeqBatch, State};
 
 /// Log-probability of one token, with the most likely alternatives at its position.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +89,14 @@ pub struct Request {
     pub logprobs: bool,
     /// Structured-output constraint, if any.
     pub constraint: Option<Box<dyn TokenConstraint>>,
+    /// `Some(n)`: compute every prompt token as llama.cpp does reading the prompt's first
+    /// `n` tokens at once from an empty cache, then one at a time
+    /// ([`BatchPlaces::WholePrompt`]), however the prompt is batched here or its cached
+    /// prefix reused; evaluation uses it to give a reference's numbers exactly (lm-eval on
+    /// llama.cpp reads a scored request but its last token at once). A cached prefix is
+    /// then reused only as far as its rows were computed the same way. `None`: the
+    /// batches computed here.
+    pub reference_prefill: Option<usize>,
     /// Where events go.
     pub sink: Box<dyn EventSink>,
 }
@@ -136,6 +144,8 @@ struct Slot {
     state: State,
     /// Tokens held by `state`.
     history: Vec<u32>,
+    /// How they were computed.
+    places: BatchPlaces,
     active: Option<Active>,
 }
 
@@ -152,6 +162,7 @@ impl<'e> Scheduler<'e> {
     pub fn new(engine: &'e Engine, options: SchedulerOptions) -> Scheduler<'e> {
         let slots = (0..options.n_slots.max(1))
             .map(|_| Slot {
+                places: BatchPlaces::ThisBatch,
                 state: engine.new_state(options.n_ctx),
                 history: Vec::new(),
                 active: None,
@@ -230,6 +241,11 @@ impl<'e> Scheduler<'e> {
             None => common(&self.slots[idx]).min(req.prompt.len() - 1),
         };
         let slot = &mut self.slots[idx];
+        let places = req
+            .reference_prefill
+            .map_or(BatchPlaces::ThisBatch, BatchPlaces::WholePrompt);
+        let keep = keep.min(same_arithmetic_prefix(slot.places, places, keep));
+        slot.places = places;
         slot.state.truncate(keep);
         slot.history.truncate(keep);
         // Tokens 0..=keep get no log-probability computed here.
@@ -325,6 +341,7 @@ impl<'e> Scheduler<'e> {
                 state: &mut slot.state,
                 tokens: &a.feed,
                 logits: a.feed_logits,
+                places: slot.places,
             });
         }
         if batch.is_empty() {
@@ -531,4 +548,59 @@ fn send_text(a: &mut Active, token: u32, text: String, logprob: Option<TokenLogp
         text,
         logprob,
     })
+}
+
+/// How many of the first `n` cached rows, computed as `old` says, a request computing as
+/// `new` says may reuse: for whole-prompt arithmetic, the rows before the first whose
+/// batch place gives another summation order (Q4_K GEMM or GEMV, Q6_K tiled or not, a
+/// single query or a batch in attention); rows computed in other batches are not reused.
+/// Requests computing in their own batches reuse every row.
+fn same_arithmetic_prefix(old: BatchPlaces, new: BatchPlaces, n: usize) -> usize {
+    match (old, new) {
+        (_, BatchPlaces::ThisBatch) => n,
+        (BatchPlaces::ThisBatch, BatchPlaces::WholePrompt(_)) => 0,
+        (BatchPlaces::WholePrompt(a), BatchPlaces::WholePrompt(b)) => (0..n)
+            .find(|&pos| {
+                let (p, q) = (whole_prompt_place(pos, a), whole_prompt_place(pos, b));
+                p.q4_k_gemm() != q.q4_k_gemm()
+                    || p.q6_k_tiled() != q.q6_k_tiled()
+                    || (p.of == 1) != (q.of == 1)
+            })
+            .unwrap_or(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_prompt_rows_are_reused_while_their_arithmetic_is_the_same() {
+        use BatchPlaces::{ThisBatch, WholePrompt};
+        // Read at once, 102 tokens end in a group of two (GEMV order), 104 in whole groups:
+        // rows 100 and 101 differ, the 100 before them do not.
+        assert_eq!(
+            same_arithmetic_prefix(WholePrompt(102), WholePrompt(104), 103),
+            100
+        );
+        assert_eq!(
+            same_arithmetic_prefix(WholePrompt(104), WholePrompt(108), 104),
+            104
+        );
+        // Below 8 rows Q6_K leaves its tiled order; one row changes attention's order.
+        assert_eq!(
+            same_arithmetic_prefix(WholePrompt(7), WholePrompt(12), 6),
+            0
+        );
+        assert_eq!(same_arithmetic_prefix(WholePrompt(1), WholePrompt(2), 1), 0);
+        // Rows computed in other batches are not reused for reference arithmetic, and
+        // requests in their own batches reuse everything.
+        assert_eq!(same_arithmetic_prefix(ThisBatch, WholePrompt(50), 40), 0);
+        assert_eq!(same_arithmetic_prefix(WholePrompt(50), ThisBatch, 40), 40);
+        // Past a micro-batch, places start again.
+        let p = whole_prompt_place(515, 600);
+        assert_eq!((p.index, p.of), (3, 88));
+        let p = whole_prompt_place(600, 600);
+        assert_eq!((p.index, p.of), (0, 1));
+    }
 }

@@ -68,6 +68,7 @@ fn request(prompt: Vec<u32>, params: GenerateParams, sink: &Recorder) -> Request
         prompt_logprobs_from: 0,
         logprobs: false,
         constraint: None,
+        reference_prefill: None,
         sink: Box::new(sink.clone()),
     }
 }
@@ -298,6 +299,7 @@ fn batched_forward_equals_separate_forwards_bit_for_bit() {
             state: s,
             tokens: f,
             logits: *w,
+            places: huarizo_engine::BatchPlaces::ThisBatch,
         })
         .collect();
     let rows: Vec<usize> = batch.iter().map(SeqBatch::n_logits).collect();

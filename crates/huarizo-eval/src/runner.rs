@@ -138,6 +138,8 @@ fn request(job: &Job, id: usize, inbox: &Inbox) -> Request {
             prompt_logprobs_from: *from,
             logprobs: false,
             constraint: None,
+            // lm-eval on llama.cpp reads the request but its last token at once.
+            reference_prefill: Some(tokens.len() - 1),
             sink,
         },
         Job::Generate {
@@ -160,6 +162,7 @@ fn request(job: &Job, id: usize, inbox: &Inbox) -> Request {
             prompt_logprobs_from: 0,
             logprobs: false,
             constraint: None,
+            reference_prefill: None,
             sink,
         },
     }

@@ -55,10 +55,12 @@ pub fn attention(
     out: &mut [f32],
     scratch: &mut Vec<Vec<f32>>,
 ) {
+    let n_rows = q.len() / (p.n_head * p.head_dim);
     let span = AttnSpan {
         row0: 0,
-        n_rows: q.len() / (p.n_head * p.head_dim),
+        n_rows,
         pos0,
+        order_rows: n_rows,
     };
     attention_batch(pool, p, q, &[span], &|_| (k_cache, v_cache), out, scratch);
 }
@@ -72,6 +74,9 @@ pub struct AttnSpan {
     pub n_rows: usize,
     /// Position of its first query.
     pub pos0: usize,
+    /// The query rows of the batch llama.cpp would have computed these in (`n_rows` when
+    /// that is this batch): a single query and a batch sum in different orders.
+    pub order_rows: usize,
 }
 
 /// [`attention`] for several sequences at once, in one pass of the pool: sequence `s` owns
@@ -95,7 +100,7 @@ pub fn attention_batch<'c>(
         assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
         assert!(q.len() >= (span.row0 + span.n_rows) * h * d);
         assert!(out.len() >= (span.row0 + span.n_rows) * h * dv);
-        let slots = SumOrder::for_rows(span.n_rows, isa).slots();
+        let slots = SumOrder::for_rows(span.order_rows, isa).slots();
         per_thread = per_thread.max(n_kv.next_multiple_of(VECDOT_STEP) + d + slots * dv);
     }
     let group = h / hkv;
@@ -127,7 +132,7 @@ pub fn attention_batch<'c>(
             // ggml computes a single query with its vector dot product and a batch with
             // its GEMM; the two sum in different orders, and huarizo follows whichever
             // llama.cpp would use.
-            let order = SumOrder::for_rows(span.n_rows, isa);
+            let order = SumOrder::for_rows(span.order_rows, isa);
             let slots = order.slots();
             let n_pad = (span.pos0 + span.n_rows).next_multiple_of(VECDOT_STEP);
             let (scores, rest) = buf.split_at_mut(n_pad);

@@ -82,6 +82,31 @@ pub struct Product<'a> {
 /// Most weights one [`matmul_many`] takes.
 pub const MAX_PRODUCTS: usize = 4;
 
+/// Where llama.cpp would have had one activation row: row `index` of a batch of `of` rows.
+/// ggml multiplies repacked Q4_K weights in its GEMM order for the rows of whole groups of
+/// four (`index < of − of mod 4`) and in its GEMV order for the rest, and Q6_K weights in
+/// its tiled order when the batch has 8 rows or more; every other type's arithmetic is the
+/// same wherever the row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRow {
+    /// The row's index in its batch.
+    pub index: usize,
+    /// The batch's rows.
+    pub of: usize,
+}
+
+impl BatchRow {
+    /// Whether a repacked Q4_K weight takes this row in ggml's GEMM order (else GEMV).
+    pub fn q4_k_gemm(self) -> bool {
+        self.index < self.of - self.of % 4
+    }
+
+    /// Whether a Q6_K weight takes this row in ggml's tiled order.
+    pub fn q6_k_tiled(self) -> bool {
+        self.of >= crate::repacked::TILED_MIN_ROWS
+    }
+}
+
 /// Several products of the same activations (Q, K and V; gate and up) in one pass of the
 /// pool, so that both threads share one pool of row tiles and meet once. Each result is
 /// exactly what [`matmul`] computes for its weight alone. The weights' types must share
@@ -93,6 +118,23 @@ pub fn matmul_many(
     n_tokens: usize,
     products: &mut [Product<'_>],
 ) {
+    matmul_many_rows(pool, n_in, acts, n_tokens, products, None);
+}
+
+/// [`matmul_many`] with each activation row multiplied in the order llama.cpp would use
+/// for it at the place `rows[t]` gives (see [`BatchRow`]) instead of its place in this
+/// batch, so that rows from requests batched differently still get llama.cpp's bits.
+pub fn matmul_many_rows(
+    pool: &ThreadPool,
+    n_in: usize,
+    acts: &[u8],
+    n_tokens: usize,
+    products: &mut [Product<'_>],
+    rows: Option<&[BatchRow]>,
+) {
+    if let Some(rows) = rows {
+        assert_eq!(rows.len(), n_tokens, "one batch place per activation row");
+    }
     assert!(
         !products.is_empty() && products.len() <= MAX_PRODUCTS,
         "1 to {MAX_PRODUCTS} products"
@@ -116,7 +158,8 @@ pub fn matmul_many(
         let n = products.len();
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
-            let plan = TilePlan::new(p, n_in, a_row, n_tokens);
+            let mut plan = TilePlan::new(p, n_in, a_row, n_tokens);
+            plan.places = rows.filter(|_| plan.by_place.is_some());
             need_scales |= plan.scaled.is_some();
             plans[j] = Some(plan);
         }
@@ -198,6 +241,44 @@ struct TilePlan<'a> {
     /// `plain` for a whole row tile per call, where it exists.
     plain_rows: Option<crate::VecDotRowsFn>,
     repacked: Option<crate::repacked::RepackedKernels>,
+    /// For types whose order depends on a row's place in llama.cpp's batch: the kernels.
+    by_place: Option<PlaceKernels>,
+    /// The rows' places, when they are not their places in this batch.
+    places: Option<&'a [BatchRow]>,
+}
+
+/// The kernels of a type whose summation order depends on a row's batch place: rows in the
+/// "grouped" order (Q4_K's GEMM, Q6_K's tiled GEMM) four at a time where four consecutive
+/// rows have it, the other order one row at a time.
+#[derive(Clone, Copy)]
+struct PlaceKernels {
+    grouped: fn(BatchRow) -> bool,
+    one_grouped: crate::VecDotFn,
+    one_other: crate::VecDotFn,
+    four: Option<crate::VecDot4Fn>,
+    tile4: Option<crate::Tile4Fn>,
+}
+
+impl PlaceKernels {
+    fn for_type(t: GgmlType, n_out: usize) -> Option<PlaceKernels> {
+        use crate::repacked::{repacked_kernels, tiled_kernel, tiled_kernel4};
+        if let Some(k) = repacked_kernels(t, n_out) {
+            return Some(PlaceKernels {
+                grouped: BatchRow::q4_k_gemm,
+                one_grouped: k.gemm,
+                one_other: k.gemv,
+                four: k.gemm4,
+                tile4: k.tile4,
+            });
+        }
+        tiled_kernel(t).map(|tiled| PlaceKernels {
+            grouped: BatchRow::q6_k_tiled,
+            one_grouped: tiled,
+            one_other: vec_dot_kernel(t),
+            four: tiled_kernel4(t),
+            tile4: None,
+        })
+    }
 }
 
 impl<'a> TilePlan<'a> {
@@ -238,6 +319,8 @@ impl<'a> TilePlan<'a> {
             _ => None,
         };
         TilePlan {
+            by_place: PlaceKernels::for_type(w_type, n_out),
+            places: None,
             w: p.w,
             w_row,
             n_out,
@@ -262,6 +345,54 @@ impl<'a> TilePlan<'a> {
     ) {
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
+        if let (Some(k), Some(places)) = (self.by_place, self.places) {
+            let put = |t: usize, r: usize, v: f32| {
+                // SAFETY: as below.
+                unsafe { *out_ptr.0.add(t * n_out + r) = v };
+            };
+            let act = |t: usize| &acts[t * a_row..(t + 1) * a_row];
+            let w_tile = &w[rows.start * w_row..rows.end * w_row];
+            let mut t = 0;
+            while t < n_tokens {
+                let four = t + 4 <= n_tokens && places[t..t + 4].iter().all(|&p| (k.grouped)(p));
+                if four {
+                    let a = [0, 1, 2, 3].map(|i| act(t + i));
+                    if let Some(tile4) = k.tile4 {
+                        let mut tile = [[0f32; 4]; ROW_TILE];
+                        let tile = &mut tile[..rows.len()];
+                        tile4(w_tile, w_row, a, tile);
+                        for (r, values) in rows.clone().zip(tile.iter()) {
+                            for (i, &v) in values.iter().enumerate() {
+                                put(t + i, r, v);
+                            }
+                        }
+                    } else {
+                        for r in rows.clone() {
+                            let wr = &w[r * w_row..(r + 1) * w_row];
+                            let values = match k.four {
+                                Some(four) => four(wr, a),
+                                None => a.map(|a| (k.one_grouped)(wr, a)),
+                            };
+                            for (i, v) in values.into_iter().enumerate() {
+                                put(t + i, r, v);
+                            }
+                        }
+                    }
+                    t += 4;
+                } else {
+                    let dot = if (k.grouped)(places[t]) {
+                        k.one_grouped
+                    } else {
+                        k.one_other
+                    };
+                    for r in rows.clone() {
+                        put(t, r, dot(&w[r * w_row..(r + 1) * w_row], act(t)));
+                    }
+                    t += 1;
+                }
+            }
+            return;
+        }
         // Four tokens at a time where a four-row kernel exists (same bits as one by one).
         let mut t0 = 0;
         if let Some(tile4) = self.repacked.and_then(|k| k.tile4) {

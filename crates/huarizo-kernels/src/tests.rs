@@ -472,3 +472,80 @@ fn batched_k_quant_orders_equal_their_one_row_kernels_bit_for_bit() {
         assert_batched_equals_one_row(t, (512, n_out), &[1, 3, 4, 7, 8, 13], &mut rng, one);
     }
 }
+
+/// Rows given batch places other than their own get the order of those places: for Q4_K
+/// (repacked) the GEMM order where the place is in a whole group of four and the GEMV order
+/// elsewhere, for Q6_K the tiled order in batches of 8 or more; every output exactly the
+/// bits of that one-row kernel. Places equal to the rows' own give `matmul`'s results.
+#[test]
+fn matmul_rows_follow_their_batch_places_bit_for_bit() {
+    use crate::matmul::{matmul_many, matmul_many_rows, quantize_activations, BatchRow, Product};
+    use crate::repacked::{repacked_kernels, tiled_kernel};
+    let mut rng = Rng(0x91ac_e5ba_7c4e);
+    let pool = crate::pool::ThreadPool::new(2);
+    let (n_in, n_out, n_tokens) = (512, 16, 11);
+    // Places as a reference reading requests of various lengths would give them.
+    let places: Vec<BatchRow> = [
+        (0, 1),
+        (5, 7),
+        (6, 7),
+        (0, 9),
+        (1, 9),
+        (2, 9),
+        (3, 9),
+        (8, 9),
+    ]
+    .into_iter()
+    .chain([(4, 6), (5, 6), (2, 3)])
+    .map(|(index, of)| BatchRow { index, of })
+    .collect();
+    for t in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let w = random_weights(t, n_out * n_in / t.block_size(), &mut rng);
+        let (w_row, a_row) = (
+            t.row_bytes(n_in).unwrap(),
+            vec_dot_type(t).row_bytes(n_in).unwrap(),
+        );
+        let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
+        let mut acts = Vec::new();
+        quantize_activations(t, &x, n_in, &mut acts);
+        let run = |rows: Option<&[BatchRow]>| {
+            let mut out = vec![0f32; n_tokens * n_out];
+            let mut p = [Product {
+                w_type: t,
+                w: &w,
+                n_out,
+                out: &mut out,
+            }];
+            match rows {
+                Some(rows) => matmul_many_rows(&pool, n_in, &acts, n_tokens, &mut p, Some(rows)),
+                None => matmul_many(&pool, n_in, &acts, n_tokens, &mut p),
+            }
+            out
+        };
+        let own: Vec<BatchRow> = (0..n_tokens)
+            .map(|index| BatchRow {
+                index,
+                of: n_tokens,
+            })
+            .collect();
+        assert_eq!(run(Some(&own)), run(None), "{t}: own places");
+        let out = run(Some(&places));
+        for (tok, &place) in places.iter().enumerate() {
+            let one = match (repacked_kernels(t, n_out), tiled_kernel(t)) {
+                (Some(k), _) if place.q4_k_gemm() => k.gemm,
+                (Some(k), _) => k.gemv,
+                (None, Some(k)) if place.q6_k_tiled() => k,
+                _ => vec_dot_kernel(t),
+            };
+            for r in 0..n_out {
+                let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
+                let got = out[tok * n_out + r];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{t} token {tok} at {place:?} row {r}"
+                );
+            }
+        }
+    }
+}

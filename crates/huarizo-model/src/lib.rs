@@ -24,5 +24,5 @@ pub use config::Config;
 pub use error::ModelError;
 pub use huarizo_kernels::pool::ThreadPool;
 pub use huarizo_kernels::{ggml_isa, set_ggml_isa, GgmlIsa};
-pub use model::{Logits, Model, SeqBatch};
+pub use model::{whole_prompt_place, BatchPlaces, Logits, Model, SeqBatch, REFERENCE_UBATCH};
 pub use state::{Scratch, State};

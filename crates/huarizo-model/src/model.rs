@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
-use huarizo_kernels::matmul::{matmul_many, quantize_activations, Product};
+use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations, BatchRow, Product};
 use huarizo_kernels::ops;
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::vec_dot_type;
@@ -209,10 +209,11 @@ impl Model {
         pool: &ThreadPool,
         w: &Linear,
         x: &[f32],
+        places: Option<&[BatchRow]>,
         acts: &mut Vec<u8>,
         out: &mut Vec<f32>,
     ) {
-        self.project(pool, [w], x, acts, [out]);
+        self.project(pool, [w], x, places, acts, [out]);
     }
 
     /// `outs[i] = x · wsᵢᵀ` for weights that read the same input (Q, K, V; gate, up): one
@@ -223,13 +224,14 @@ impl Model {
         pool: &ThreadPool,
         ws: [&Linear; N],
         x: &[f32],
+        places: Option<&[BatchRow]>,
         acts: &mut Vec<u8>,
         outs: [&mut Vec<f32>; N],
     ) {
         let act = vec_dot_type(ws[0].ty());
         if ws.iter().any(|w| vec_dot_type(w.ty()) != act) {
             for (w, out) in ws.into_iter().zip(outs) {
-                self.project(pool, [w], x, acts, [out]);
+                self.project(pool, [w], x, places, acts, [out]);
             }
             return;
         }
@@ -246,7 +248,7 @@ impl Model {
                 out,
             }
         });
-        matmul_many(pool, n_in, acts, n_tokens, &mut products);
+        matmul_many_rows(pool, n_in, acts, n_tokens, &mut products, places);
     }
 
     /// Runs `tokens` through the decoder at the next positions of `state`, appending their
@@ -282,6 +284,7 @@ impl Model {
                 state: &mut *state,
                 tokens,
                 logits: which,
+                places: BatchPlaces::ThisBatch,
             }],
             trace,
         );
@@ -348,6 +351,7 @@ impl Model {
             }
         }
         let n_tokens: usize = seqs.iter().map(|q| q.tokens.len()).sum();
+        batch_places(seqs, n_tokens, &mut s.places, &mut s.logit_places);
 
         // x (T, E) ← embedding rows.
         s.x.resize(n_tokens * e, 0.0);
@@ -374,10 +378,12 @@ impl Model {
                 ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
             }
             trace("attn_norm", il, &s.xb);
+            let places = (!s.places.is_empty()).then_some(&s.places[..]);
             self.project(
                 pool,
                 [&layer.wq, &layer.wk, &layer.wv],
                 &s.xb,
+                places,
                 &mut s.acts,
                 [&mut s.q, &mut s.k, &mut s.v],
             );
@@ -474,10 +480,15 @@ impl Model {
                 {
                     *dst = half::f16::from_f32(src);
                 }
+                let order_rows = match seq.places {
+                    BatchPlaces::ThisBatch => n,
+                    BatchPlaces::WholePrompt(len) => whole_prompt_place(pos0, len).of,
+                };
                 s.spans.push(AttnSpan {
                     row0,
                     n_rows: n,
                     pos0,
+                    order_rows,
                 });
                 row0 += n;
             }
@@ -495,7 +506,7 @@ impl Model {
                 &mut s.attn_scratch,
             );
             trace("kqv_out", il, &s.att);
-            self.linear(pool, &layer.wo, &s.att, &mut s.acts, &mut s.out);
+            self.linear(pool, &layer.wo, &s.att, places, &mut s.acts, &mut s.out);
             self.add_lora(il, crate::train::LoraTarget::O, &s.att, &mut s.out);
             trace("attn_out", il, &s.out);
             if let Some(w) = &layer.attn_post_norm {
@@ -517,6 +528,7 @@ impl Model {
                 pool,
                 [&layer.w_gate, &layer.w_up],
                 &s.xb,
+                places,
                 &mut s.acts,
                 [&mut s.gate, &mut s.up],
             );
@@ -531,7 +543,14 @@ impl Model {
                 Activation::GeGlu => ops::geglu(&mut s.gate, &s.up),
             }
             trace("ffn_swiglu", il, &s.gate);
-            self.linear(pool, &layer.w_down, &s.gate, &mut s.acts, &mut s.out);
+            self.linear(
+                pool,
+                &layer.w_down,
+                &s.gate,
+                places,
+                &mut s.acts,
+                &mut s.out,
+            );
             self.add_lora(il, crate::train::LoraTarget::Down, &s.gate, &mut s.out);
             trace("ffn_out", il, &s.out);
             if let Some(w) = &layer.ffn_post_norm {
@@ -566,7 +585,15 @@ impl Model {
             ops::rms_norm(row, &self.output_norm, c.rms_eps);
         }
         trace("result_norm", 0, &s.xb);
-        self.linear(pool, &self.output, &s.xb, &mut s.acts, &mut s.logits);
+        let places = (!s.logit_places.is_empty()).then_some(&s.logit_places[..]);
+        self.linear(
+            pool,
+            &self.output,
+            &s.xb,
+            places,
+            &mut s.acts,
+            &mut s.logits,
+        );
         Ok(())
     }
 }
@@ -580,6 +607,87 @@ pub struct SeqBatch<'a> {
     pub tokens: &'a [u32],
     /// Which of them get logits.
     pub logits: Logits,
+    /// Whose batch arithmetic the tokens follow.
+    pub places: BatchPlaces,
+}
+
+/// Which batch llama.cpp's arithmetic is followed in for a sequence's tokens: some of ggml's
+/// kernels sum in an order that depends on a row's place in its batch (see
+/// [`BatchRow`]), so the same tokens batched differently give slightly different logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BatchPlaces {
+    /// The batch being computed (llama.cpp given the same batches).
+    #[default]
+    ThisBatch,
+    /// The batches llama.cpp makes of this many tokens read at once from an empty cache
+    /// (micro-batches of [`REFERENCE_UBATCH`]), the later ones read one at a time: what a
+    /// reference that evaluates each request whole computes, whatever part of it this
+    /// batch holds.
+    WholePrompt(usize),
+}
+
+/// llama.cpp's default micro-batch (`n_ubatch`).
+pub const REFERENCE_UBATCH: usize = 512;
+
+/// The place of position `pos` when the first `len` tokens are read at once (and the later
+/// ones one at a time).
+pub fn whole_prompt_place(pos: usize, len: usize) -> BatchRow {
+    if pos >= len {
+        return BatchRow { index: 0, of: 1 };
+    }
+    let start = pos - pos % REFERENCE_UBATCH;
+    BatchRow {
+        index: pos - start,
+        of: (len - start).min(REFERENCE_UBATCH),
+    }
+}
+
+/// Fills `places` (every token row) and `logit_places` (the rows that get logits) when a
+/// sequence asks for [`BatchPlaces::WholePrompt`]; leaves both empty when none does.
+fn batch_places(
+    seqs: &[SeqBatch<'_>],
+    n_tokens: usize,
+    places: &mut Vec<BatchRow>,
+    logit_places: &mut Vec<BatchRow>,
+) {
+    places.clear();
+    logit_places.clear();
+    if seqs.iter().all(|q| q.places == BatchPlaces::ThisBatch) {
+        return;
+    }
+    let n_logits: usize = seqs.iter().map(SeqBatch::n_logits).sum();
+    let (mut row, mut logit_row) = (0, 0);
+    for seq in seqs {
+        let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
+        let first_logit = n - seq.n_logits();
+        for i in 0..n {
+            let (place, logit_place) = match seq.places {
+                // Here the output product's batch is the logits rows alone.
+                BatchPlaces::ThisBatch => (
+                    BatchRow {
+                        index: row + i,
+                        of: n_tokens,
+                    },
+                    BatchRow {
+                        index: logit_row + i.saturating_sub(first_logit),
+                        of: n_logits,
+                    },
+                ),
+                // llama.cpp with every row's logits: the output product's batch is the
+                // whole micro-batch.
+                BatchPlaces::WholePrompt(len) => {
+                    let place = whole_prompt_place(pos0 + i, len);
+                    (place, place)
+                }
+            };
+            places.push(place);
+            if i >= first_logit {
+                logit_places.push(logit_place);
+            }
+        }
+        row += n;
+        logit_row += seq.n_logits();
+    }
 }
 
 impl SeqBatch<'_> {

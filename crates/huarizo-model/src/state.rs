@@ -31,6 +31,11 @@ pub struct Scratch {
     pub(crate) angles: Vec<(f32, f32)>,
     pub(crate) attn_scratch: Vec<Vec<f32>>,
     pub(crate) spans: Vec<huarizo_kernels::attention::AttnSpan>,
+    /// Each token row's place in the batch llama.cpp would have read it in, when a
+    /// sequence asks for [`crate::BatchPlaces::WholePrompt`] (empty otherwise).
+    pub(crate) places: Vec<huarizo_kernels::matmul::BatchRow>,
+    /// The same for the rows that get logits.
+    pub(crate) logit_places: Vec<huarizo_kernels::matmul::BatchRow>,
 }
 
 /// One sequence being decoded: how many positions it holds, its cache and scratch space.

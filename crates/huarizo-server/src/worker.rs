@@ -73,6 +73,7 @@ impl Queue {
                 prompt_logprobs_from: 0,
                 logprobs: j.logprobs,
                 constraint: j.constraint,
+                reference_prefill: None,
                 sink: Box::new(ChannelSink {
                     index,
                     tx: tx.clone(),
