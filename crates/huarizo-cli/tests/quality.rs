@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 mod common;
-use common::{fails_with, huarizo, repo_root as root};
+use common::{fails_with, huarizo, huarizo_with_env, repo_root as root};
 
 fn testdata(name: &str) -> String {
     huarizo_testdata::file(name).to_string_lossy().into_owned()
@@ -29,9 +29,11 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `args`, expects success, and parses stdout as JSON.
+/// Runs `args` in the summation order of the llama.cpp build that made the reference
+/// (`HUARIZO_GGML_ISA`), expects success, and parses stdout as JSON.
 fn json_of(args: &[&str]) -> serde_json::Value {
-    let out = huarizo(args);
+    let isa = reference()["ggml_isa"].as_str().unwrap().to_string();
+    let out = huarizo_with_env(args, &[("HUARIZO_GGML_ISA", &isa)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{args:?}: {err}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {err}"))

@@ -7,12 +7,18 @@ use std::process::{Command, Output};
 
 /// Runs the built `huarizo` with `args` (model cache in the temp folder).
 pub fn huarizo(args: &[&str]) -> Output {
+    huarizo_with_env(args, &[])
+}
+
+/// [`huarizo`] with extra environment variables.
+pub fn huarizo_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_huarizo"))
         .args(args)
         .env(
             "HUARIZO_CACHE",
             std::env::temp_dir().join("huarizo-cli-test-cache"),
         )
+        .envs(env.iter().copied())
         .output()
         .expect("run huarizo")
 }
