@@ -47,7 +47,12 @@ def tensors(path):
 def main():
     huarizo = os.environ.get("HUARIZO", "target/release/huarizo")
     testdata = os.environ.get("HUARIZO_TESTDATA") or os.path.expanduser("~/.cache/huarizo/testdata")
-    ref = {"llama_cpp_python": llama_cpp.__version__, "input": "smollm2.gguf as F16", "types": {}}
+    # The importance matrix comes from huarizo's forward pass, whose last bits depend on
+    # which llama.cpp build's summation order it follows: fixed to AVX2's and recorded, so
+    # that the test computes the same matrix on any machine.
+    isa = "avx2"
+    ref = {"llama_cpp_python": llama_cpp.__version__, "input": "smollm2.gguf as F16",
+           "imatrix_ggml_isa": isa, "types": {}}
     with tempfile.TemporaryDirectory() as tmp:
         f16 = os.path.join(tmp, "f16.gguf")
         subprocess.run([huarizo, "convert", "-m", os.path.join(testdata, "smollm2.gguf"),
@@ -55,7 +60,7 @@ def main():
         imatrix = os.path.join(tmp, "imatrix.gguf")
         subprocess.run([huarizo, "imatrix", "-m", os.path.join(testdata, "smollm2.gguf"),
                         "--text", "tests/quality/lighthouse.txt", "--ctx", "256",
-                        "-o", imatrix], check=True)
+                        "-o", imatrix], check=True, env={**os.environ, "HUARIZO_GGML_ISA": isa})
         runs = [(n, None) for n in TYPES] + [(n, imatrix) for n in IMATRIX_TYPES]
         for name, im in runs:
             key = name + ("+imatrix" if im else "")

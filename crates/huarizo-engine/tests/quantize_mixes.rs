@@ -28,8 +28,10 @@ fn short_hash(data: &[u8]) -> String {
 }
 
 /// SmolLM2's importance matrix over the lighthouse text, 256-token chunks, as
-/// `huarizo imatrix` computes it and llama-quantize reads it.
-fn smollm2_importance(model: &Path, dir: &Path) -> Importance {
+/// `huarizo imatrix` computes it and llama-quantize reads it, in the llama.cpp build order
+/// the reference's matrix was computed in (`isa`).
+fn smollm2_importance(model: &Path, dir: &Path, isa: &str) -> Importance {
+    huarizo_engine::set_ggml_isa(huarizo_engine::GgmlIsa::parse(isa).expect("avx2 or avx512"));
     let engine = Engine::load(model, &EngineOptions { n_threads: 2 }).unwrap();
     let text_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/quality/lighthouse.txt");
@@ -65,7 +67,8 @@ fn quantized_files_equal_llama_cpps() {
         |_| {},
     )
     .unwrap();
-    let importance = std::sync::Arc::new(smollm2_importance(&smollm2, &dir));
+    let isa = reference["imatrix_ggml_isa"].as_str().unwrap_or("avx2");
+    let importance = std::sync::Arc::new(smollm2_importance(&smollm2, &dir, isa));
     for (name, want) in reference["types"].as_object().unwrap() {
         let (ty, weighted) = match name.strip_suffix("+imatrix") {
             Some(ty) => (ty, true),
