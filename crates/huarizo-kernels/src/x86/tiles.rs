@@ -1,15 +1,18 @@
-//! Register-tiled Q5_0 kernels for batches: up to four weight rows against four activation
-//! rows per pass over the blocks, sixteen accumulators held in registers (AVX-512VL gives
-//! 32 of them), so that each weight block is unpacked once for four tokens and each
-//! activation block loaded once for four rows.
+//! Register-tiled batch kernels.
 //!
-//! Every output is bit for bit what `q5_0_q8_0_x4_scaled` (and so ggml's `vec_dot_q5_0_q8_0`
-//! and tinyBLAS) computes: the same eight i32 lanes per block, the same
+//! Q5_0: up to four weight rows against four activation rows per pass over the blocks,
+//! sixteen accumulators held in registers (AVX-512VL gives 32 of them), so that each weight
+//! block is unpacked once for four tokens and each activation block loaded once for four
+//! rows. Every output is bit for bit what the one-row `q5_0_q8_0_x1` (and so ggml's
+//! `vec_dot_q5_0_q8_0` and tinyBLAS) computes: the same eight i32 lanes per block, the same
 //! `acc = fma(d_x·d_y, lanes, acc)` per block in block order, the same horizontal sum.
 //! Only the integer lanes are formed differently: ggml multiplies `|q|` by `y·sign(q)`;
 //! here the weight is kept unsigned (`u = q + 16`, in 0..32) and the lane starts from
 //! `−16·Σy`, so that one unsigned × signed pair sum gives `Σ u·y − 16·Σ y = Σ q·y`
 //! exactly (no i16 saturation either way: `|u·y| ≤ 31·127`).
+//!
+//! Q4_K in ggml's repacked-GEMM order: eight weight rows in the eight f32 lanes (see
+//! `q4_k_gemm_order_8x4`).
 
 use super::*;
 
@@ -41,7 +44,8 @@ macro_rules! q5_0_tiles {
                 // d_x·d_y of block i0 + k for row r, token t at [k][4r + t], a chunk of
                 // blocks at a time: computed ahead, so that the FMAs take them as broadcast
                 // memory operands.
-                // (Left uninitialized: zeroing it cost as much as a row's dot products.)
+                // (Left uninitialized: every entry is written before it is read, and
+                // zeroing 2 KiB per call showed in profiles.)
                 let mut d = [std::mem::MaybeUninit::<[f32; 16]>::uninit(); CHUNK];
                 for i0 in (0..n).step_by(CHUNK) {
                     let m = CHUNK.min(n - i0);
