@@ -159,7 +159,8 @@ pub fn matmul_many_rows(
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
             let mut plan = TilePlan::new(p, n_in, a_row, n_tokens);
-            plan.places = rows.filter(|_| plan.by_place.is_some());
+            plan.by_place = rows
+                .and_then(|rows| Some((PlaceKernels::for_type(plan.w_type, plan.n_out)?, rows)));
             need_scales |= plan.scaled.is_some();
             plans[j] = Some(plan);
         }
@@ -241,10 +242,10 @@ struct TilePlan<'a> {
     /// `plain` for a whole row tile per call, where it exists.
     plain_rows: Option<crate::VecDotRowsFn>,
     repacked: Option<crate::repacked::RepackedKernels>,
-    /// For types whose order depends on a row's place in llama.cpp's batch: the kernels.
-    by_place: Option<PlaceKernels>,
-    /// The rows' places, when they are not their places in this batch.
-    places: Option<&'a [BatchRow]>,
+    w_type: GgmlType,
+    /// When the rows' places are not their places in this batch and the type's order
+    /// depends on them: the type's kernels and the places.
+    by_place: Option<(PlaceKernels, &'a [BatchRow])>,
 }
 
 /// The kernels of a type whose summation order depends on a row's batch place: rows in the
@@ -319,8 +320,8 @@ impl<'a> TilePlan<'a> {
             _ => None,
         };
         TilePlan {
-            by_place: PlaceKernels::for_type(w_type, n_out),
-            places: None,
+            w_type,
+            by_place: None,
             w: p.w,
             w_row,
             n_out,
@@ -345,7 +346,7 @@ impl<'a> TilePlan<'a> {
     ) {
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
-        if let (Some(k), Some(places)) = (self.by_place, self.places) {
+        if let Some((k, places)) = self.by_place {
             let put = |t: usize, r: usize, v: f32| {
                 // SAFETY: as below.
                 unsafe { *out_ptr.0.add(t * n_out + r) = v };

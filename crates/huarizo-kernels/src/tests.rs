@@ -6,7 +6,7 @@ use crate::blocks::*;
 use crate::*;
 
 /// xorshift64* — deterministic test data without dependencies.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
@@ -16,7 +16,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
+    pub(crate) fn f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
@@ -428,17 +428,39 @@ fn assert_batched_equals_one_row(
         quantize_activations(t, &x, n_in, &mut acts);
         let mut out = vec![0f32; n_tokens * n_out];
         matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
-        for tok in 0..n_tokens {
-            let one = one(tok, n_tokens);
-            for r in 0..n_out {
-                let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
-                let got = out[tok * n_out + r];
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "{t} T={n_tokens} token {tok} row {r}: {got} vs {want}"
-                );
-            }
+        assert_each_output_is(
+            &out,
+            (&w, w_row),
+            (&acts, a_row),
+            n_out,
+            |tok| one(tok, n_tokens),
+            |tok| format!("{t} T={n_tokens} token {tok}"),
+        );
+    }
+}
+
+/// Asserts that output `(tok, r)` of `out` `(T, n_out)` has exactly the bits of
+/// `one(tok)` on weight row r (rows `w_row` bytes apart) and activation row tok (`a_row`
+/// bytes apart); `what(tok)` names the token in a failure.
+fn assert_each_output_is(
+    out: &[f32],
+    (w, w_row): (&[u8], usize),
+    (acts, a_row): (&[u8], usize),
+    n_out: usize,
+    one: impl Fn(usize) -> crate::VecDotFn,
+    what: impl Fn(usize) -> String,
+) {
+    for tok in 0..out.len() / n_out {
+        let one = one(tok);
+        for r in 0..n_out {
+            let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
+            let got = out[tok * n_out + r];
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{} row {r}: {got} vs {want}",
+                what(tok)
+            );
         }
     }
 }
@@ -529,23 +551,19 @@ fn matmul_rows_follow_their_batch_places_bit_for_bit() {
             })
             .collect();
         assert_eq!(run(Some(&own)), run(None), "{t}: own places");
-        let out = run(Some(&places));
-        for (tok, &place) in places.iter().enumerate() {
-            let one = match (repacked_kernels(t, n_out), tiled_kernel(t)) {
-                (Some(k), _) if place.q4_k_gemm() => k.gemm,
-                (Some(k), _) => k.gemv,
-                (None, Some(k)) if place.q6_k_tiled() => k,
-                _ => vec_dot_kernel(t),
-            };
-            for r in 0..n_out {
-                let want = one(&w[r * w_row..][..w_row], &acts[tok * a_row..][..a_row]);
-                let got = out[tok * n_out + r];
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "{t} token {tok} at {place:?} row {r}"
-                );
-            }
-        }
+        let one = |tok: usize| match (repacked_kernels(t, n_out), tiled_kernel(t)) {
+            (Some(k), _) if places[tok].q4_k_gemm() => k.gemm,
+            (Some(k), _) => k.gemv,
+            (None, Some(k)) if places[tok].q6_k_tiled() => k,
+            _ => vec_dot_kernel(t),
+        };
+        assert_each_output_is(
+            &run(Some(&places)),
+            (&w, w_row),
+            (&acts, a_row),
+            n_out,
+            one,
+            |tok| format!("{t} token {tok} at {:?}", places[tok]),
+        );
     }
 }

@@ -373,13 +373,8 @@ mod tests {
             return;
         }
         let n_in = 320;
-        let mut seed = 0x0071_11e5_u64;
-        let mut rnd = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rng = crate::tests::Rng(0x0071_11e5);
+        let mut rnd = move || rng.f32();
         let w_row = GgmlType::Q5_0.row_bytes(n_in).unwrap();
         let mut w = vec![0u8; 8 * w_row];
         for row in w.chunks_exact_mut(w_row) {
