@@ -14,6 +14,7 @@ use crate::isa::{ggml_isa, GgmlIsa};
 use crate::ops::{reduce_add16, reduce_add8, softmax_ggml_isa, GGML_LANES};
 use crate::pool::ThreadPool;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// The fixed parameters of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -91,40 +92,157 @@ pub fn attention_batch<'c>(
     out: &mut [f32],
     scratch: &mut Vec<Vec<f32>>,
 ) {
+    attention_batch_as(pool, p, q, spans, kv, out, scratch, ggml_isa(), simd());
+}
+
+/// Positions per block of transposed keys (one f32 lane each).
+const KEY_BLOCK: usize = 8;
+
+/// Where a span's keys sit in the transposed-key buffer: blocks `first..end` of
+/// [`KEY_BLOCK`] positions, for every key/value head, from `offset` on.
+#[derive(Clone, Copy)]
+struct KeyBlocks {
+    offset: usize,
+    first: usize,
+    end: usize,
+}
+
+impl KeyBlocks {
+    fn len(self) -> usize {
+        self.end - self.first
+    }
+}
+
+/// Whether a span summed in `order` takes the blocked path: keys transposed once per call
+/// so that one pass of vector instructions yields [`KEY_BLOCK`] scores, and the weighted
+/// values summed in registers. Only the batch (GEMM) orders have few enough value slots.
+fn takes_blocks(order: SumOrder, d: usize, dv: usize) -> bool {
+    matches!(order, SumOrder::Gemm(_)) && d % order.slots() == 0 && dv % 8 == 0
+}
+
+/// [`attention_batch`] in the summation orders of build `isa`, with the blocked path when
+/// `blocks` (both paths give the same bits).
+#[allow(clippy::too_many_arguments)]
+fn attention_batch_as<'c>(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    q: &[f32],
+    spans: &[AttnSpan],
+    kv: &(dyn Fn(usize) -> (&'c [f16], &'c [f16]) + Sync),
+    out: &mut [f32],
+    scratch: &mut Vec<Vec<f32>>,
+    isa: GgmlIsa,
+    blocks: bool,
+) {
     let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
-    let isa = ggml_isa();
+    let n_threads = pool.n_threads();
     let mut per_thread = 0;
+    let mut n_key_floats = 0;
     for (s, span) in spans.iter().enumerate() {
         let n_kv = span.pos0 + span.n_rows;
         let (k_cache, v_cache) = kv(s);
         assert!(k_cache.len() >= n_kv * hkv * d && v_cache.len() >= n_kv * hkv * dv);
         assert!(q.len() >= (span.row0 + span.n_rows) * h * d);
         assert!(out.len() >= (span.row0 + span.n_rows) * h * dv);
-        let slots = SumOrder::for_rows(span.order_rows, isa).slots();
-        per_thread = per_thread.max(n_kv.next_multiple_of(VECDOT_STEP) + d + slots * dv);
+        let order = SumOrder::for_rows(span.order_rows, isa);
+        per_thread = per_thread.max(n_kv.next_multiple_of(VECDOT_STEP) + d + order.slots() * dv);
+        if blocks && takes_blocks(order, d, dv) {
+            n_key_floats += hkv * key_blocks(p, span, 0).len() * d * KEY_BLOCK;
+        }
     }
     let group = h / hkv;
-    scratch.resize_with(pool.n_threads(), Vec::new);
-    for s in scratch.iter_mut() {
+    // One score buffer per thread, then the transposed keys shared by all.
+    scratch.resize_with(n_threads + 1, Vec::new);
+    for s in scratch[..n_threads].iter_mut() {
         s.resize(per_thread, 0.0);
     }
-    let out_ptr = SharedOut(out.as_mut_ptr());
+    if scratch[n_threads].len() < n_key_floats {
+        scratch[n_threads].resize(n_key_floats, 0.0);
+    }
+    let block_of = |s: usize, offset: usize| {
+        let order = SumOrder::for_rows(spans[s].order_rows, isa);
+        (blocks && takes_blocks(order, d, dv)).then(|| key_blocks(p, &spans[s], offset))
+    };
     let scratch_ptr = SharedScratch(scratch.as_mut_ptr());
+    if n_key_floats > 0 {
+        // Transpose the keys: block b of head g holds, for each of the D key elements,
+        // the KEY_BLOCK positions of the block side by side (0 past the cache's end).
+        let n_jobs: usize = (0..spans.len())
+            .filter_map(|s| block_of(s, 0))
+            .map(|b| b.len() * hkv)
+            .sum();
+        pool.run(&|thread| {
+            let scratch_ptr = &scratch_ptr;
+            // SAFETY: thread `thread` uses only `scratch[thread]` and the blocks of its
+            // jobs in `scratch[n_threads]`; the outer vector is not resized meanwhile.
+            let (tmp, keys) = unsafe {
+                (
+                    &mut *scratch_ptr.0.add(thread),
+                    (*scratch_ptr.0.add(n_threads)).as_mut_ptr(),
+                )
+            };
+            let (mut s, mut base, mut offset) = (0, 0, 0);
+            for job in (thread..n_jobs).step_by(n_threads) {
+                let kb = loop {
+                    match block_of(s, offset) {
+                        Some(kb) if job < base + kb.len() * hkv => break kb,
+                        Some(kb) => {
+                            base += kb.len() * hkv;
+                            offset += kb.len() * hkv * d * KEY_BLOCK;
+                        }
+                        None => {}
+                    }
+                    s += 1;
+                };
+                let (g, b) = ((job - base) / kb.len(), (job - base) % kb.len());
+                let n_kv = spans[s].pos0 + spans[s].n_rows;
+                let k_cache = kv(s).0;
+                // SAFETY: each (span, head, block) job owns its D·KEY_BLOCK floats, which
+                // lie inside the buffer sized above.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        keys.add(kb.offset + (g * kb.len() + b) * d * KEY_BLOCK),
+                        d * KEY_BLOCK,
+                    )
+                };
+                let row = &mut tmp[..d];
+                for lane in 0..KEY_BLOCK {
+                    let pos = (kb.first + b) * KEY_BLOCK + lane;
+                    if pos < n_kv {
+                        k_cache[(pos * hkv + g) * d..][..d].convert_to_f32_slice(row);
+                    } else {
+                        row.fill(0.0);
+                    }
+                    for (i, &x) in row.iter().enumerate() {
+                        dst[i * KEY_BLOCK + lane] = x;
+                    }
+                }
+            }
+        });
+    }
+    let out_ptr = SharedOut(out.as_mut_ptr());
     let n_jobs: usize = spans.iter().map(|s| s.n_rows * h).sum();
-    let n_threads = pool.n_threads();
     pool.run(&|thread| {
         let (out_ptr, scratch_ptr) = (&out_ptr, &scratch_ptr);
-        // SAFETY: thread `thread` uses only `scratch[thread]`, and the outer vector is not
-        // resized while the pool runs.
-        let buf: &mut Vec<f32> = unsafe { &mut *scratch_ptr.0.add(thread) };
-        // Jobs are numbered sequence by sequence; `seq` and `base` follow this thread's
-        // increasing job numbers.
-        let (mut seq, mut base) = (0, 0);
+        // SAFETY: thread `thread` uses only `scratch[thread]` and reads the shared keys
+        // written by the pass above; the outer vector is not resized while the pool runs.
+        let (buf, keys): (&mut Vec<f32>, &[f32]) = unsafe {
+            (
+                &mut *scratch_ptr.0.add(thread),
+                &*scratch_ptr.0.add(n_threads),
+            )
+        };
+        // Jobs are numbered sequence by sequence; `seq`, `base` and `key_offset` follow
+        // this thread's increasing job numbers.
+        let (mut seq, mut base, mut key_offset) = (0, 0, 0);
         // Interleaved jobs: later tokens attend to more positions, so contiguous chunks
         // would leave the first thread idle.
         for job in (thread..n_jobs).step_by(n_threads) {
             while job >= base + spans[seq].n_rows * h {
                 base += spans[seq].n_rows * h;
+                if let Some(kb) = block_of(seq, key_offset) {
+                    key_offset += kb.len() * hkv * d * KEY_BLOCK;
+                }
                 seq += 1;
             }
             let span = spans[seq];
@@ -148,6 +266,32 @@ pub fn attention_batch<'c>(
             }
             // Scores over the padded row of positions, masked positions at −∞.
             let row_scores = &mut scores[..(pos + 1).next_multiple_of(GGML_LANES)];
+            // SAFETY: as below.
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((row * h + head) * dv), dv) };
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kb) = block_of(seq, key_offset) {
+                let head_keys = &keys[kb.offset + kv_head * kb.len() * d * KEY_BLOCK..]
+                    [..kb.len() * d * KEY_BLOCK];
+                for b in lo / KEY_BLOCK..=pos / KEY_BLOCK {
+                    let block = &head_keys[(b - kb.first) * d * KEY_BLOCK..][..d * KEY_BLOCK];
+                    let dst = &mut row_scores[b * KEY_BLOCK..][..KEY_BLOCK];
+                    // SAFETY: blocks are taken only where `simd()` confirmed AVX2, FMA
+                    // and F16C.
+                    unsafe { x86::block_scores(block, q16, order, p.scale, dst) };
+                }
+                row_scores[..lo].fill(f32::NEG_INFINITY);
+                row_scores[pos + 1..].fill(f32::NEG_INFINITY);
+                softmax_ggml_isa(row_scores, isa);
+                let probs = &mut row_scores[lo..=pos];
+                for pr in probs.iter_mut() {
+                    *pr = f16::from_f32(*pr).to_f32();
+                }
+                let values = &v_cache[kv_head * dv..];
+                // SAFETY: as above.
+                unsafe { x86::weighted_values(values, hkv * dv, probs, lo, order, o) };
+                continue;
+            }
             for (j, s) in row_scores.iter_mut().enumerate() {
                 *s = if j < lo || j > pos {
                     f32::NEG_INFINITY
@@ -170,8 +314,6 @@ pub fn attention_batch<'c>(
             }
             // SAFETY: job (row, head) owns out[(row·H + head)·Dv ..][..Dv]; jobs are
             // disjoint and rows of different sequences do not overlap.
-            let o =
-                unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((row * h + head) * dv), dv) };
             let mut lanes = [0f32; VECDOT_STEP];
             for (c, o) in o.iter_mut().enumerate() {
                 for (slot, lane) in lanes[..slots].iter_mut().enumerate() {
@@ -181,6 +323,17 @@ pub fn attention_batch<'c>(
             }
         }
     });
+}
+
+/// The key blocks span `span` needs (from its first row's window start to its last
+/// position), placed at `offset`.
+fn key_blocks(p: &AttnParams, span: &AttnSpan, offset: usize) -> KeyBlocks {
+    let lo = p.window.map_or(0, |w| (span.pos0 + 1).saturating_sub(w));
+    KeyBlocks {
+        offset,
+        first: lo / KEY_BLOCK,
+        end: (span.pos0 + span.n_rows).div_ceil(KEY_BLOCK),
+    }
 }
 
 /// Most elements one step of ggml's f16 vector dot product consumes (AVX-512: 4 × 16
@@ -302,7 +455,7 @@ fn lanes_f16(k: &[f16], q: &[f32], slots: usize, acc: &mut [f32; VECDOT_STEP]) {
 /// AVX2 versions: the same fused multiply-adds per element, eight lanes at a time.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{SumOrder, VECDOT_STEP};
+    use super::{SumOrder, KEY_BLOCK, VECDOT_STEP};
     use crate::isa::GgmlIsa;
     use half::f16;
     use std::arch::x86_64::*;
@@ -375,6 +528,160 @@ mod x86 {
         let q4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
         let t = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
         _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+    }
+
+    /// Lane chain `slot` of a dot product summed in `step` slots, for the KEY_BLOCK keys
+    /// of a transposed block at once: `acc = fma(k[i], q[i], acc)` for i = slot,
+    /// slot + step, … (as [`super::lanes_f16`] sums each key's slot).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn key_lane(keys: &[f32], q: &[f32], slot: usize, step: usize) -> __m256 {
+        let mut acc = _mm256_setzero_ps();
+        let d = q.len().min(keys.len() / KEY_BLOCK);
+        let mut i = slot;
+        while i < d {
+            // SAFETY: i < d, so the block row i·KEY_BLOCK..+8 lies inside `keys`.
+            let k = unsafe { _mm256_loadu_ps(keys.as_ptr().add(i * KEY_BLOCK)) };
+            acc = _mm256_fmadd_ps(k, _mm256_set1_ps(q[i]), acc);
+            i += step;
+        }
+        acc
+    }
+
+    /// `reduce_add16` of sixteen lane vectors, lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn tree16(lane: &mut dyn FnMut(usize) -> __m256) -> __m256 {
+        let mut h = [_mm256_setzero_ps(); 8];
+        for (i, h) in h.iter_mut().enumerate() {
+            *h = _mm256_add_ps(lane(i), lane(i + 8));
+        }
+        let q = [0, 1, 2, 3].map(|i| _mm256_add_ps(h[i], h[i + 4]));
+        _mm256_add_ps(_mm256_add_ps(q[0], q[2]), _mm256_add_ps(q[1], q[3]))
+    }
+
+    /// `reduce_add8` of eight lane vectors, lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn tree8(lane: &mut dyn FnMut(usize) -> __m256) -> __m256 {
+        let mut t = [_mm256_setzero_ps(); 4];
+        for (l, t) in t.iter_mut().enumerate() {
+            *t = _mm256_add_ps(lane(l), lane(l + 4));
+        }
+        _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
+    }
+
+    /// `scale · k·q` for the KEY_BLOCK keys of a transposed block (`keys[i·8 + lane]`),
+    /// each summed exactly as [`super::SumOrder::dot`] sums it, into `out[..8]`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn block_scores(
+        keys: &[f32],
+        q: &[f32],
+        order: SumOrder,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let sum = match order {
+            SumOrder::Gemm(GgmlIsa::Avx512) => tree16(&mut |s| key_lane(keys, q, s, 16)),
+            SumOrder::Gemm(GgmlIsa::Avx2) => tree8(&mut |s| key_lane(keys, q, s, 8)),
+            SumOrder::VecDot(GgmlIsa::Avx512) => tree16(&mut |l| {
+                let s02 = _mm256_add_ps(key_lane(keys, q, l, 64), key_lane(keys, q, 32 + l, 64));
+                let s13 =
+                    _mm256_add_ps(key_lane(keys, q, 16 + l, 64), key_lane(keys, q, 48 + l, 64));
+                _mm256_add_ps(s02, s13)
+            }),
+            SumOrder::VecDot(GgmlIsa::Avx2) => {
+                let c: [__m256; 8] = std::array::from_fn(|l| {
+                    _mm256_add_ps(
+                        _mm256_add_ps(key_lane(keys, q, l, 32), key_lane(keys, q, 16 + l, 32)),
+                        _mm256_add_ps(key_lane(keys, q, 8 + l, 32), key_lane(keys, q, 24 + l, 32)),
+                    )
+                });
+                let t = [0, 1, 2, 3].map(|l| _mm256_add_ps(c[l], c[l + 4]));
+                _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
+            }
+        };
+        let scaled = _mm256_mul_ps(sum, _mm256_set1_ps(scale));
+        assert!(out.len() >= KEY_BLOCK);
+        // SAFETY: `out` holds at least 8 floats (asserted).
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), scaled) };
+    }
+
+    /// `R` value slots of a batch order with `step` slots in all, for eight value columns
+    /// from `values[c..]`: slot `first + r` sums `p_j · v_j` over the positions
+    /// `j ≡ first + r (mod step)` of `lo..lo + probs.len()`, in order of j, by fused
+    /// multiply-adds.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn value_slots<const R: usize>(
+        values: &[f16],
+        stride: usize,
+        c: usize,
+        probs: &[f32],
+        lo: usize,
+        step: usize,
+        first: usize,
+    ) -> [__m256; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let end = lo + probs.len();
+        if probs.is_empty() {
+            return acc;
+        }
+        assert!((end - 1) * stride + c + 8 <= values.len() && first + R <= step);
+        let (v, p) = (values.as_ptr(), probs.as_ptr());
+        // SAFETY: lo <= j < end, so row j's columns c..c+8 lie inside `values` (asserted)
+        // and j − lo indexes `probs`.
+        let fma = |acc: __m256, j: usize| unsafe {
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(v.add(j * stride + c).cast()));
+            _mm256_fmadd_ps(x, _mm256_set1_ps(*p.add(j - lo)), acc)
+        };
+        let mut j0 = lo - lo % step + first;
+        // Blocks whose R positions all lie in lo..end go without checks.
+        while j0 < end {
+            if j0 >= lo && j0 + R <= end {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = fma(*a, j0 + r);
+                }
+            } else {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    if (lo..end).contains(&(j0 + r)) {
+                        *a = fma(*a, j0 + r);
+                    }
+                }
+            }
+            j0 += step;
+        }
+        acc
+    }
+
+    /// `out[c] = Σ_j p_j · v_j[c]` over positions `lo..lo + probs.len()` (`v_j` the row
+    /// `values[j·stride..]`), in the lanes and reduction of batch order `order`, as the
+    /// slot accumulators and [`super::SumOrder::reduce`] of the per-key path compute it.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn weighted_values(
+        values: &[f16],
+        stride: usize,
+        probs: &[f32],
+        lo: usize,
+        order: SumOrder,
+        out: &mut [f32],
+    ) {
+        for c in (0..out.len() - out.len() % 8).step_by(8) {
+            let sum = match order {
+                SumOrder::Gemm(GgmlIsa::Avx512) => {
+                    let a = value_slots::<8>(values, stride, c, probs, lo, 16, 0);
+                    let b = value_slots::<8>(values, stride, c, probs, lo, 16, 8);
+                    tree16(&mut |s| if s < 8 { a[s] } else { b[s - 8] })
+                }
+                SumOrder::Gemm(GgmlIsa::Avx2) => {
+                    let a = value_slots::<8>(values, stride, c, probs, lo, 8, 0);
+                    tree8(&mut |s| a[s])
+                }
+                SumOrder::VecDot(_) => unreachable!("single queries take the per-key path"),
+            };
+            // SAFETY: c + 8 <= out.len().
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c), sum) };
+        }
     }
 
     /// See [`super::lanes_f16`].
@@ -455,6 +762,100 @@ mod tests {
                 // SAFETY: simd() confirmed the features.
                 let got = unsafe { x86::dot_ordered(&k, &q, order) };
                 assert_eq!(want.to_bits(), got.to_bits(), "{order:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_keys_give_the_per_key_paths_bits() {
+        if !simd() {
+            return;
+        }
+        let mut rng = crate::tests::Rng(0x9e37_79b9_7f4a_7c15);
+        let pool = ThreadPool::new(2);
+        for (h, hkv, d, dv) in [(6, 2, 64, 64), (4, 1, 256, 256), (3, 3, 32, 16)] {
+            // Sequences of several rows, one row summed as part of a larger batch, one
+            // row summed alone (the per-key path for both), at various depths.
+            let spans = [
+                AttnSpan {
+                    row0: 0,
+                    n_rows: 5,
+                    pos0: 0,
+                    order_rows: 5,
+                },
+                AttnSpan {
+                    row0: 5,
+                    n_rows: 1,
+                    pos0: 13,
+                    order_rows: 4,
+                },
+                AttnSpan {
+                    row0: 6,
+                    n_rows: 9,
+                    pos0: 30,
+                    order_rows: 9,
+                },
+                AttnSpan {
+                    row0: 15,
+                    n_rows: 1,
+                    pos0: 3,
+                    order_rows: 1,
+                },
+            ];
+            let n_rows = 16;
+            let n_ctx = 40;
+            let q: Vec<f32> = (0..n_rows * h * d).map(|_| rng.f32() * 2.0).collect();
+            let caches: Vec<(Vec<f16>, Vec<f16>)> = spans
+                .iter()
+                .map(|_| {
+                    let k = (0..n_ctx * hkv * d)
+                        .map(|_| f16::from_f32(rng.f32()))
+                        .collect();
+                    let v = (0..n_ctx * hkv * dv)
+                        .map(|_| f16::from_f32(rng.f32()))
+                        .collect();
+                    (k, v)
+                })
+                .collect();
+            for window in [None, Some(7)] {
+                let p = AttnParams {
+                    n_head: h,
+                    n_head_kv: hkv,
+                    head_dim: d,
+                    head_dim_v: dv,
+                    scale: 0.3,
+                    window,
+                };
+                for isa in [GgmlIsa::Avx2, GgmlIsa::Avx512] {
+                    let kv = |s: usize| (&caches[s].0[..], &caches[s].1[..]);
+                    let mut want = vec![0f32; n_rows * h * dv];
+                    let mut got = vec![0f32; n_rows * h * dv];
+                    let mut scratch = Vec::new();
+                    attention_batch_as(
+                        &pool,
+                        &p,
+                        &q,
+                        &spans,
+                        &kv,
+                        &mut want,
+                        &mut scratch,
+                        isa,
+                        false,
+                    );
+                    attention_batch_as(
+                        &pool,
+                        &p,
+                        &q,
+                        &spans,
+                        &kv,
+                        &mut got,
+                        &mut scratch,
+                        isa,
+                        true,
+                    );
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&want), bits(&got), "{isa:?} {window:?} d={d}");
+                }
             }
         }
     }
