@@ -117,7 +117,7 @@ impl KeyBlocks {
 /// so that one pass of vector instructions yields [`KEY_BLOCK`] scores, and the weighted
 /// values summed in registers. Only the batch (GEMM) orders have few enough value slots.
 fn takes_blocks(order: SumOrder, d: usize, dv: usize) -> bool {
-    matches!(order, SumOrder::Gemm(_)) && d % order.slots() == 0 && dv % 8 == 0
+    matches!(order, SumOrder::Gemm(_)) && d.is_multiple_of(order.slots()) && dv.is_multiple_of(8)
 }
 
 /// [`attention_batch`] in the summation orders of build `isa`, with the blocked path when
