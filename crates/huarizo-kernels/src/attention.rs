@@ -269,42 +269,55 @@ fn attention_batch_as<'c>(
             // SAFETY: as below.
             let o =
                 unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((row * h + head) * dv), dv) };
-            #[cfg(target_arch = "x86_64")]
-            if let Some(kb) = block_of(seq, key_offset) {
-                let head_keys = &keys[kb.offset + kv_head * kb.len() * d * KEY_BLOCK..]
-                    [..kb.len() * d * KEY_BLOCK];
-                for b in lo / KEY_BLOCK..=pos / KEY_BLOCK {
-                    let block = &head_keys[(b - kb.first) * d * KEY_BLOCK..][..d * KEY_BLOCK];
-                    let dst = &mut row_scores[b * KEY_BLOCK..][..KEY_BLOCK];
-                    // SAFETY: blocks are taken only where `simd()` confirmed AVX2, FMA
-                    // and F16C.
-                    unsafe { x86::block_scores(block, q16, order, p.scale, dst) };
+            match block_of(seq, key_offset) {
+                #[cfg(target_arch = "x86_64")]
+                Some(kb) => {
+                    let head_keys = &keys[kb.offset + kv_head * kb.len() * d * KEY_BLOCK..]
+                        [..kb.len() * d * KEY_BLOCK];
+                    for b in lo / KEY_BLOCK..=pos / KEY_BLOCK {
+                        let block = &head_keys[(b - kb.first) * d * KEY_BLOCK..][..d * KEY_BLOCK];
+                        let dst = &mut row_scores[b * KEY_BLOCK..][..KEY_BLOCK];
+                        // SAFETY: blocks are taken only where `simd()` confirmed AVX2, FMA
+                        // and F16C.
+                        unsafe { x86::block_scores(block, q16, order, p.scale, dst) };
+                    }
+                    row_scores[..lo].fill(f32::NEG_INFINITY);
+                    row_scores[pos + 1..].fill(f32::NEG_INFINITY);
                 }
-                row_scores[..lo].fill(f32::NEG_INFINITY);
-                row_scores[pos + 1..].fill(f32::NEG_INFINITY);
-                softmax_ggml_isa(row_scores, isa);
-                let probs = &mut row_scores[lo..=pos];
+                _ => {
+                    for (j, s) in row_scores.iter_mut().enumerate() {
+                        *s = if j < lo || j > pos {
+                            f32::NEG_INFINITY
+                        } else {
+                            order.dot(&k_cache[(j * hkv + kv_head) * d..][..d], q16) * p.scale
+                        };
+                    }
+                }
+            }
+            softmax_ggml_isa(row_scores, isa);
+            // The probabilities as the f16 they are rounded to.
+            let probs = &mut row_scores[lo..=pos];
+            #[cfg(target_arch = "x86_64")]
+            if blocks {
+                // SAFETY: `blocks` is set only where `simd()` confirmed AVX2, FMA and F16C.
+                unsafe { x86::round_to_f16(probs) };
+                if dv.is_multiple_of(8) && matches!(order, SumOrder::Gemm(_)) {
+                    let values = &v_cache[kv_head * dv..];
+                    // SAFETY: as above.
+                    unsafe { x86::weighted_values(values, hkv * dv, probs, lo, order, o) };
+                    continue;
+                }
+            }
+            if !blocks {
                 for pr in probs.iter_mut() {
                     *pr = f16::from_f32(*pr).to_f32();
                 }
-                let values = &v_cache[kv_head * dv..];
-                // SAFETY: as above.
-                unsafe { x86::weighted_values(values, hkv * dv, probs, lo, order, o) };
-                continue;
             }
-            for (j, s) in row_scores.iter_mut().enumerate() {
-                *s = if j < lo || j > pos {
-                    f32::NEG_INFINITY
-                } else {
-                    order.dot(&k_cache[(j * hkv + kv_head) * d..][..d], q16) * p.scale
-                };
-            }
-            softmax_ggml_isa(row_scores, isa);
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
             // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
-            for (j, &pr) in row_scores.iter().enumerate().take(pos + 1).skip(lo) {
-                let pr = f16::from_f32(pr).to_f32();
+            for (j, &pr) in probs.iter().enumerate() {
+                let j = lo + j;
                 if pr == 0.0 {
                     continue;
                 }
@@ -677,10 +690,28 @@ mod x86 {
                     let a = value_slots::<8>(values, stride, c, probs, lo, 8, 0);
                     tree8(&mut |s| a[s])
                 }
-                SumOrder::VecDot(_) => unreachable!("single queries take the per-key path"),
+                SumOrder::VecDot(_) => unreachable!("single queries sum values per position"),
             };
             // SAFETY: c + 8 <= out.len().
             unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c), sum) };
+        }
+    }
+
+    /// Rounds every value to the nearest f16 (ties to even) and back, as `f16::from_f32`
+    /// then `to_f32` do one by one.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn round_to_f16(x: &mut [f32]) {
+        let body = x.len() - x.len() % 8;
+        for i in (0..body).step_by(8) {
+            // SAFETY: i + 8 <= body <= x.len(); loads and stores are unaligned.
+            unsafe {
+                let v = _mm256_loadu_ps(x.as_ptr().add(i));
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                _mm256_storeu_ps(x.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+        }
+        for v in &mut x[body..] {
+            *v = f16::from_f32(*v).to_f32();
         }
     }
 
@@ -767,15 +798,15 @@ mod tests {
     }
 
     #[test]
-    fn blocked_keys_give_the_per_key_paths_bits() {
+    fn blocked_paths_give_the_per_key_paths_bits() {
         if !simd() {
             return;
         }
         let mut rng = crate::tests::Rng(0x9e37_79b9_7f4a_7c15);
         let pool = ThreadPool::new(2);
         for (h, hkv, d, dv) in [(6, 2, 64, 64), (4, 1, 256, 256), (3, 3, 32, 16)] {
-            // Sequences of several rows, one row summed as part of a larger batch, one
-            // row summed alone (the per-key path for both), at various depths.
+            // Sequences of several rows, one row summed as part of a larger batch, single
+            // rows summed alone (vector-dot order), at various depths.
             let spans = [
                 AttnSpan {
                     row0: 0,
@@ -801,9 +832,15 @@ mod tests {
                     pos0: 3,
                     order_rows: 1,
                 },
+                AttnSpan {
+                    row0: 16,
+                    n_rows: 1,
+                    pos0: 150,
+                    order_rows: 1,
+                },
             ];
-            let n_rows = 16;
-            let n_ctx = 40;
+            let n_rows = 17;
+            let n_ctx = 151;
             let q: Vec<f32> = (0..n_rows * h * d).map(|_| rng.f32() * 2.0).collect();
             let caches: Vec<(Vec<f16>, Vec<f16>)> = spans
                 .iter()
