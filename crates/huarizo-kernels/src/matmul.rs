@@ -39,6 +39,30 @@ pub fn quantize_activations(w_type: GgmlType, x: &[f32], n_in: usize, dst: &mut 
     }
 }
 
+/// [`quantize_activations`] with the rows shared among the pool's threads (one row, or a
+/// one-thread pool, stays on the calling thread). The bytes are the same.
+pub fn quantize_activations_on(
+    pool: &ThreadPool,
+    w_type: GgmlType,
+    x: &[f32],
+    n_in: usize,
+    dst: &mut Vec<u8>,
+) {
+    let n_tokens = x.len() / n_in;
+    if n_tokens < 2 || pool.n_threads() == 1 {
+        return quantize_activations(w_type, x, n_in, dst);
+    }
+    let act_type = vec_dot_type(w_type);
+    let rb = row_bytes(act_type, n_in);
+    dst.resize(rb * n_tokens, 0);
+    pool.for_rows_mut(dst, rb, &|first, rows| {
+        for (i, out) in rows.chunks_exact_mut(rb).enumerate() {
+            let t = first + i;
+            quantize_row(act_type, &x[t * n_in..(t + 1) * n_in], out);
+        }
+    });
+}
+
 /// `out (T, n_out) = acts (T, n_in) · Wᵀ`, with W `(n_out, n_in)` of type `w_type` and the
 /// activations already in `vec_dot_type(w_type)` (see [`quantize_activations`]).
 #[allow(clippy::too_many_arguments)]

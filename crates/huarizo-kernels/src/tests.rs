@@ -415,7 +415,7 @@ fn assert_batched_equals_one_row(
     rng: &mut Rng,
     one: impl Fn(usize, usize) -> crate::VecDotFn,
 ) {
-    use crate::matmul::{matmul, quantize_activations};
+    use crate::matmul::{matmul, quantize_activations, quantize_activations_on};
     let pool = crate::pool::ThreadPool::new(2);
     let w = random_weights(t, n_out * n_in / t.block_size(), rng);
     let (w_row, a_row) = (
@@ -426,6 +426,9 @@ fn assert_batched_equals_one_row(
         let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
         let mut acts = Vec::new();
         quantize_activations(t, &x, n_in, &mut acts);
+        let mut shared = Vec::new();
+        quantize_activations_on(&pool, t, &x, n_in, &mut shared);
+        assert!(acts == shared, "{t}: rows quantized on the pool differ");
         let mut out = vec![0f32; n_tokens * n_out];
         matmul(&pool, t, &w, n_out, n_in, &acts, n_tokens, &mut out);
         assert_each_output_is(

@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
-use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations, BatchRow, Product};
+use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations_on, BatchRow, Product};
 use huarizo_kernels::ops;
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::vec_dot_type;
@@ -236,7 +236,7 @@ impl Model {
             return;
         }
         let (n_in, n_tokens) = (ws[0].n_in, x.len() / ws[0].n_in);
-        quantize_activations(ws[0].ty(), x, n_in, acts);
+        quantize_activations_on(pool, ws[0].ty(), x, n_in, acts);
         let mut outs = outs.into_iter();
         let mut products: [Product<'_>; N] = std::array::from_fn(|i| {
             let (w, out) = (ws[i], outs.next().expect("one output per weight"));
