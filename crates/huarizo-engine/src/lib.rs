@@ -168,6 +168,11 @@ impl Engine {
         self.pool.n_threads()
     }
 
+    /// Runs `f(thread)` once on each of the pool's threads and waits for all of them.
+    pub(crate) fn run_on_pool(&self, f: &(dyn Fn(usize) + Sync)) {
+        self.pool.run(f);
+    }
+
     /// A fresh sequence with room for `n_ctx` positions (capped at the trained context).
     pub fn new_state(&self, n_ctx: usize) -> State {
         State::new(

@@ -138,6 +138,9 @@ struct Active {
     generated: usize,
     prompt_lps: Vec<Option<TokenLogprob>>,
     logits_buf: Vec<f32>,
+    /// `(slot, n)`: the request in that slot is reading a prompt whose first `n` tokens
+    /// this one shares; this one waits to copy them (see [`Scheduler::resume_waiting`]).
+    wait_for: Option<(usize, usize)>,
 }
 
 struct Slot {
@@ -218,33 +221,39 @@ impl<'e> Scheduler<'e> {
             )));
             return None;
         }
-        let common = |s: &Slot| {
-            s.history
-                .iter()
-                .zip(&req.prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
-        let Some(idx) = (0..self.slots.len())
-            .filter(|&i| self.slots[i].active.is_none())
-            .max_by_key(|&i| (common(&self.slots[i]), std::cmp::Reverse(i)))
-        else {
-            return Some(req);
-        };
-        // Prompt log-probabilities need logits from the position before the first scored
-        // token: the cache is reused up to there. Otherwise keep at least the last prompt
-        // token to compute, for its logits.
-        let keep = match req.prompt_logprobs {
-            Some(_) => common(&self.slots[idx])
-                .min(req.prompt_logprobs_from.saturating_sub(1))
-                .min(req.prompt.len() - 1),
-            None => common(&self.slots[idx]).min(req.prompt.len() - 1),
-        };
-        let slot = &mut self.slots[idx];
         let places = req
             .reference_prefill
             .map_or(BatchPlaces::ThisBatch, BatchPlaces::WholePrompt);
-        let keep = keep.min(same_arithmetic_prefix(slot.places, places, keep));
+        let cap = reuse_cap(&req);
+        let Some(idx) = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none())
+            .max_by_key(|&i| {
+                (
+                    reusable(&self.slots[i], &req.prompt, places, cap),
+                    std::cmp::Reverse(i),
+                )
+            })
+        else {
+            return Some(req);
+        };
+        let mut keep = reusable(&self.slots[idx], &req.prompt, places, cap);
+        // Another slot may hold a longer prefix (many requests with one system prompt or
+        // one few-shot preamble): its rows are copied rather than computed again.
+        if let Some((donor, n)) = best_donor(&self.slots, idx, &req.prompt, places, cap) {
+            if n > keep && copy_prefix(&mut self.slots, donor, idx, n) {
+                keep = n;
+            }
+        }
+        // A request still reading a prompt that shares a longer prefix: wait for it and
+        // copy its rows, rather than compute the same rows side by side.
+        let wait_for = (0..self.slots.len())
+            .filter(|&j| j != idx)
+            .filter_map(|j| {
+                let lead = pending_prefix(&self.slots[j], &req.prompt, places, cap)?;
+                (lead >= keep + MIN_SHARED_WAIT).then_some((j, lead))
+            })
+            .max_by_key(|&(j, lead)| (lead, std::cmp::Reverse(j)));
+        let slot = &mut self.slots[idx];
         slot.places = places;
         slot.state.truncate(keep);
         slot.history.truncate(keep);
@@ -263,9 +272,46 @@ impl<'e> Scheduler<'e> {
             generated: 0,
             prompt_lps: first_lp,
             logits_buf: Vec::new(),
+            wait_for,
             req,
         });
         None
+    }
+
+    /// Starts each waiting request whose shared prefix is ready, or whose leader stopped
+    /// reading it: the longest reusable prefix any slot holds is copied into its cache.
+    fn resume_waiting(slots: &mut [Slot]) {
+        for i in 0..slots.len() {
+            let Some(a) = slots[i].active.as_ref() else {
+                continue;
+            };
+            let Some((leader, lead)) = a.wait_for else {
+                continue;
+            };
+            let (places, cap) = (slots[i].places, reuse_cap(&a.req));
+            let still_reading = slots[leader].history.len() < lead
+                && pending_prefix(&slots[leader], &a.req.prompt, places, cap)
+                    .is_some_and(|n| n >= lead);
+            if still_reading {
+                continue;
+            }
+            let donor = best_donor(slots, i, &a.req.prompt, places, cap);
+            let held = slots[i].history.len();
+            if let Some((j, n)) = donor.filter(|&(_, n)| n > held) {
+                if copy_prefix(slots, j, i, n) {
+                    slots[i].places = places;
+                    let a = slots[i].active.as_mut().expect("checked above");
+                    a.next_prompt = n;
+                    a.cached = n;
+                    if a.req.prompt_logprobs.is_some() {
+                        a.prompt_lps.resize(n + 1, None);
+                    }
+                }
+            }
+            if let Some(a) = slots[i].active.as_mut() {
+                a.wait_for = None;
+            }
+        }
     }
 
     /// Runs one batched forward over every active request and delivers its results.
@@ -286,6 +332,7 @@ impl<'e> Scheduler<'e> {
                 stats.finished += 1;
             }
         }
+        Scheduler::resume_waiting(slots);
         // Plan: decoding requests first (one token each), then prompt chunks.
         let mut budget = options.max_batch_tokens.max(1);
         for slot in slots.iter_mut() {
@@ -300,7 +347,7 @@ impl<'e> Scheduler<'e> {
                 continue;
             };
             let remaining = a.req.prompt.len() - a.next_prompt;
-            if remaining == 0 || budget == 0 {
+            if remaining == 0 || budget == 0 || a.wait_for.is_some() {
                 continue;
             }
             let mut n = remaining.min(budget);
@@ -367,6 +414,7 @@ impl<'e> Scheduler<'e> {
             }
         };
         let n_vocab = engine.config().n_vocab;
+        let mut scored = prompt_logprobs(engine, slots, &members, &rows, &pos_before, logits);
         let mut row = 0;
         for (m, &i) in members.iter().enumerate() {
             let slot = &mut slots[i];
@@ -380,15 +428,14 @@ impl<'e> Scheduler<'e> {
             let fed = std::mem::take(&mut a.feed);
             let prompt_done = a.next_prompt == a.req.prompt.len();
             // Prompt log-probabilities: row j (position p) predicts the token at p + 1.
-            if let Some(k) = a.req.prompt_logprobs {
+            if a.req.prompt_logprobs.is_some() {
                 let all = a.feed_logits == Logits::All;
                 for j in 0..fed.len() {
                     let next = pos_before[m] + j + 1;
                     if next < a.req.prompt.len() && a.prompt_lps.len() == next {
-                        let entry = (all && next >= a.req.prompt_logprobs_from).then(|| {
-                            let r = &seq_logits[j * n_vocab..(j + 1) * n_vocab];
-                            logprob_entry(r, a.req.prompt[next], k)
-                        });
+                        let entry = (all && next >= a.req.prompt_logprobs_from)
+                            .then(|| scored[row - n_rows + j].take())
+                            .flatten();
                         a.prompt_lps.push(entry);
                     }
                 }
@@ -542,12 +589,133 @@ fn logprob_entry(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
     }
 }
 
+/// The log-probability entries of every logits row that scores a prompt token (row `r`
+/// of member `m` at position `p` scores prompt token `p + 1`), computed on the engine's
+/// threads: a log-sum-exp over the vocabulary per row is most of a scoring step's serial
+/// work. Indexed by logits row; rows that score nothing are `None`.
+fn prompt_logprobs(
+    engine: &Engine,
+    slots: &[Slot],
+    members: &[usize],
+    rows: &[usize],
+    pos_before: &[usize],
+    logits: &[f32],
+) -> Vec<Option<TokenLogprob>> {
+    let n_vocab = engine.config().n_vocab;
+    let mut wanted: Vec<(usize, u32, usize)> = Vec::new();
+    let mut row = 0;
+    for (m, &i) in members.iter().enumerate() {
+        if let Some(a) = slots[i].active.as_ref() {
+            if let (Some(k), Logits::All) = (a.req.prompt_logprobs, a.feed_logits) {
+                for j in 0..rows[m] {
+                    if let Some(&token) = a.req.prompt.get(pos_before[m] + j + 1) {
+                        wanted.push((row + j, token, k));
+                    }
+                }
+            }
+        }
+        row += rows[m];
+    }
+    let results: Vec<std::sync::Mutex<Option<TokenLogprob>>> =
+        wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let n_threads = engine.n_threads().max(1);
+    engine.run_on_pool(&|thread| {
+        for w in (thread..wanted.len()).step_by(n_threads) {
+            let (r, token, k) = wanted[w];
+            let entry = logprob_entry(&logits[r * n_vocab..(r + 1) * n_vocab], token, k);
+            *results[w].lock().unwrap_or_else(|e| e.into_inner()) = Some(entry);
+        }
+    });
+    let mut by_row: Vec<Option<TokenLogprob>> = vec![None; row];
+    for ((r, _, _), result) in wanted.into_iter().zip(results) {
+        by_row[r] = result.into_inner().unwrap_or_else(|e| e.into_inner());
+    }
+    by_row
+}
+
 fn send_text(a: &mut Active, token: u32, text: String, logprob: Option<TokenLogprob>) -> bool {
     a.req.sink.send(Event::Token {
         token,
         text,
         logprob,
     })
+}
+
+/// Fewest shared prompt tokens worth waiting a step for rather than computing them again.
+const MIN_SHARED_WAIT: usize = 32;
+
+/// Most cached rows a request may reuse: prompt log-probabilities need logits from the
+/// position before the first scored token, and otherwise the last prompt token must be
+/// computed for its logits.
+fn reuse_cap(req: &Request) -> usize {
+    let last = req.prompt.len() - 1;
+    match req.prompt_logprobs {
+        Some(_) => req.prompt_logprobs_from.saturating_sub(1).min(last),
+        None => last,
+    }
+}
+
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Rows of `slot`'s cache that a request with `prompt`, computed as `places`, may reuse
+/// (at most `cap`).
+fn reusable(slot: &Slot, prompt: &[u32], places: BatchPlaces, cap: usize) -> usize {
+    let n = common_prefix(&slot.history, prompt).min(cap);
+    same_arithmetic_prefix(slot.places, places, n)
+}
+
+/// The slot other than `idx` whose cache offers a request the most reusable rows, and how
+/// many (none when no slot offers any).
+fn best_donor(
+    slots: &[Slot],
+    idx: usize,
+    prompt: &[u32],
+    places: BatchPlaces,
+    cap: usize,
+) -> Option<(usize, usize)> {
+    (0..slots.len())
+        .filter(|&j| j != idx)
+        .map(|j| (j, reusable(&slots[j], prompt, places, cap)))
+        .filter(|&(_, n)| n > 0)
+        .max_by_key(|&(j, n)| (n, std::cmp::Reverse(j)))
+}
+
+/// How many of `prompt`'s tokens (at most `cap`, reusable as `places`) the request in
+/// `slot` will have computed once it has read its prompt, when that is more than the slot
+/// holds now; `None` when the slot is not reading a prompt or itself waits for another.
+fn pending_prefix(slot: &Slot, prompt: &[u32], places: BatchPlaces, cap: usize) -> Option<usize> {
+    let a = slot.active.as_ref()?;
+    if a.wait_for.is_some() || a.next_prompt >= a.req.prompt.len() {
+        return None;
+    }
+    let n = common_prefix(&a.req.prompt, prompt).min(cap);
+    let n = same_arithmetic_prefix(slot.places, places, n);
+    (n > slot.history.len()).then_some(n)
+}
+
+/// Copies the first `n` cached rows of slot `from` into slot `to` (which then holds only
+/// those). False, changing nothing, if the caches do not allow it.
+fn copy_prefix(slots: &mut [Slot], from: usize, to: usize, n: usize) -> bool {
+    if from == to || n > slots[from].history.len() {
+        return false;
+    }
+    let (src, dst) = if from < to {
+        let (a, b) = slots.split_at_mut(to);
+        (&a[from], &mut b[0])
+    } else {
+        let (a, b) = slots.split_at_mut(from);
+        (&b[0], &mut a[to])
+    };
+    if dst.state.copy_prefix_from(&src.state, n).is_err() {
+        return false;
+    }
+    dst.history.clear();
+    dst.history.extend_from_slice(&src.history[..n]);
+    dst.places = src.places;
+    true
 }
 
 /// How many of the first `n` cached rows, computed as `old` says, a request computing as

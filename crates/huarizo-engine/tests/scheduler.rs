@@ -319,3 +319,112 @@ fn batched_forward_equals_separate_forwards_bit_for_bit() {
         at += n;
     }
 }
+
+/// Requests sharing a long preamble (a few-shot prompt, a system prompt): the rows of the
+/// preamble are computed once and copied between slots, both when the requests arrive
+/// together (the later ones wait a step for the first) and when one arrives while another
+/// slot holds the preamble; every request's prompt log-probabilities are bit-identical to
+/// its run alone.
+#[test]
+fn shared_prefixes_are_computed_once_and_copied_between_slots() {
+    let engine = Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap();
+    let preamble = "Answer each question with one word. Q: What colour is the sky on a clear \
+        day? A: Blue. Q: What do bees make? A: Honey. Q: Which animal barks? A: A dog. Q: ";
+    let questions = [
+        "What is frozen water called? A: Ice.",
+        "Which planet do we live on? A: Earth.",
+        "What do cows drink? A: Water.",
+        "What is the opposite of hot? A: Cold.",
+    ];
+    let prompts: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| engine.tokenize_prompt(&format!("{preamble}{q}")))
+        .collect();
+    let shared = prompts[0]
+        .iter()
+        .zip(&prompts[1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared >= 40, "the preamble is {shared} tokens");
+    // Scored as evaluation scores them: the last 4 tokens, in llama.cpp's batches.
+    let scored = |prompt: &[u32], r: &Recorder| {
+        let mut req = request(prompt.to_vec(), greedy(0), r);
+        req.prompt_logprobs = Some(1);
+        req.prompt_logprobs_from = prompt.len() - 4;
+        req.reference_prefill = Some(prompt.len() - 1);
+        req
+    };
+    let logprobs = |r: &Recorder| {
+        r.events.lock().unwrap().iter().find_map(|e| match e {
+            Event::PromptLogprobs(l) => Some(l.clone()),
+            _ => None,
+        })
+    };
+    let options = |n_slots| SchedulerOptions {
+        n_slots,
+        n_ctx: 128,
+        max_batch_tokens: 512,
+    };
+    let run_counting = |s: &mut Scheduler<'_>| {
+        let mut fed = 0;
+        while s.n_active() > 0 {
+            fed += s.step().unwrap().prompt_tokens;
+        }
+        fed
+    };
+
+    let mut alone = Vec::new();
+    let mut alone_fed = 0;
+    for p in &prompts {
+        let mut s = Scheduler::new(&engine, options(1));
+        let r = Recorder::default();
+        assert!(s.admit(scored(p, &r)).is_none());
+        alone_fed += run_counting(&mut s);
+        alone.push(logprobs(&r).unwrap());
+    }
+
+    // Three at once: the first reads the preamble, the other two wait and copy it.
+    let mut s = Scheduler::new(&engine, options(4));
+    let recs: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    for (p, r) in prompts.iter().zip(&recs) {
+        assert!(s.admit(scored(p, r)).is_none());
+    }
+    let fed = run_counting(&mut s);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(
+            logprobs(r).unwrap(),
+            alone[i],
+            "request {i} with a shared prefix"
+        );
+    }
+    let solo3: usize = prompts[..3].iter().map(Vec::len).sum();
+    assert!(
+        fed + 2 * (shared - 1) <= solo3,
+        "fed {fed} tokens for prompts of {solo3} sharing {shared}"
+    );
+    assert!(alone_fed > solo3);
+    let copied = recs[1..].iter().map(|r| r.done().unwrap().1);
+    assert!(copied.into_iter().all(|c| c >= shared - 1));
+
+    // One arriving while another slot, busy generating, holds the preamble: the free
+    // slot (empty) copies the rows.
+    let mut s = Scheduler::new(&engine, options(2));
+    let busy = Recorder::default();
+    let mut generating = request(prompts[0].clone(), greedy(20), &busy);
+    // Rows computed in this scheduler's own batches are not reused by a request that
+    // follows llama.cpp's batches; this one computes in those too.
+    generating.reference_prefill = Some(prompts[0].len() - 1);
+    assert!(s.admit(generating).is_none());
+    s.step().unwrap();
+    let r = Recorder::default();
+    assert!(s.admit(scored(&prompts[3], &r)).is_none());
+    let fed = run_counting(&mut s);
+    assert_eq!(logprobs(&r).unwrap(), alone[3]);
+    assert!(r.done().unwrap().1 >= shared - 1);
+    assert!(fed <= prompts[3].len() - (shared - 1));
+    assert_eq!(busy.tokens().len(), 20);
+}

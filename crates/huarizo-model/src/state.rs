@@ -77,6 +77,38 @@ impl State {
         self.n_past = self.n_past.min(n);
     }
 
+    /// Replaces this sequence's positions by the first `n` of `src` (a prefix computed by
+    /// another sequence of the same model): their keys and values are copied, later
+    /// positions forgotten. Fails, changing nothing, if `src` holds fewer than `n`
+    /// positions, this state has room for fewer, or the two were made for different shapes.
+    pub fn copy_prefix_from(&mut self, src: &State, n: usize) -> Result<(), String> {
+        if n > src.n_past || n > self.n_ctx {
+            return Err(format!(
+                "cannot copy {n} positions from a sequence holding {} into one of capacity {}",
+                src.n_past, self.n_ctx
+            ));
+        }
+        if n == 0 {
+            self.n_past = 0;
+            return Ok(());
+        }
+        let same_shape = self.cache.len() == src.cache.len()
+            && self.cache.iter().zip(&src.cache).all(|(a, b)| {
+                a.k.len() / self.n_ctx == b.k.len() / src.n_ctx
+                    && a.v.len() / self.n_ctx == b.v.len() / src.n_ctx
+            });
+        if !same_shape {
+            return Err("the sequences were made for models of different shapes".into());
+        }
+        for (dst, from) in self.cache.iter_mut().zip(&src.cache) {
+            let (k_row, v_row) = (from.k.len() / src.n_ctx, from.v.len() / src.n_ctx);
+            dst.k[..n * k_row].copy_from_slice(&from.k[..n * k_row]);
+            dst.v[..n * v_row].copy_from_slice(&from.v[..n * v_row]);
+        }
+        self.n_past = n;
+        Ok(())
+    }
+
     /// Bytes held by the KV cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.iter().map(|c| (c.k.len() + c.v.len()) * 2).sum()
