@@ -570,3 +570,31 @@ fn matmul_rows_follow_their_batch_places_bit_for_bit() {
         );
     }
 }
+
+#[test]
+fn activation_quantizers_give_the_reference_bits() {
+    let mut rng = Rng(0x5eed_a11c);
+    let mut rows: Vec<Vec<f32>> = [1e-3f32, 1.0, 3.0, 250.0]
+        .iter()
+        .map(|&scale| (0..32 * 24).map(|_| scale * rng.f32()).collect())
+        .collect();
+    // Ties: with max |x| = 127 the inverse scale is 1, so x.5 rounds half to even.
+    let mut ties: Vec<f32> = (0..31).map(|i| i as f32 - 15.5).collect();
+    ties.push(-127.0);
+    ties.extend([0.0f32; 32]); // an all-zero block (d = 0)
+    ties.extend((0..32).map(|i| if i % 2 == 0 { -0.0 } else { 1e-30 }));
+    rows.push(ties);
+    for x in &rows {
+        let nb = x.len() / 32;
+        let mut fast = vec![0u8; nb * 34];
+        quantize_row(GgmlType::Q8_0, x, &mut fast);
+        let mut slow = vec![0u8; nb * 34];
+        reference::quantize_q8_0_act(x, as_blocks_mut(&mut slow));
+        assert_eq!(fast, slow, "Q8_0");
+        let mut fast = vec![0u8; nb * 36];
+        quantize_row(GgmlType::Q8_1, x, &mut fast);
+        let mut slow = vec![0u8; nb * 36];
+        reference::quantize_q8_1_act(x, as_blocks_mut(&mut slow));
+        assert_eq!(fast, slow, "Q8_1");
+    }
+}

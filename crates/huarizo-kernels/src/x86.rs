@@ -1328,3 +1328,82 @@ fn bf16_bf16(x: &[u8], y: &[u8]) -> f32 {
     }
     sumf as f32
 }
+
+/// One 32-value block quantized as [`crate::reference::quantize_q8_0_act`] does it (the
+/// same max, scale, products and round-half-even, eight lanes at a time): returns the f32
+/// scale `d` and the quants' sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_act_block(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
+    let sign = _mm256_set1_ps(-0.0);
+    // SAFETY: `x` holds 32 f32; the loads are unaligned.
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    let m01 = _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1]));
+    let m23 = _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3]));
+    let m = _mm256_max_ps(m01, m23);
+    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let q = v.map(|v| {
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(_mm256_mul_ps(v, id)))
+    });
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s4 = _mm_add_epi32(
+        _mm256_extracti128_si256::<1>(sum),
+        _mm256_castsi256_si128(sum),
+    );
+    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    let total = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
+    // i32 → i16 → i8 packs interleave the 128-bit halves; a permutation restores order.
+    let packed = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 writable bytes; the store is unaligned.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), ordered) };
+    (d, total)
+}
+
+/// [`crate::reference::quantize_q8_0_act`] with AVX2 (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_0_act_avx2(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (b, x) in y.iter_mut().zip(x.as_chunks::<32>().0) {
+        let (d, _) = q8_act_block(x, &mut b.qs);
+        b.d.set(d);
+    }
+}
+
+/// [`crate::reference::quantize_q8_1_act`] with AVX2 (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_1_act_avx2(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (b, x) in y.iter_mut().zip(x.as_chunks::<32>().0) {
+        let (d, sum) = q8_act_block(x, &mut b.qs);
+        b.d.set(d);
+        b.s.set(d * sum as f32);
+    }
+}
+
+/// Quantizes an activation row to Q8_0 with AVX2 when the CPU has it; false otherwise.
+pub(crate) fn quantize_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) -> bool {
+    if !detected() {
+        return false;
+    }
+    // SAFETY: the features were detected above.
+    unsafe { quantize_q8_0_act_avx2(x, y) };
+    true
+}
+
+/// Quantizes an activation row to Q8_1 with AVX2 when the CPU has it; false otherwise.
+pub(crate) fn quantize_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) -> bool {
+    if !detected() {
+        return false;
+    }
+    // SAFETY: the features were detected above.
+    unsafe { quantize_q8_1_act_avx2(x, y) };
+    true
+}
