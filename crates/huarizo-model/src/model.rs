@@ -374,9 +374,7 @@ impl Model {
         for (il, layer) in self.layers.iter().enumerate() {
             // Attention block.
             s.xb.clone_from(&s.x);
-            for row in s.xb.chunks_exact_mut(e) {
-                ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
-            }
+            norm_rows(pool, &mut s.xb, &layer.attn_norm, c.rms_eps);
             trace("attn_norm", il, &s.xb);
             let places = (!s.places.is_empty()).then_some(&s.places[..]);
             self.project(
@@ -405,10 +403,8 @@ impl Model {
                 }
             }
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                s.q.chunks_exact_mut(d)
-                    .for_each(|head| ops::rms_norm(head, qn, c.rms_eps));
-                s.k.chunks_exact_mut(d)
-                    .for_each(|head| ops::rms_norm(head, kn, c.rms_eps));
+                norm_rows(pool, &mut s.q, qn, c.rms_eps);
+                norm_rows(pool, &mut s.k, kn, c.rms_eps);
             }
             let swa = c.is_swa_layer(il);
             let (base, freq_scale) = if swa {
@@ -510,18 +506,14 @@ impl Model {
             self.add_lora(il, crate::train::LoraTarget::O, &s.att, &mut s.out);
             trace("attn_out", il, &s.out);
             if let Some(w) = &layer.attn_post_norm {
-                s.out
-                    .chunks_exact_mut(e)
-                    .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
+                norm_rows(pool, &mut s.out, w, c.rms_eps);
             }
             trace("attn_post_norm", il, &s.out);
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
 
             // MLP block.
             s.xb.clone_from(&s.x);
-            for row in s.xb.chunks_exact_mut(e) {
-                ops::rms_norm(row, &layer.ffn_norm, c.rms_eps);
-            }
+            norm_rows(pool, &mut s.xb, &layer.ffn_norm, c.rms_eps);
             trace("ffn_inp", il, &s.x);
             trace("ffn_norm", il, &s.xb);
             self.project(
@@ -538,10 +530,7 @@ impl Model {
             }
             trace("ffn_gate", il, &s.gate);
             trace("ffn_up", il, &s.up);
-            match c.spec.activation {
-                Activation::SwiGlu => ops::swiglu(&mut s.gate, &s.up, c.n_ff),
-                Activation::GeGlu => ops::geglu(&mut s.gate, &s.up),
-            }
+            gated_activation(pool, c.spec.activation, &mut s.gate, &s.up, c.n_ff);
             trace("ffn_swiglu", il, &s.gate);
             self.linear(
                 pool,
@@ -554,9 +543,7 @@ impl Model {
             self.add_lora(il, crate::train::LoraTarget::Down, &s.gate, &mut s.out);
             trace("ffn_out", il, &s.out);
             if let Some(w) = &layer.ffn_post_norm {
-                s.out
-                    .chunks_exact_mut(e)
-                    .for_each(|row| ops::rms_norm(row, w, c.rms_eps));
+                norm_rows(pool, &mut s.out, w, c.rms_eps);
             }
             trace("ffn_post_norm", il, &s.out);
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
@@ -581,9 +568,7 @@ impl Model {
         if s.xb.is_empty() {
             return Ok(());
         }
-        for row in s.xb.chunks_exact_mut(e) {
-            ops::rms_norm(row, &self.output_norm, c.rms_eps);
-        }
+        norm_rows(pool, &mut s.xb, &self.output_norm, c.rms_eps);
         trace("result_norm", 0, &s.xb);
         let places = (!s.logit_places.is_empty()).then_some(&s.logit_places[..]);
         self.linear(
@@ -595,6 +580,41 @@ impl Model {
             &mut s.logits,
         );
         Ok(())
+    }
+}
+
+/// Fewest rows worth handing to the pool for a row-wise op; fewer (a decoded token) stay on
+/// the calling thread, which then allocates nothing.
+const POOL_MIN_ROWS: usize = 16;
+
+/// RMS-normalises each row of `x` (rows of `w.len()` values) by `w`, on the pool for a
+/// batch (each row gives the same bits on any thread).
+fn norm_rows(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    let norm = |rows: &mut [f32]| {
+        rows.chunks_exact_mut(n)
+            .for_each(|row| ops::rms_norm(row, w, eps))
+    };
+    if x.len() < POOL_MIN_ROWS * n {
+        norm(x);
+    } else {
+        pool.for_rows_mut(x, n, &|_, rows| norm(rows));
+    }
+}
+
+/// `gate ← act(gate) · up`, rows of `n_ff` values, on the pool for a batch.
+fn gated_activation(pool: &ThreadPool, act: Activation, gate: &mut [f32], up: &[f32], n_ff: usize) {
+    let apply = |first: usize, rows: &mut [f32]| {
+        let up = &up[first * n_ff..first * n_ff + rows.len()];
+        match act {
+            Activation::SwiGlu => ops::swiglu(rows, up, n_ff),
+            Activation::GeGlu => ops::geglu(rows, up),
+        }
+    };
+    if gate.len() < POOL_MIN_ROWS * n_ff {
+        apply(0, gate);
+    } else {
+        pool.for_rows_mut(gate, n_ff, &apply);
     }
 }
 
