@@ -316,14 +316,23 @@ fn attention_batch_as<'c>(
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
             // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
-            for (j, &pr) in probs.iter().enumerate() {
-                let j = lo + j;
-                if pr == 0.0 {
-                    continue;
+            #[cfg(target_arch = "x86_64")]
+            if blocks && dv.is_multiple_of(64) {
+                // SAFETY: `blocks` is set only where `simd()` confirmed AVX2, FMA and F16C.
+                unsafe {
+                    x86::slot_sums(&v_cache[kv_head * dv..], hkv * dv, probs, lo, slots, acc)
+                };
+            }
+            if !(cfg!(target_arch = "x86_64") && blocks && dv.is_multiple_of(64)) {
+                for (j, &pr) in probs.iter().enumerate() {
+                    let j = lo + j;
+                    if pr == 0.0 {
+                        continue;
+                    }
+                    let slot = j % slots;
+                    let value = &v_cache[(j * hkv + kv_head) * dv..][..dv];
+                    axpy_f16(&mut acc[slot * dv..(slot + 1) * dv], value, pr);
                 }
-                let slot = j % slots;
-                let value = &v_cache[(j * hkv + kv_head) * dv..][..dv];
-                axpy_f16(&mut acc[slot * dv..(slot + 1) * dv], value, pr);
             }
             // SAFETY: job (row, head) owns out[(row·H + head)·Dv ..][..Dv]; jobs are
             // disjoint and rows of different sequences do not overlap.
@@ -697,6 +706,52 @@ mod x86 {
         }
     }
 
+    /// The per-slot weighted sums of values for `slots` slots (`acc` is (slots, Dv),
+    /// zeroed): `acc[s][c] = Σ p_j·v_j[c]` over positions j ≡ s (mod slots)
+    /// from `lo` on, probability `probs[j − lo]`, value row j at `values[j·stride..]`. The
+    /// fused multiply-adds of each (slot, element) run in order of j, as
+    /// [`super::axpy_f16`] applied key by key runs them (zero probabilities skipped
+    /// alike), but each chain stays in a register instead of memory. Dv is a multiple of 64.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn slot_sums(
+        values: &[f16],
+        stride: usize,
+        probs: &[f32],
+        lo: usize,
+        slots: usize,
+        acc: &mut [f32],
+    ) {
+        let dv = acc.len() / slots.max(1);
+        let end = lo + probs.len();
+        for s in 0..slots {
+            let first = lo + (s + slots - lo % slots) % slots;
+            for c0 in (0..dv).step_by(64) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                let mut j = first;
+                while j < end {
+                    let p = probs[j - lo];
+                    if p != 0.0 {
+                        let pv = _mm256_set1_ps(p);
+                        let row = &values[j * stride + c0..][..64];
+                        for (g, reg) in r.iter_mut().enumerate() {
+                            // SAFETY: 8g + 8 <= 64 = row.len(); the load is unaligned.
+                            let x = unsafe {
+                                _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(8 * g).cast()))
+                            };
+                            *reg = _mm256_fmadd_ps(x, pv, *reg);
+                        }
+                    }
+                    j += slots;
+                }
+                let out = &mut acc[s * dv + c0..][..64];
+                for (g, reg) in r.iter().enumerate() {
+                    // SAFETY: 8g + 8 <= 64 = out.len(); the store is unaligned.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * g), *reg) };
+                }
+            }
+        }
+    }
+
     /// Rounds every value to the nearest f16 (ties to even) and back, as `f16::from_f32`
     /// then `to_f32` do one by one.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -854,7 +909,7 @@ mod tests {
                     (k, v)
                 })
                 .collect();
-            for window in [None, Some(7)] {
+            for window in [None, Some(7), Some(100)] {
                 let p = AttnParams {
                     n_head: h,
                     n_head_kv: hkv,
