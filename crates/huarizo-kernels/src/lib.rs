@@ -238,7 +238,7 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) {
     match t {
         GgmlType::Q8_0 => quantize_q8_0_act(src, as_blocks_mut(dst)),
         GgmlType::Q8_1 => quantize_q8_1_act(src, as_blocks_mut(dst)),
-        GgmlType::Q8_K => reference::quantize_q8_k(src, as_blocks_mut(dst)),
+        GgmlType::Q8_K => quantize_q8_k_act(src, as_blocks_mut(dst)),
         _ => quantize_row_ref(t, src, dst),
     }
 }
@@ -259,6 +259,15 @@ fn quantize_q8_1_act(src: &[f32], dst: &mut [BlockQ8_1]) {
         return;
     }
     reference::quantize_q8_1_act(src, dst);
+}
+
+/// f32 → Q8_K activations, with SIMD where the CPU has it (the reference's bits).
+fn quantize_q8_k_act(src: &[f32], dst: &mut [BlockQ8_K]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::quantize_q8_k(src, dst) {
+        return;
+    }
+    reference::quantize_q8_k(src, dst);
 }
 
 /// Quantizes one row with the reference (weight) quantizer of `t`: ggml's

@@ -597,4 +597,24 @@ fn activation_quantizers_give_the_reference_bits() {
         reference::quantize_q8_1_act(x, as_blocks_mut(&mut slow));
         assert_eq!(fast, slow, "Q8_1");
     }
+    // Q8_K: blocks of 256, the signed maximum's first occurrence deciding the sign (here
+    // +|m| and −|m| both occur), an all-zero block and one with a NaN.
+    let mut rows: Vec<Vec<f32>> = [1e-3f32, 1.0, 250.0]
+        .iter()
+        .map(|&scale| (0..256 * 3).map(|_| scale * rng.f32()).collect())
+        .collect();
+    let mut special: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
+    special[7] = 3.0;
+    special[200] = -3.0;
+    special.extend([0.0f32; 256]);
+    special.extend((0..256).map(|i| if i == 9 { f32::NAN } else { i as f32 }));
+    rows.push(special);
+    for x in &rows {
+        let nb = x.len() / 256;
+        let mut fast = vec![0u8; nb * 292];
+        quantize_row(GgmlType::Q8_K, x, &mut fast);
+        let mut slow = vec![0u8; nb * 292];
+        reference::quantize_q8_k(x, as_blocks_mut(&mut slow));
+        assert_eq!(fast, slow, "Q8_K");
+    }
 }

@@ -1407,3 +1407,86 @@ pub(crate) fn quantize_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) -> bool {
     unsafe { quantize_q8_1_act_avx2(x, y) };
     true
 }
+
+/// [`crate::reference::quantize_q8_k`] for one block with AVX2: the same signed maximum
+/// (the first element of largest magnitude), scale, products and rounding. False, writing
+/// nothing, for a block holding a NaN (the reference's comparisons order NaN its own way).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_k_block(x: &[f32; QK_K], b: &mut BlockQ8_K) -> bool {
+    let sign = _mm256_set1_ps(-0.0);
+    // SAFETY (every load below): i < 32, so 8i + 8 <= 256 = x.len(); loads are unaligned.
+    let load = |i: usize| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) };
+    let mut m = _mm256_setzero_ps();
+    let mut nan = 0;
+    for i in 0..QK_K / 8 {
+        let v = load(i);
+        nan |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+    }
+    if nan != 0 {
+        return false;
+    }
+    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+    if amax == 0.0 {
+        b.d = 0f32.to_le_bytes();
+        b.qs = [0; QK_K];
+        b.bsums = [0; QK_K / 16 * 2];
+        return true;
+    }
+    let target = _mm256_set1_ps(amax);
+    let first = (0..QK_K / 8)
+        .find_map(|i| {
+            let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(
+                _mm256_andnot_ps(sign, load(i)),
+                target,
+            ));
+            (hit != 0).then(|| 8 * i + hit.trailing_zeros() as usize)
+        })
+        .unwrap_or(0);
+    let iscale = -127.0 / x[first];
+    let scale = _mm256_set1_ps(iscale);
+    let limit = _mm256_set1_epi32(127);
+    for j in 0..QK_K / 32 {
+        let q: [__m256i; 4] = std::array::from_fn(|k| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(load(4 * j + k), scale),
+            );
+            _mm256_min_epi32(_mm256_cvtps_epi32(r), limit)
+        });
+        for half in 0..2 {
+            let s = _mm256_add_epi32(q[2 * half], q[2 * half + 1]);
+            let s4 = _mm_add_epi32(_mm256_extracti128_si256::<1>(s), _mm256_castsi256_si128(s));
+            let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+            let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
+            let at = 2 * (2 * j + half);
+            b.bsums[at..at + 2].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let ordered =
+            _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: 32j + 32 <= 256 = qs.len(); the store is unaligned.
+        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * j).cast(), ordered) };
+    }
+    b.d = (1.0 / iscale).to_le_bytes();
+    true
+}
+
+/// Quantizes an activation row to Q8_K with AVX2 where the CPU has it, block by block (a
+/// block with a NaN goes to the reference). False, writing nothing, without AVX2.
+pub(crate) fn quantize_q8_k(x: &[f32], y: &mut [BlockQ8_K]) -> bool {
+    if !detected() {
+        return false;
+    }
+    for (b, x) in y.iter_mut().zip(x.as_chunks::<QK_K>().0) {
+        // SAFETY: the features were detected above.
+        if !unsafe { quantize_q8_k_block(x, b) } {
+            crate::reference::quantize_q8_k(x, std::slice::from_mut(b));
+        }
+    }
+    true
+}
