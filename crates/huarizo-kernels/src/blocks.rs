@@ -114,6 +114,18 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> &[B] {
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
 }
 
+/// [`as_blocks`] for four rows at once, spelled out so that it inlines into hot callers
+/// (`[_; 4]::map` over it did not, and cost a call per weight row).
+#[inline(always)]
+pub fn as_blocks4<B: Block>(rows: [&[u8]; 4]) -> [&[B]; 4] {
+    [
+        as_blocks(rows[0]),
+        as_blocks(rows[1]),
+        as_blocks(rows[2]),
+        as_blocks(rows[3]),
+    ]
+}
+
 /// Mutable version of [`as_blocks`].
 #[inline]
 pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {

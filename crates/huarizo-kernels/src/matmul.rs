@@ -254,6 +254,14 @@ fn group_scales(
     }
 }
 
+/// Rows `t..t + 4` of `acts` (rows `a_row` bytes long), spelled out so that it inlines
+/// (`[_; 4]::map` here did not, at a call per row tile and group of four tokens).
+#[inline(always)]
+fn four_rows(acts: &[u8], t: usize, a_row: usize) -> [&[u8]; 4] {
+    let row = |i: usize| &acts[(t + i) * a_row..(t + i + 1) * a_row];
+    [row(0), row(1), row(2), row(3)]
+}
+
 /// The kernels one weight's row tiles run.
 struct TilePlan<'a> {
     w: &'a [u8],
@@ -381,7 +389,7 @@ impl<'a> TilePlan<'a> {
             while t < n_tokens {
                 let four = t + 4 <= n_tokens && places[t..t + 4].iter().all(|&p| (k.grouped)(p));
                 if four {
-                    let a = [0, 1, 2, 3].map(|i| act(t + i));
+                    let a = four_rows(acts, t, a_row);
                     if let Some(tile4) = k.tile4 {
                         let mut tile = [[0f32; 4]; ROW_TILE];
                         let tile = &mut tile[..rows.len()];
@@ -425,7 +433,7 @@ impl<'a> TilePlan<'a> {
             let tile = &mut tile[..rows.len()];
             let w_tile = &w[rows.start * w_row..rows.end * w_row];
             while t0 + 4 <= n_tokens {
-                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                let a = four_rows(acts, t0, a_row);
                 tile4(w_tile, w_row, a, tile);
                 for (r, values) in rows.clone().zip(tile.iter()) {
                     for (i, &v) in values.iter().enumerate() {
@@ -441,7 +449,7 @@ impl<'a> TilePlan<'a> {
             let tile = &mut tile[..rows.len()];
             let w_tile = &w[rows.start * w_row..rows.end * w_row];
             while t0 + 4 <= n_tokens {
-                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                let a = four_rows(acts, t0, a_row);
                 let sc = &scales[(t0 / 4) * n_blocks..(t0 / 4 + 1) * n_blocks];
                 scaled(w_tile, w_row, a, sc, tile);
                 for (r, values) in rows.clone().zip(tile.iter()) {
@@ -455,7 +463,7 @@ impl<'a> TilePlan<'a> {
         }
         if let Some(dot4) = self.dot4 {
             while t0 + 4 <= n_tokens {
-                let a = [0, 1, 2, 3].map(|i| &acts[(t0 + i) * a_row..(t0 + i + 1) * a_row]);
+                let a = four_rows(acts, t0, a_row);
                 for r in rows.clone() {
                     let values = dot4(&w[r * w_row..(r + 1) * w_row], a);
                     for (i, v) in values.into_iter().enumerate() {

@@ -518,7 +518,7 @@ macro_rules! scaled_kernels {
                     ) {
                         // SAFETY: only handed out by `scaled4_rows_kernel` after the features of
                         // this module were detected.
-                        unsafe { $rows(w, w_row, a.map(as_blocks::<$ab>), scales, out) }
+                        unsafe { $rows(w, w_row, as_blocks4::<$ab>(a), scales, out) }
                     }
                 };
             }
@@ -745,7 +745,7 @@ macro_rules! wrapper4_vnni {
     ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
             // SAFETY: only handed out by `dot4_kernel` after `vnni_detected()` returned true.
-            unsafe { $kernel(as_blocks::<$wb>(w), a.map(as_blocks::<$ab>)) }
+            unsafe { $kernel(as_blocks::<$wb>(w), as_blocks4::<$ab>(a)) }
         }
     };
 }
@@ -754,7 +754,7 @@ macro_rules! wrapper4 {
     ($name:ident, $kernel:path, $wb:ty, $ab:ty) => {
         fn $name(w: &[u8], a: [&[u8]; 4]) -> [f32; 4] {
             // SAFETY: only handed out by `dot4_kernel` after `detected()` returned true.
-            unsafe { $kernel(as_blocks::<$wb>(w), a.map(as_blocks::<$ab>)) }
+            unsafe { $kernel(as_blocks::<$wb>(w), as_blocks4::<$ab>(a)) }
         }
     };
 }

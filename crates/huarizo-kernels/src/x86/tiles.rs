@@ -135,7 +135,7 @@ macro_rules! q5_0_tiles {
                 }
                 // SAFETY: only handed out by `scaled4_rows_kernel` after the features of this
                 // module were detected.
-                unsafe { rows(w, w_row, a.map(as_blocks::<BlockQ8_0>), scales, out) }
+                unsafe { rows(w, w_row, as_blocks4::<BlockQ8_0>(a), scales, out) }
             }
         }
     };
@@ -343,7 +343,7 @@ fn load_u16x8(v: &[u16; 8]) -> __m128i {
 /// A [`crate::Tile4Fn`] for Q4_K weights in ggml's repacked-GEMM order: whole tiles of
 /// eight rows at once, any other row count row by row through `one_row`.
 pub(super) fn rows4_q4_k_gemm_order(w: &[u8], w_row: usize, a: [&[u8]; 4], out: &mut [[f32; 4]]) {
-    let ys = a.map(as_blocks::<BlockQ8_K>);
+    let ys = as_blocks4::<BlockQ8_K>(a);
     let row = |r: usize| as_blocks::<BlockQ4_K>(&w[r * w_row..(r + 1) * w_row]);
     let mut chunks = out.chunks_exact_mut(8);
     let mut r0 = 0;
@@ -386,7 +386,7 @@ mod tests {
         quantize_activations(GgmlType::Q5_0, &x, n_in, &mut acts);
         let a_row = acts.len() / 4;
         let a: [&[u8]; 4] = std::array::from_fn(|t| &acts[t * a_row..(t + 1) * a_row]);
-        let blocks = a.map(as_blocks::<BlockQ8_0>);
+        let blocks = as_blocks4::<BlockQ8_0>(a);
         let scales: Vec<[f32; 8]> = (0..n_in / 32)
             .map(|i| {
                 let mut sc = [0f32; 8];
