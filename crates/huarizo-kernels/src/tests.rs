@@ -583,19 +583,15 @@ fn activation_quantizers_give_the_reference_bits() {
     ties.push(-127.0);
     ties.extend([0.0f32; 32]); // an all-zero block (d = 0)
     ties.extend((0..32).map(|i| if i % 2 == 0 { -0.0 } else { 1e-30 }));
+    ties.extend((0..32).map(|i| if i == 5 { f32::NAN } else { i as f32 })); // to the reference
     rows.push(ties);
     for x in &rows {
-        let nb = x.len() / 32;
-        let mut fast = vec![0u8; nb * 34];
-        quantize_row(GgmlType::Q8_0, x, &mut fast);
-        let mut slow = vec![0u8; nb * 34];
-        reference::quantize_q8_0_act(x, as_blocks_mut(&mut slow));
-        assert_eq!(fast, slow, "Q8_0");
-        let mut fast = vec![0u8; nb * 36];
-        quantize_row(GgmlType::Q8_1, x, &mut fast);
-        let mut slow = vec![0u8; nb * 36];
-        reference::quantize_q8_1_act(x, as_blocks_mut(&mut slow));
-        assert_eq!(fast, slow, "Q8_1");
+        assert_quantizer_is_reference(GgmlType::Q8_0, x, |x, y| {
+            reference::quantize_q8_0_act(x, as_blocks_mut(y))
+        });
+        assert_quantizer_is_reference(GgmlType::Q8_1, x, |x, y| {
+            reference::quantize_q8_1_act(x, as_blocks_mut(y))
+        });
     }
     // Q8_K: blocks of 256, the signed maximum's first occurrence deciding the sign (here
     // +|m| and −|m| both occur), an all-zero block and one with a NaN.
@@ -610,11 +606,17 @@ fn activation_quantizers_give_the_reference_bits() {
     special.extend((0..256).map(|i| if i == 9 { f32::NAN } else { i as f32 }));
     rows.push(special);
     for x in &rows {
-        let nb = x.len() / 256;
-        let mut fast = vec![0u8; nb * 292];
-        quantize_row(GgmlType::Q8_K, x, &mut fast);
-        let mut slow = vec![0u8; nb * 292];
-        reference::quantize_q8_k(x, as_blocks_mut(&mut slow));
-        assert_eq!(fast, slow, "Q8_K");
+        assert_quantizer_is_reference(GgmlType::Q8_K, x, |x, y| {
+            reference::quantize_q8_k(x, as_blocks_mut(y))
+        });
     }
+}
+
+/// Asserts that [`quantize_row`] of `t` gives exactly the bytes of `reference` on `x`.
+fn assert_quantizer_is_reference(t: GgmlType, x: &[f32], reference: impl Fn(&[f32], &mut [u8])) {
+    let n = t.row_bytes(x.len()).unwrap();
+    let (mut fast, mut slow) = (vec![0u8; n], vec![0u8; n]);
+    quantize_row(t, x, &mut fast);
+    reference(x, &mut slow);
+    assert_eq!(fast, slow, "{t}");
 }

@@ -1329,21 +1329,53 @@ fn bf16_bf16(x: &[u8], y: &[u8]) -> f32 {
     sumf as f32
 }
 
-/// One 32-value block quantized as [`crate::reference::quantize_q8_0_act`] does it (the
-/// same max, scale, products and round-half-even, eight lanes at a time): returns the f32
-/// scale `d` and the quants' sum.
+/// The largest of the eight lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q8_act_block(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
+fn hmax_f32x8(m: __m256) -> f32 {
+    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)))
+}
+
+/// Stores 32 i32 lanes (each in i8 range) as 32 bytes in order: the i32 → i16 → i8 packs
+/// interleave the 128-bit halves, and a permutation restores the order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_i8x32(q: [__m256i; 4], out: &mut [i8]) {
+    let packed = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let out = &mut out[..32];
+    // SAFETY: `out` is 32 writable bytes; the store is unaligned.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), ordered) };
+}
+
+/// Whether any of the eight lanes is NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn any_nan(v: __m256) -> bool {
+    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)) != 0
+}
+
+/// One 32-value block quantized as [`crate::reference::quantize_q8_0_act`] does it (the
+/// same max, scale, products and round-half-even, eight lanes at a time): returns the f32
+/// scale `d` and the quants' sum. `None`, writing nothing, for a block holding a NaN (the
+/// reference's `f32::max` skips NaN where the vector max does not).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_act_block(x: &[f32; 32], qs: &mut [i8; 32]) -> Option<(f32, i32)> {
     let sign = _mm256_set1_ps(-0.0);
     // SAFETY: `x` holds 32 f32; the loads are unaligned.
     let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    if v.iter().any(|&v| any_nan(v)) {
+        return None;
+    }
     let m01 = _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1]));
     let m23 = _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3]));
-    let m = _mm256_max_ps(m01, m23);
-    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
-    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+    let amax = hmax_f32x8(_mm256_max_ps(m01, m23));
     let d = amax / 127.0;
     let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
     let q = v.map(|v| {
@@ -1351,40 +1383,38 @@ fn q8_act_block(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
             { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
         >(_mm256_mul_ps(v, id)))
     });
-    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-    let s4 = _mm_add_epi32(
-        _mm256_extracti128_si256::<1>(sum),
-        _mm256_castsi256_si128(sum),
-    );
-    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-    let total = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
-    // i32 → i16 → i8 packs interleave the 128-bit halves; a permutation restores order.
-    let packed = _mm256_packs_epi16(
-        _mm256_packs_epi32(q[0], q[1]),
-        _mm256_packs_epi32(q[2], q[3]),
-    );
-    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    // SAFETY: `qs` is 32 writable bytes; the store is unaligned.
-    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), ordered) };
-    (d, total)
+    let total = hsum_i32x8(_mm256_add_epi32(
+        _mm256_add_epi32(q[0], q[1]),
+        _mm256_add_epi32(q[2], q[3]),
+    ));
+    store_i8x32(q, qs);
+    Some((d, total))
 }
 
-/// [`crate::reference::quantize_q8_0_act`] with AVX2 (the same bits).
+/// [`crate::reference::quantize_q8_0_act`] with AVX2 (the same bits; a block with a NaN
+/// goes to the reference).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_0_act_avx2(x: &[f32], y: &mut [BlockQ8_0]) {
     for (b, x) in y.iter_mut().zip(x.as_chunks::<32>().0) {
-        let (d, _) = q8_act_block(x, &mut b.qs);
-        b.d.set(d);
+        match q8_act_block(x, &mut b.qs) {
+            Some((d, _)) => b.d.set(d),
+            None => crate::reference::quantize_q8_0_act(x, std::slice::from_mut(b)),
+        }
     }
 }
 
-/// [`crate::reference::quantize_q8_1_act`] with AVX2 (the same bits).
+/// [`crate::reference::quantize_q8_1_act`] with AVX2 (the same bits; a block with a NaN
+/// goes to the reference).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_1_act_avx2(x: &[f32], y: &mut [BlockQ8_1]) {
     for (b, x) in y.iter_mut().zip(x.as_chunks::<32>().0) {
-        let (d, sum) = q8_act_block(x, &mut b.qs);
-        b.d.set(d);
-        b.s.set(d * sum as f32);
+        match q8_act_block(x, &mut b.qs) {
+            Some((d, sum)) => {
+                b.d.set(d);
+                b.s.set(d * sum as f32);
+            }
+            None => crate::reference::quantize_q8_1_act(x, std::slice::from_mut(b)),
+        }
     }
 }
 
@@ -1417,18 +1447,16 @@ fn quantize_q8_k_block(x: &[f32; QK_K], b: &mut BlockQ8_K) -> bool {
     // SAFETY (every load below): i < 32, so 8i + 8 <= 256 = x.len(); loads are unaligned.
     let load = |i: usize| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) };
     let mut m = _mm256_setzero_ps();
-    let mut nan = 0;
+    let mut nan = false;
     for i in 0..QK_K / 8 {
         let v = load(i);
-        nan |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        nan |= any_nan(v);
         m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
     }
-    if nan != 0 {
+    if nan {
         return false;
     }
-    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
-    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+    let amax = hmax_f32x8(m);
     if amax == 0.0 {
         b.d = 0f32.to_le_bytes();
         b.qs = [0; QK_K];
@@ -1456,21 +1484,11 @@ fn quantize_q8_k_block(x: &[f32; QK_K], b: &mut BlockQ8_K) -> bool {
             _mm256_min_epi32(_mm256_cvtps_epi32(r), limit)
         });
         for half in 0..2 {
-            let s = _mm256_add_epi32(q[2 * half], q[2 * half + 1]);
-            let s4 = _mm_add_epi32(_mm256_extracti128_si256::<1>(s), _mm256_castsi256_si128(s));
-            let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-            let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
+            let sum = hsum_i32x8(_mm256_add_epi32(q[2 * half], q[2 * half + 1]));
             let at = 2 * (2 * j + half);
             b.bsums[at..at + 2].copy_from_slice(&(sum as i16).to_le_bytes());
         }
-        let packed = _mm256_packs_epi16(
-            _mm256_packs_epi32(q[0], q[1]),
-            _mm256_packs_epi32(q[2], q[3]),
-        );
-        let ordered =
-            _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        // SAFETY: 32j + 32 <= 256 = qs.len(); the store is unaligned.
-        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * j).cast(), ordered) };
+        store_i8x32(q, &mut b.qs[32 * j..]);
     }
     b.d = (1.0 / iscale).to_le_bytes();
     true
