@@ -592,7 +592,8 @@ fn logprob_entry(logits: &[f32], token: u32, k: usize) -> TokenLogprob {
 /// The log-probability entries of every logits row that scores a prompt token (row `r`
 /// of member `m` at position `p` scores prompt token `p + 1`), computed on the engine's
 /// threads: a log-sum-exp over the vocabulary per row is most of a scoring step's serial
-/// work. Indexed by logits row; rows that score nothing are `None`.
+/// work. Indexed by logits row; rows that score nothing are `None` (and the vector is
+/// empty when no row scores anything).
 fn prompt_logprobs(
     engine: &Engine,
     slots: &[Slot],
@@ -615,6 +616,9 @@ fn prompt_logprobs(
             }
         }
         row += rows[m];
+    }
+    if wanted.is_empty() {
+        return Vec::new(); // decoding steps: no pool dispatch, no allocation
     }
     let results: Vec<std::sync::Mutex<Option<TokenLogprob>>> =
         wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();

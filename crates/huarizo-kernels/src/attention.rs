@@ -316,14 +316,14 @@ fn attention_batch_as<'c>(
             // out[c] = Σ_j f16(p_j)·v_j[c], accumulated in the lanes the order assigns to j.
             // acc is (slots, Dv): slot-major so that one position updates a contiguous row.
             acc.fill(0.0);
-            #[cfg(target_arch = "x86_64")]
-            if blocks && dv.is_multiple_of(64) {
+            if cfg!(target_arch = "x86_64") && blocks && dv.is_multiple_of(64) {
+                // Each (slot, element) chain in a register: the same fused multiply-adds.
+                #[cfg(target_arch = "x86_64")]
                 // SAFETY: `blocks` is set only where `simd()` confirmed AVX2, FMA and F16C.
                 unsafe {
                     x86::slot_sums(&v_cache[kv_head * dv..], hkv * dv, probs, lo, slots, acc)
                 };
-            }
-            if !(cfg!(target_arch = "x86_64") && blocks && dv.is_multiple_of(64)) {
+            } else {
                 for (j, &pr) in probs.iter().enumerate() {
                     let j = lo + j;
                     if pr == 0.0 {
