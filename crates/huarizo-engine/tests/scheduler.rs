@@ -51,6 +51,15 @@ impl Recorder {
     }
 }
 
+/// SmolLM2 on two threads, the model every test here runs.
+fn smollm2() -> Engine {
+    Engine::load(
+        &huarizo_testdata::file("smollm2.gguf"),
+        &EngineOptions { n_threads: 2 },
+    )
+    .unwrap()
+}
+
 fn greedy(max_tokens: usize) -> GenerateParams {
     GenerateParams {
         sampling: SamplingParams::greedy(),
@@ -92,11 +101,7 @@ const PROMPTS: [&str; 4] = [
 
 #[test]
 fn batched_requests_agree_with_solo_generation() {
-    let engine = Engine::load(
-        &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
-    )
-    .unwrap();
+    let engine = smollm2();
     let n = 16;
     let solo: Vec<Vec<u32>> = PROMPTS
         .iter()
@@ -156,11 +161,7 @@ fn batched_requests_agree_with_solo_generation() {
 
 #[test]
 fn prompt_logprobs_cancellation_and_prefix_reuse() {
-    let engine = Engine::load(
-        &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
-    )
-    .unwrap();
+    let engine = smollm2();
     let ids = engine.tokenize_prompt("The capital of France is Paris, and the capital of Italy is");
     let mut s = Scheduler::new(
         &engine,
@@ -230,11 +231,7 @@ fn prompt_logprobs_cancellation_and_prefix_reuse() {
 
 #[test]
 fn impossible_requests_get_errors() {
-    let engine = Engine::load(
-        &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
-    )
-    .unwrap();
+    let engine = smollm2();
     let mut s = Scheduler::new(
         &engine,
         SchedulerOptions {
@@ -263,11 +260,7 @@ fn impossible_requests_get_errors() {
 #[test]
 fn batched_forward_equals_separate_forwards_bit_for_bit() {
     use huarizo_engine::{Scratch, SeqBatch};
-    let engine = Engine::load(
-        &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
-    )
-    .unwrap();
+    let engine = smollm2();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.tokenize_prompt(p)).collect();
     let v = engine.config().n_vocab;
     // Each sequence has read its prompt but the last token; the batch feeds that token
@@ -327,11 +320,7 @@ fn batched_forward_equals_separate_forwards_bit_for_bit() {
 /// its run alone.
 #[test]
 fn shared_prefixes_are_computed_once_and_copied_between_slots() {
-    let engine = Engine::load(
-        &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
-    )
-    .unwrap();
+    let engine = smollm2();
     let preamble = "Answer each question with one word. Q: What colour is the sky on a clear \
         day? A: Blue. Q: What do bees make? A: Honey. Q: Which animal barks? A: A dog. Q: ";
     let questions = [
@@ -406,7 +395,7 @@ fn shared_prefixes_are_computed_once_and_copied_between_slots() {
         fed + 2 * (shared - 1) <= solo3,
         "fed {fed} tokens for prompts of {solo3} sharing {shared}"
     );
-    assert!(alone_fed > solo3);
+    assert_eq!(alone_fed, prompts.iter().map(Vec::len).sum::<usize>());
     let copied = recs[1..].iter().map(|r| r.done().unwrap().1);
     assert!(copied.into_iter().all(|c| c >= shared - 1));
 
