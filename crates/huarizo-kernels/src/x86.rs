@@ -407,144 +407,64 @@ fn mul_sum_us8_pairs_vnni(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
-/// The pre-scaled four-row kernels (see [`crate::ScaledRows4Fn`]), generated once per
-/// instruction set like [`four_row_kernels`]: `$mul_sum` is the u8×i8 pair-sum step.
-macro_rules! scaled_kernels {
-    ($module:ident, $features:literal, $mul_sum:ident) => {
-        mod $module {
-            use super::*;
+/// The pre-scaled four-row Q8_0 kernel for CPUs without VNNI (see [`crate::ScaledRows4Fn`];
+/// with VNNI, and for Q4_1 and Q5_0, the register tiles of `tiles` take these batches).
+mod scaled_avx2 {
+    use super::*;
 
-            /// Q4_1 weights against four Q8_1 activation rows whose f16 scales were converted once per
-            /// batch (`scales[i] = [d₀, d₁, d₂, d₃, s₀, s₁, s₂, s₃]`, block i of rows 0..4): per row,
-            /// exactly the arithmetic of `q4_1_q8_1_x1` (the same lanes, products and order), with the
-            /// scale conversions gone and the four rows' `m·s` sums taken as one 4-lane multiply-add.
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn q4_1_q8_1_x4_scaled(
-                x: &[BlockQ4_1],
-                ys: [&[BlockQ8_1]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let mut summs = _mm_setzero_ps();
-                let n = x.len().min(scales.len());
-                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                    let qx = bytes_from_nibbles_32(&x.qs);
-                    // SAFETY: `sc` holds 8 f32; lanes 4..8 are the rows' s.
-                    let s4 = unsafe { _mm_loadu_ps(sc.as_ptr().add(4)) };
-                    summs = _mm_add_ps(summs, _mm_mul_ps(_mm_set1_ps(h(x.m)), s4));
-                    let dx = _mm256_set1_ps(h(x.d));
-                    for r in 0..4 {
-                        let d0d1 = _mm256_mul_ps(dx, _mm256_set1_ps(sc[r]));
-                        let xy = $mul_sum(qx, load_i8x32(&ys[r][i].qs));
-                        acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
-                    }
-                }
-                let mut s = [0f32; 4];
-                // SAFETY: `s` holds four f32.
-                unsafe { _mm_storeu_ps(s.as_mut_ptr(), summs) };
-                [
-                    hsum_f32x8(acc[0]) + s[0],
-                    hsum_f32x8(acc[1]) + s[1],
-                    hsum_f32x8(acc[2]) + s[2],
-                    hsum_f32x8(acc[3]) + s[3],
-                ]
+    /// Q8_0 weights against four Q8_0 activation rows with pre-converted scales: per row,
+    /// exactly the steps of `q8_0_q8_0` (sign trick, pair sums, `fma(dx·dy, sums, acc)`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn q8_0_q8_0_x4_scaled(
+        x: &[BlockQ8_0],
+        ys: [&[BlockQ8_0]; 4],
+        scales: &[[f32; 8]],
+    ) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let n = x.len().min(scales.len());
+        for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
+            let qx = load_i8x32(&x.qs);
+            let ax = _mm256_sign_epi8(qx, qx);
+            let dx = _mm256_set1_ps(h(x.d));
+            for r in 0..4 {
+                let sy = _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx);
+                let q = mul_sum_us8_pairs_float(ax, sy);
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
             }
+        }
+        [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
+    }
 
-            /// Signed weight bytes `qx` (scale `dx`) against block `i` of four Q8_0 rows with
-            /// pre-converted scales `sc[0..4]`: the step of `q8_0_q8_0` / `q5_0_q8_0` for each row
-            /// (sign trick, pair sums, `fma(dx·dy, sums, acc)`), with no scale conversion left.
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn acc_signed_x4_scaled(
-                acc: &mut [__m256; 4],
-                qx: __m256i,
-                dx: f32,
-                ys: &[&[BlockQ8_0]; 4],
-                i: usize,
-                sc: &[f32; 8],
-            ) {
-                let ax = _mm256_sign_epi8(qx, qx);
-                let dx = _mm256_set1_ps(dx);
-                for r in 0..4 {
-                    let q = $mul_sum(ax, _mm256_sign_epi8(load_i8x32(&ys[r][i].qs), qx));
-                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(sc[r])), q, acc[r]);
-                }
-            }
-
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn q8_0_q8_0_x4_scaled(
-                x: &[BlockQ8_0],
-                ys: [&[BlockQ8_0]; 4],
-                scales: &[[f32; 8]],
-            ) -> [f32; 4] {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let n = x.len().min(scales.len());
-                for (i, (x, sc)) in x[..n].iter().zip(&scales[..n]).enumerate() {
-                    acc_signed_x4_scaled(&mut acc, load_i8x32(&x.qs), h(x.d), &ys, i, sc);
-                }
-                [0, 1, 2, 3].map(|r| hsum_f32x8(acc[r]))
-            }
-
-            /// Rows `out.len()` rows of `w` (each `w_row` bytes) against four activation rows:
-            /// the per-row kernels in one call, so that the activation views and the call
-            /// are set up once per row tile.
-            macro_rules! rows_kernel {
-                ($rows:ident, $pub_name:ident, $kernel:ident, $wb:ty, $ab:ty) => {
-                    #[target_feature(enable = $features)]
-                    fn $rows(
-                        w: &[u8],
-                        w_row: usize,
-                        ys: [&[$ab]; 4],
-                        scales: &[[f32; 8]],
-                        out: &mut [[f32; 4]],
-                    ) {
-                        for (r, o) in out.iter_mut().enumerate() {
-                            *o = $kernel(
-                                as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row]),
-                                ys,
-                                scales,
-                            );
-                        }
-                    }
-
-                    pub(super) fn $pub_name(
-                        w: &[u8],
-                        w_row: usize,
-                        a: [&[u8]; 4],
-                        scales: &[[f32; 8]],
-                        out: &mut [[f32; 4]],
-                    ) {
-                        // SAFETY: only handed out by `scaled4_rows_kernel` after the features of
-                        // this module were detected.
-                        unsafe { $rows(w, w_row, as_blocks4::<$ab>(a), scales, out) }
-                    }
-                };
-            }
-            rows_kernel!(
-                q4_1_rows,
-                rows4_q4_1_scaled,
-                q4_1_q8_1_x4_scaled,
-                BlockQ4_1,
-                BlockQ8_1
-            );
-            rows_kernel!(
-                q8_0_rows,
-                rows4_q8_0_scaled,
-                q8_0_q8_0_x4_scaled,
-                BlockQ8_0,
-                BlockQ8_0
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn q8_0_rows(
+        w: &[u8],
+        w_row: usize,
+        ys: [&[BlockQ8_0]; 4],
+        scales: &[[f32; 8]],
+        out: &mut [[f32; 4]],
+    ) {
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = q8_0_q8_0_x4_scaled(
+                as_blocks::<BlockQ8_0>(&w[r * w_row..(r + 1) * w_row]),
+                ys,
+                scales,
             );
         }
-    };
+    }
+
+    /// Rows `out.len()` rows of `w` (each `w_row` bytes) against four activation rows.
+    pub(super) fn rows4_q8_0_scaled(
+        w: &[u8],
+        w_row: usize,
+        a: [&[u8]; 4],
+        scales: &[[f32; 8]],
+        out: &mut [[f32; 4]],
+    ) {
+        // SAFETY: only handed out by `scaled4_rows_kernel` after `detected()` returned true.
+        unsafe { q8_0_rows(w, w_row, as_blocks4::<BlockQ8_0>(a), scales, out) }
+    }
 }
-scaled_kernels!(
-    scaled_vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
-    mul_sum_us8_pairs_vnni
-);
-scaled_kernels!(scaled_avx2, "avx2,fma,f16c", mul_sum_us8_pairs_float);
 
 /// The one-token kernel of `t` for a tile of weight rows per call, where one exists (the
 /// same bits as the installed one-row kernel).
@@ -569,13 +489,14 @@ pub(crate) fn scaled4_rows_kernel(t: GgmlType) -> Option<crate::ScaledRows4Fn> {
     pick_q4_1_q5_0_q8_0(
         t,
         [
-            scaled_vnni::rows4_q4_1_scaled,
+            tiles::vnni_q4_1::rows4_q4_1,
             tiles::vnni::rows4_q5_0,
-            scaled_vnni::rows4_q8_0_scaled,
+            tiles::vnni_q8_0::rows4_q8_0,
         ],
         [
-            scaled_avx2::rows4_q4_1_scaled,
+            tiles::avx2_q4_1::rows4_q4_1,
             tiles::avx2::rows4_q5_0,
+            // Q8_0's unsigned `q + 128` would saturate AVX2's i16 pair sums.
             scaled_avx2::rows4_q8_0_scaled,
         ],
     )

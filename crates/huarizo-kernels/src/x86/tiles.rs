@@ -1,15 +1,17 @@
 //! Register-tiled batch kernels.
 //!
-//! Q5_0: up to four weight rows against four activation rows per pass over the blocks,
-//! sixteen accumulators held in registers (AVX-512VL gives 32 of them), so that each weight
-//! block is unpacked once for four tokens and each activation block loaded once for four
-//! rows. Every output is bit for bit what the one-row `q5_0_q8_0_x1` (and so ggml's
-//! `vec_dot_q5_0_q8_0` and tinyBLAS) computes: the same eight i32 lanes per block, the same
-//! `acc = fma(d_x·d_y, lanes, acc)` per block in block order, the same horizontal sum.
-//! Only the integer lanes are formed differently: ggml multiplies `|q|` by `y·sign(q)`;
-//! here the weight is kept unsigned (`u = q + 16`, in 0..32) and the lane starts from
-//! `−16·Σy`, so that one unsigned × signed pair sum gives `Σ u·y − 16·Σ y = Σ q·y`
-//! exactly (no i16 saturation either way: `|u·y| ≤ 31·127`).
+//! Q4_1, Q5_0 and Q8_0: up to four weight rows against four activation rows per pass over
+//! the blocks, sixteen accumulators held in registers (AVX-512VL gives 32 of them), so that
+//! each weight block is unpacked once for four tokens and each activation block loaded once
+//! for four rows. Every output is bit for bit what the one-row kernel (and so ggml's
+//! `vec_dot_*` and tinyBLAS) computes: the same eight i32 lanes per block, the same
+//! `acc = fma(d_x·d_y, lanes, acc)` per block in block order, the same horizontal sum, and
+//! for Q4_1 the same `m·s` sum added last. Only the integer lanes are formed differently:
+//! ggml multiplies `|q|` by `y·sign(q)`; here the weight is kept unsigned (`u = q + c`:
+//! `c` = 0 for Q4_1's nibbles, 16 for Q5_0, 128 for Q8_0) and the lane starts from `−c·Σy`,
+//! so that one unsigned × signed product sum gives `Σ u·y − c·Σ y = Σ q·y` exactly. With
+//! AVX2 only, the pair sums pass through i16: exact for `u < 32` (`|u·y| ≤ 31·127`), so
+//! Q8_0 (`u` up to 255) takes these tiles with VNNI only.
 //!
 //! Q4_K in ggml's repacked-GEMM order: eight weight rows in the eight f32 lanes (see
 //! `q4_k_gemm_order_8x4`).
@@ -19,21 +21,57 @@ use super::*;
 /// Blocks whose scale products are computed ahead of their dot products.
 const CHUNK: usize = 32;
 
-/// The tiled kernels for one instruction set: `$lanes` adds the four-product lane sums of
-/// unsigned `u` × signed `y` to `start`.
-macro_rules! q5_0_tiles {
-    ($module:ident, $features:literal, $lanes:ident, $unpack:ident) => {
+/// What the tiles read of a 32-value weight block besides its quants.
+trait TileBlock {
+    /// The block's scale.
+    fn d(&self) -> F16;
+    /// The block's minimum (Q4_1); never read for the symmetric types.
+    fn m(&self) -> F16 {
+        F16([0, 0])
+    }
+}
+
+impl TileBlock for BlockQ4_1 {
+    fn d(&self) -> F16 {
+        self.d
+    }
+    fn m(&self) -> F16 {
+        self.m
+    }
+}
+
+impl TileBlock for BlockQ5_0 {
+    fn d(&self) -> F16 {
+        self.d
+    }
+}
+
+impl TileBlock for BlockQ8_0 {
+    fn d(&self) -> F16 {
+        self.d
+    }
+}
+
+/// The tiled kernel for one weight type and instruction set: `$lanes` adds the four-product
+/// lane sums of unsigned `u` × signed `y` to `start`; `$unpack` gives a block's `u = q + c`
+/// with `c = $offset`; `$with_min` adds Q4_1's `Σ m·s` (activation scales `s` in lanes 4..8
+/// of the pre-converted scales).
+macro_rules! q0_tiles {
+    (
+        $module:ident, $features:literal, $lanes:ident, $unpack:ident,
+        $wb:ty, $ab:ty, $offset:literal, $with_min:literal, $pub_name:ident
+    ) => {
         pub(in crate::x86) mod $module {
             use super::*;
 
-            /// `R` Q5_0 weight rows (first `n` blocks) against four Q8_0 activation rows
-            /// with pre-converted scales (`scales[i][t]` = d of block i of token t):
-            /// `[row][token]` results.
+            /// `R` weight rows (first `n` blocks) against four activation rows with
+            /// pre-converted scales (`scales[i][t]` = d of block i of token t): `[row][token]`
+            /// results.
             #[inline]
             #[target_feature(enable = $features)]
             fn tile<const R: usize>(
-                x: [&[BlockQ5_0]; R],
-                ys: [&[BlockQ8_0]; 4],
+                x: [&[$wb]; R],
+                ys: [&[$ab]; 4],
                 scales: &[[f32; 8]],
                 n: usize,
             ) -> [[f32; 4]; R] {
@@ -41,24 +79,46 @@ macro_rules! q5_0_tiles {
                 let ys = ys.map(|row| &row[..n]);
                 let scales = &scales[..n];
                 let mut acc = [[_mm256_setzero_ps(); 4]; R];
+                // Q4_1: Σ m·s for row r, token t in lane 4r + t (rows 0–1, then rows 2–3).
+                let mut mins = [_mm256_setzero_ps(); 2];
                 // d_x·d_y of block i0 + k for row r, token t at [k][4r + t], a chunk of
                 // blocks at a time: computed ahead, so that the FMAs take them as broadcast
                 // memory operands.
                 // (Left uninitialized: every entry is written before it is read, and
                 // zeroing 2 KiB per call showed in profiles.)
                 let mut d = [std::mem::MaybeUninit::<[f32; 16]>::uninit(); CHUNK];
+                // Q4_1: m_x·s_y in the same layout, added to `mins` in the main loop.
+                let mut ms = [std::mem::MaybeUninit::<[f32; 16]>::uninit(); CHUNK];
                 for i0 in (0..n).step_by(CHUNK) {
                     let m = CHUNK.min(n - i0);
-                    for (k, d) in d[..m].iter_mut().enumerate() {
+                    for k in 0..m {
                         let mut dx = [0u16; 4];
                         for r in 0..R {
-                            dx[r] = u16::from_le_bytes(x[r][i0 + k].d.0);
+                            dx[r] = u16::from_le_bytes(x[r][i0 + k].d().0);
                         }
-                        block_scales(d, dx, &scales[i0 + k]);
+                        // The tokens' d in lanes 0..4, their s (Q8_1) in lanes 4..8.
+                        let (sc, _) = scales[i0 + k].as_chunks::<4>();
+                        block_scales(&mut d[k], dx, &sc[0]);
+                        if $with_min {
+                            let mut mx = [0u16; 4];
+                            for r in 0..R {
+                                mx[r] = u16::from_le_bytes(x[r][i0 + k].m().0);
+                            }
+                            block_scales(&mut ms[k], mx, &sc[1]);
+                        }
                     }
-                    for (k, d) in d[..m].iter().enumerate() {
+                    for k in 0..m {
                         // SAFETY: `block_scales` wrote all 16 values of entries `..m` above.
-                        let d = unsafe { d.assume_init_ref() };
+                        let d = unsafe { d[k].assume_init_ref() };
+                        if $with_min {
+                            // SAFETY: as above, when `$with_min`.
+                            let ms = unsafe { ms[k].assume_init_ref() };
+                            for half in 0..2 {
+                                // SAFETY: `ms` holds 16 f32; the loads are unaligned.
+                                let v = unsafe { _mm256_loadu_ps(ms.as_ptr().add(8 * half)) };
+                                mins[half] = _mm256_add_ps(mins[half], v);
+                            }
+                        }
                         let i = i0 + k;
                         let mut u = [_mm256_setzero_si256(); R];
                         for r in 0..R {
@@ -66,13 +126,20 @@ macro_rules! q5_0_tiles {
                         }
                         for t in 0..4 {
                             let y = load_i8x32(&ys[t][i].qs);
-                            // −16·Σy per lane of four bytes.
-                            let minus_16y = _mm256_madd_epi16(
-                                _mm256_maddubs_epi16(_mm256_set1_epi8(16), y),
-                                _mm256_set1_epi16(-1),
-                            );
+                            // −c·Σy per lane of four bytes.
+                            let start = if $offset == 0 {
+                                _mm256_setzero_si256()
+                            } else {
+                                _mm256_madd_epi16(
+                                    _mm256_maddubs_epi16(
+                                        _mm256_set1_epi8(($offset as u8) as i8),
+                                        y,
+                                    ),
+                                    _mm256_set1_epi16(-1),
+                                )
+                            };
                             for r in 0..R {
-                                let lanes = _mm256_cvtepi32_ps($lanes(minus_16y, u[r], y));
+                                let lanes = _mm256_cvtepi32_ps($lanes(start, u[r], y));
                                 let dxy = _mm256_set1_ps(d[4 * r + t]);
                                 acc[r][t] = _mm256_fmadd_ps(dxy, lanes, acc[r][t]);
                             }
@@ -80,9 +147,18 @@ macro_rules! q5_0_tiles {
                     }
                 }
                 let mut out = [[0f32; 4]; R];
+                let mut m = [0f32; 16];
+                // SAFETY: `m` holds 16 f32; the stores are unaligned.
+                unsafe {
+                    _mm256_storeu_ps(m.as_mut_ptr(), mins[0]);
+                    _mm256_storeu_ps(m.as_mut_ptr().add(8), mins[1]);
+                }
                 for r in 0..R {
                     for t in 0..4 {
                         out[r][t] = hsum_f32x8(acc[r][t]);
+                        if $with_min {
+                            out[r][t] += m[4 * r + t];
+                        }
                     }
                 }
                 out
@@ -92,11 +168,11 @@ macro_rules! q5_0_tiles {
             fn rows(
                 w: &[u8],
                 w_row: usize,
-                ys: [&[BlockQ8_0]; 4],
+                ys: [&[$ab]; 4],
                 scales: &[[f32; 8]],
                 out: &mut [[f32; 4]],
             ) {
-                let row = |r: usize| as_blocks::<BlockQ5_0>(&w[r * w_row..(r + 1) * w_row]);
+                let row = |r: usize| as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row]);
                 let n = ys
                     .iter()
                     .map(|y| y.len())
@@ -122,8 +198,8 @@ macro_rules! q5_0_tiles {
                 }
             }
 
-            /// The [`crate::ScaledRows4Fn`] for Q5_0 weights.
-            pub(in crate::x86) fn rows4_q5_0(
+            /// The [`crate::ScaledRows4Fn`] of this weight type and instruction set.
+            pub(in crate::x86) fn $pub_name(
                 w: &[u8],
                 w_row: usize,
                 a: [&[u8]; 4],
@@ -135,24 +211,25 @@ macro_rules! q5_0_tiles {
                 }
                 // SAFETY: only handed out by `scaled4_rows_kernel` after the features of this
                 // module were detected.
-                unsafe { rows(w, w_row, as_blocks4::<BlockQ8_0>(a), scales, out) }
+                unsafe { rows(w, w_row, as_blocks4::<$ab>(a), scales, out) }
             }
         }
     };
 }
 
 /// Writes the products `d_x[r]·d_y[t]` (f32, as ggml rounds them) into `d[4r + t]`, for the f16
-/// weight scales `dx` of four rows and the f32 activation scales `sc[0..4]`.
+/// weight scales `dx` of four rows and the f32 activation scales `sc` of four tokens.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_scales(d: &mut std::mem::MaybeUninit<[f32; 16]>, dx: [u16; 4], sc: &[f32; 8]) {
+fn block_scales(d: &mut std::mem::MaybeUninit<[f32; 16]>, dx: [u16; 4], sc: &[f32; 4]) {
     let bits = u64::from(dx[0])
         | (u64::from(dx[1]) << 16)
         | (u64::from(dx[2]) << 32)
         | (u64::from(dx[3]) << 48);
     let dx = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi64x(0, bits as i64)));
-    // SAFETY: `sc` holds 8 f32; the first four are the tokens' scales.
-    let dy = unsafe { _mm256_broadcast_ps(&*sc.as_ptr().cast::<__m128>()) };
+    // SAFETY: `sc` holds four f32; the load is unaligned.
+    let dy = unsafe { _mm_loadu_ps(sc.as_ptr()) };
+    let dy = _mm256_set_m128(dy, dy);
     let rows01 = _mm256_permutevar8x32_ps(dx, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     let rows23 = _mm256_permutevar8x32_ps(dx, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
     let d = d.as_mut_ptr().cast::<f32>();
@@ -197,13 +274,75 @@ fn lanes_avx2(start: __m256i, u: __m256i, y: __m256i) -> __m256i {
     _mm256_add_epi32(start, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-q5_0_tiles!(
+/// A Q4_1 block's nibbles as unsigned bytes (`c` = 0).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q4_1(b: &BlockQ4_1) -> __m256i {
+    bytes_from_nibbles_32(&b.qs)
+}
+
+/// A Q8_0 block's values as unsigned bytes `q + 128`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q8_0(b: &BlockQ8_0) -> __m256i {
+    _mm256_xor_si256(load_i8x32(&b.qs), _mm256_set1_epi8(-128))
+}
+
+q0_tiles!(
     vnni,
     "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
     lanes_vnni,
-    unpack_q5_0_bw
+    unpack_q5_0_bw,
+    BlockQ5_0,
+    BlockQ8_0,
+    16,
+    false,
+    rows4_q5_0
 );
-q5_0_tiles!(avx2, "avx2,fma,f16c", lanes_avx2, unpack_q5_0_avx2);
+q0_tiles!(
+    avx2,
+    "avx2,fma,f16c",
+    lanes_avx2,
+    unpack_q5_0_avx2,
+    BlockQ5_0,
+    BlockQ8_0,
+    16,
+    false,
+    rows4_q5_0
+);
+q0_tiles!(
+    vnni_q4_1,
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
+    lanes_vnni,
+    unpack_q4_1,
+    BlockQ4_1,
+    BlockQ8_1,
+    0,
+    true,
+    rows4_q4_1
+);
+q0_tiles!(
+    avx2_q4_1,
+    "avx2,fma,f16c",
+    lanes_avx2,
+    unpack_q4_1,
+    BlockQ4_1,
+    BlockQ8_1,
+    0,
+    true,
+    rows4_q4_1
+);
+q0_tiles!(
+    vnni_q8_0,
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
+    lanes_vnni,
+    unpack_q8_0,
+    BlockQ8_0,
+    BlockQ8_0,
+    128,
+    false,
+    rows4_q8_0
+);
 
 /// Eight Q4_K weight rows against four Q8_K activation rows in the order of ggml's
 /// interleaved Q4_K GEMM (see `crate::repacked`): per output, per super-block and per
@@ -365,55 +504,75 @@ mod tests {
     use crate::matmul::quantize_activations;
     use crate::{quantize_row_ref, vec_dot_kernel};
 
-    /// Both instruction sets' tiled Q5_0 kernels give every output exactly the bits of the
-    /// one-row kernel, for every row count of a tile.
+    /// Every tiled kernel this CPU can run gives every output exactly the bits of the
+    /// one-row kernel, for every row count of a tile: Q4_1 and Q5_0 in both instruction
+    /// sets, Q8_0 with VNNI.
     #[test]
-    fn q5_0_tiles_equal_the_one_row_kernel_bit_for_bit() {
+    fn tiles_equal_the_one_row_kernel_bit_for_bit() {
         if !detected() {
             return;
         }
-        let n_in = 320;
+        let vnni = vnni_detected();
+        let cases: [(GgmlType, crate::ScaledRows4Fn, bool); 5] = [
+            (GgmlType::Q4_1, avx2_q4_1::rows4_q4_1, true),
+            (GgmlType::Q4_1, vnni_q4_1::rows4_q4_1, vnni),
+            (GgmlType::Q5_0, avx2::rows4_q5_0, true),
+            (GgmlType::Q5_0, vnni::rows4_q5_0, vnni),
+            (GgmlType::Q8_0, vnni_q8_0::rows4_q8_0, vnni),
+        ];
+        for (t, kernel, runs_here) in cases {
+            if runs_here {
+                assert_tile_is_one_row_kernel(t, kernel);
+            }
+        }
+    }
+
+    /// `kernel` on 1 to 8 random `t` rows of 40 blocks (more than one chunk of scale
+    /// products) against four random activation rows, output by output against `t`'s
+    /// one-row kernel.
+    fn assert_tile_is_one_row_kernel(t: GgmlType, kernel: crate::ScaledRows4Fn) {
+        let n_in = 40 * 32;
         let mut rng = crate::tests::Rng(0x0071_11e5);
         let mut rnd = move || rng.f32();
-        let w_row = GgmlType::Q5_0.row_bytes(n_in).unwrap();
+        let w_row = t.row_bytes(n_in).unwrap();
         let mut w = vec![0u8; 8 * w_row];
-        for row in w.chunks_exact_mut(w_row) {
-            let values: Vec<f32> = (0..n_in).map(|_| rnd()).collect();
-            quantize_row_ref(GgmlType::Q5_0, &values, row);
+        for (r, row) in w.chunks_exact_mut(w_row).enumerate() {
+            // Each row its own offset, so that Q4_1's minimums differ between rows.
+            let values: Vec<f32> = (0..n_in).map(|_| rnd() + r as f32 * 0.25).collect();
+            quantize_row_ref(t, &values, row);
         }
         let x: Vec<f32> = (0..4 * n_in).map(|_| 3.0 * rnd()).collect();
         let mut acts = Vec::new();
-        quantize_activations(GgmlType::Q5_0, &x, n_in, &mut acts);
+        quantize_activations(t, &x, n_in, &mut acts);
         let a_row = acts.len() / 4;
         let a: [&[u8]; 4] = std::array::from_fn(|t| &acts[t * a_row..(t + 1) * a_row]);
-        let blocks = as_blocks4::<BlockQ8_0>(a);
+        // The scales as `group_scales` converts them: d of the four tokens, then their s.
+        let a_type = crate::vec_dot_type(t);
         let scales: Vec<[f32; 8]> = (0..n_in / 32)
             .map(|i| {
                 let mut sc = [0f32; 8];
-                for t in 0..4 {
-                    sc[t] = blocks[t][i].d.get();
+                for (k, row) in a.iter().enumerate() {
+                    let block = &row[i * a_type.type_size()..];
+                    sc[k] = crate::blocks::F16([block[0], block[1]]).get();
+                    if a_type == GgmlType::Q8_1 {
+                        sc[4 + k] = crate::blocks::F16([block[2], block[3]]).get();
+                    }
                 }
                 sc
             })
             .collect();
-        let one = vec_dot_kernel(GgmlType::Q5_0);
-        let mut kernels: Vec<crate::ScaledRows4Fn> = vec![avx2::rows4_q5_0];
-        if vnni_detected() {
-            kernels.push(vnni::rows4_q5_0);
-        }
-        for kernel in kernels {
-            for rows in 1..=8 {
-                let mut out = vec![[0f32; 4]; rows];
-                kernel(&w, w_row, a, &scales, &mut out);
-                for (r, got) in out.iter().enumerate() {
-                    for t in 0..4 {
-                        let want = one(&w[r * w_row..(r + 1) * w_row], a[t]);
-                        assert_eq!(
-                            got[t].to_bits(),
-                            want.to_bits(),
-                            "rows {rows}, row {r}, token {t}"
-                        );
-                    }
+        let one = vec_dot_kernel(t);
+        for rows in 1..=8 {
+            let mut out = vec![[0f32; 4]; rows];
+            kernel(&w, w_row, a, &scales, &mut out);
+            for (r, got) in out.iter().enumerate() {
+                for (tok, got) in got.iter().enumerate() {
+                    let want = one(&w[r * w_row..(r + 1) * w_row], a[tok]);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{t}: rows {rows}, row {r}, token {tok}"
+                    );
                 }
             }
         }
