@@ -178,14 +178,9 @@ fn softmax_of(c: &[(u32, f32)], temperature: f32) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-/// `log Σ exp(logits)`, the log-softmax normaliser (summed in f64).
+/// `log Σ exp(logits)`, the log-softmax normaliser (exponentials summed in f64).
 pub fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + logits
-        .iter()
-        .map(|&l| f64::from(l - max).exp())
-        .sum::<f64>()
-        .ln() as f32
+    huarizo_model::log_sum_exp(logits)
 }
 
 /// Log-probability of `token` under the raw logits (log-softmax); the same value

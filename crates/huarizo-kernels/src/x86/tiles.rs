@@ -25,9 +25,10 @@ const CHUNK: usize = 32;
 trait TileBlock {
     /// The block's scale.
     fn d(&self) -> F16;
-    /// The block's minimum (Q4_1); never read for the symmetric types.
-    fn m(&self) -> F16 {
-        F16([0, 0])
+    /// The f16 bits of the block's scale (low half) and minimum (high half), for Q4_1;
+    /// never read for the symmetric types.
+    fn dm_bits(&self) -> u32 {
+        0
     }
 }
 
@@ -35,8 +36,8 @@ impl TileBlock for BlockQ4_1 {
     fn d(&self) -> F16 {
         self.d
     }
-    fn m(&self) -> F16 {
-        self.m
+    fn dm_bits(&self) -> u32 {
+        u32::from(u16::from_le_bytes(self.d.0)) | (u32::from(u16::from_le_bytes(self.m.0)) << 16)
     }
 }
 
@@ -92,19 +93,19 @@ macro_rules! q0_tiles {
                 for i0 in (0..n).step_by(CHUNK) {
                     let m = CHUNK.min(n - i0);
                     for k in 0..m {
-                        let mut dx = [0u16; 4];
-                        for r in 0..R {
-                            dx[r] = u16::from_le_bytes(x[r][i0 + k].d().0);
-                        }
-                        // The tokens' d in lanes 0..4, their s (Q8_1) in lanes 4..8.
-                        let (sc, _) = scales[i0 + k].as_chunks::<4>();
-                        block_scales(&mut d[k], dx, &sc[0]);
                         if $with_min {
-                            let mut mx = [0u16; 4];
+                            let mut dm = [0u32; 4];
                             for r in 0..R {
-                                mx[r] = u16::from_le_bytes(x[r][i0 + k].m().0);
+                                dm[r] = x[r][i0 + k].dm_bits();
                             }
-                            block_scales(&mut ms[k], mx, &sc[1]);
+                            block_scales_mins(&mut d[k], &mut ms[k], dm, &scales[i0 + k]);
+                        } else {
+                            let mut dx = [0u16; 4];
+                            for r in 0..R {
+                                dx[r] = u16::from_le_bytes(x[r][i0 + k].d().0);
+                            }
+                            let (sc, _) = scales[i0 + k].as_chunks::<4>();
+                            block_scales(&mut d[k], dx, &sc[0]);
                         }
                     }
                     for k in 0..m {
@@ -237,6 +238,55 @@ fn block_scales(d: &mut std::mem::MaybeUninit<[f32; 16]>, dx: [u16; 4], sc: &[f3
     unsafe {
         _mm256_storeu_ps(d, _mm256_mul_ps(rows01, dy));
         _mm256_storeu_ps(d.add(8), _mm256_mul_ps(rows23, dy));
+    }
+}
+
+/// [`block_scales`] for Q4_1: from the (d, m) f16 pairs `dm` of four rows and the
+/// pre-converted `[d₀..d₃, s₀..s₃]` of four Q8_1 tokens, `d_x·d_y` into `d` and `m_x·s_y`
+/// into `ms`, both at `[4r + t]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_scales_mins(
+    d: &mut std::mem::MaybeUninit<[f32; 16]>,
+    ms: &mut std::mem::MaybeUninit<[f32; 16]>,
+    dm: [u32; 4],
+    sc: &[f32; 8],
+) {
+    // [d₀ m₀ d₁ m₁ d₂ m₂ d₃ m₃] as f32.
+    let dm = _mm256_cvtph_ps(_mm_setr_epi32(
+        dm[0] as i32,
+        dm[1] as i32,
+        dm[2] as i32,
+        dm[3] as i32,
+    ));
+    let lanes = |a: i32, b: i32| _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+    // SAFETY: `sc` holds eight f32; the loads are unaligned.
+    let (dy, sy) = unsafe {
+        let dy = _mm_loadu_ps(sc.as_ptr());
+        let sy = _mm_loadu_ps(sc.as_ptr().add(4));
+        (_mm256_set_m128(dy, dy), _mm256_set_m128(sy, sy))
+    };
+    let d = d.as_mut_ptr().cast::<f32>();
+    let ms = ms.as_mut_ptr().cast::<f32>();
+    // SAFETY: `d` and `ms` have room for 16 f32 each: two unaligned stores of 8 write all
+    // of each.
+    unsafe {
+        _mm256_storeu_ps(
+            d,
+            _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, lanes(0, 2)), dy),
+        );
+        _mm256_storeu_ps(
+            d.add(8),
+            _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, lanes(4, 6)), dy),
+        );
+        _mm256_storeu_ps(
+            ms,
+            _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, lanes(1, 3)), sy),
+        );
+        _mm256_storeu_ps(
+            ms.add(8),
+            _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, lanes(5, 7)), sy),
+        );
     }
 }
 
