@@ -19,7 +19,8 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotation angles of RoPE for one position: `(cos, sin)` for each of `n_rot / 2` pairs.
+/// Rotation angles of RoPE for one position: `(cos, sin)` for each of the `n_rot / 2` pairs,
+/// written to `out` (which must hold `n_rot / 2` entries).
 ///
 /// The angle of pair i is `pos · base^(−2i/n_rot) · freq_scale / factor[i]`, with the powers
 /// formed by repeated multiplication in f32, as ggml's rope cache does.
@@ -29,15 +30,15 @@ pub fn rope_angles(
     base: f32,
     freq_scale: f32,
     factors: Option<&[f32]>,
-    out: &mut Vec<(f32, f32)>,
+    out: &mut [(f32, f32)],
 ) {
-    out.clear();
+    assert_eq!(out.len(), n_rot / 2, "one (cos, sin) per rotated pair");
     let theta_scale = base.powf(-2.0 / n_rot as f32);
     let mut theta = pos as f32;
-    for i in 0..n_rot / 2 {
+    for (i, out) in out.iter_mut().enumerate() {
         let factor = factors.map_or(1.0, |f| f[i]);
         let angle = freq_scale * (theta / factor);
-        out.push((angle.cos(), angle.sin()));
+        *out = (angle.cos(), angle.sin());
         theta *= theta_scale;
     }
 }
@@ -542,7 +543,7 @@ mod tests {
 
     #[test]
     fn rope_rotates_pairs_by_position() {
-        let mut angles = Vec::new();
+        let mut angles = [(0.0, 0.0); 2];
         rope_angles(3, 4, 10000.0, 1.0, None, &mut angles);
         assert!((angles[0].0 - 3f32.cos()).abs() < 1e-6);
         let theta1 = 3.0 * 10000f32.powf(-0.5);

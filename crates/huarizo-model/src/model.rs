@@ -8,6 +8,7 @@ use crate::arch::{Activation, AttnScale};
 use crate::config::{Config, RopeScaling};
 use crate::error::ModelError;
 use crate::state::{Scratch, State};
+use half::slice::HalfFloatSliceExt;
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
 use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations_on, BatchRow, Product};
@@ -352,6 +353,8 @@ impl Model {
         }
         let n_tokens: usize = seqs.iter().map(|q| q.tokens.len()).sum();
         batch_places(seqs, n_tokens, &mut s.places, &mut s.logit_places);
+        // The positions differ from the last forward's: angles are computed again.
+        s.rope.iter_mut().for_each(|t| t.key = None);
 
         // x (T, E) ← embedding rows.
         s.x.resize(n_tokens * e, 0.0);
@@ -415,28 +418,18 @@ impl Model {
                     RopeScaling::Linear { factor } => (c.rope_base, 1.0 / factor),
                 }
             };
-            let mut row0 = 0;
-            for seq in seqs.iter() {
-                let pos0 = seq.state.n_past;
-                for t in 0..seq.tokens.len() {
-                    ops::rope_angles(
-                        pos0 + t,
-                        c.n_rot,
-                        base,
-                        freq_scale,
-                        self.rope_factors.as_deref(),
-                        &mut s.angles,
-                    );
-                    let r = row0 + t;
-                    for head in s.q[r * h * d..(r + 1) * h * d].chunks_exact_mut(d) {
-                        ops::rope_apply(head, &s.angles, c.spec.rope_neox);
-                    }
-                    for head in s.k[r * hkv * d..(r + 1) * hkv * d].chunks_exact_mut(d) {
-                        ops::rope_apply(head, &s.angles, c.spec.rope_neox);
-                    }
-                }
-                row0 += seq.tokens.len();
+            let table = &mut s.rope[usize::from(swa)];
+            if table.key != Some((base.to_bits(), freq_scale.to_bits())) {
+                self.rope_table(pool, seqs, base, freq_scale, &mut table.angles);
+                table.key = Some((base.to_bits(), freq_scale.to_bits()));
             }
+            rope_rows(
+                pool,
+                (&mut s.q, h * d),
+                (&mut s.k, hkv * d),
+                (&table.angles, c.n_rot / 2),
+                (d, c.spec.rope_neox),
+            );
             trace("Qcur", il, &s.q);
             trace("Kcur", il, &s.k);
             trace("Vcur", il, &s.v);
@@ -464,18 +457,11 @@ impl Model {
                 let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
                 let cache = &mut seq.state.cache[il];
                 let rows = row0..row0 + n;
-                for (dst, &src) in cache.k[pos0 * k_row..(pos0 + n) * k_row]
-                    .iter_mut()
-                    .zip(&s.k[rows.start * k_row..rows.end * k_row])
-                {
-                    *dst = half::f16::from_f32(src);
-                }
-                for (dst, &src) in cache.v[pos0 * v_row..(pos0 + n) * v_row]
-                    .iter_mut()
-                    .zip(&s.v[rows.start * v_row..rows.end * v_row])
-                {
-                    *dst = half::f16::from_f32(src);
-                }
+                // f16 by round to nearest even, eight at a time where the CPU has F16C.
+                cache.k[pos0 * k_row..(pos0 + n) * k_row]
+                    .convert_from_f32_slice(&s.k[rows.start * k_row..rows.end * k_row]);
+                cache.v[pos0 * v_row..(pos0 + n) * v_row]
+                    .convert_from_f32_slice(&s.v[rows.start * v_row..rows.end * v_row]);
                 let order_rows = match seq.places {
                     BatchPlaces::ThisBatch => n,
                     BatchPlaces::WholePrompt(len) => whole_prompt_place(pos0, len).of,
@@ -580,6 +566,82 @@ impl Model {
             &mut s.logits,
         );
         Ok(())
+    }
+}
+
+impl Model {
+    /// RoPE angles `(cos, sin)` of every token row of `seqs` (`n_rot / 2` per row, rows in
+    /// batch order at each sequence's next positions) for one base and frequency scale,
+    /// computed on the pool for a batch.
+    fn rope_table(
+        &self,
+        pool: &ThreadPool,
+        seqs: &[SeqBatch<'_>],
+        base: f32,
+        freq_scale: f32,
+        angles: &mut Vec<(f32, f32)>,
+    ) {
+        let c = &self.config;
+        let half = c.n_rot / 2;
+        let n_tokens: usize = seqs.iter().map(|q| q.tokens.len()).sum();
+        angles.resize(n_tokens * half, (0.0, 0.0));
+        if half == 0 {
+            return;
+        }
+        // Row r's position.
+        let position = |r: usize| {
+            let mut r = r;
+            for seq in seqs {
+                if r < seq.tokens.len() {
+                    return seq.state.n_past + r;
+                }
+                r -= seq.tokens.len();
+            }
+            unreachable!("row {r} beyond the batch")
+        };
+        let factors = self.rope_factors.as_deref();
+        let fill = |first: usize, rows: &mut [(f32, f32)]| {
+            for (i, row) in rows.chunks_exact_mut(half).enumerate() {
+                ops::rope_angles(position(first + i), c.n_rot, base, freq_scale, factors, row);
+            }
+        };
+        if n_tokens < POOL_MIN_ROWS {
+            fill(0, angles);
+        } else {
+            pool.for_rows_mut(angles, half, &fill);
+        }
+    }
+}
+
+/// Rotates every head of each token row of `q` (rows of `q_row` values) and `k` (rows of
+/// `k_row`) by that row's angles (`table` rows of `half` pairs), heads of `head_dim` values;
+/// on the pool for a batch (each row gives the same bits on any thread).
+fn rope_rows(
+    pool: &ThreadPool,
+    (q, q_row): (&mut [f32], usize),
+    (k, k_row): (&mut [f32], usize),
+    (table, half): (&[(f32, f32)], usize),
+    (head_dim, neox): (usize, bool),
+) {
+    let rotate = |first: usize, q: &mut [f32], k: &mut [f32]| {
+        let rows = q.chunks_exact_mut(q_row).zip(k.chunks_exact_mut(k_row));
+        for (i, (q, k)) in rows.enumerate() {
+            let angles = &table[(first + i) * half..(first + i + 1) * half];
+            for head in q
+                .chunks_exact_mut(head_dim)
+                .chain(k.chunks_exact_mut(head_dim))
+            {
+                ops::rope_apply(head, angles, neox);
+            }
+        }
+    };
+    if half == 0 {
+        return;
+    }
+    if q.len() < POOL_MIN_ROWS * q_row {
+        rotate(0, q, k);
+    } else {
+        pool.for_rows_mut2(q, q_row, k, k_row, &rotate);
     }
 }
 

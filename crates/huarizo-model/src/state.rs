@@ -28,7 +28,9 @@ pub struct Scratch {
     pub(crate) up: Vec<f32>,
     pub(crate) logits: Vec<f32>,
     pub(crate) acts: Vec<u8>,
-    pub(crate) angles: Vec<(f32, f32)>,
+    /// RoPE angles of every token row of the current forward, `n_rot / 2` per row, for the
+    /// two rotation settings a model may use (global layers, sliding-window layers).
+    pub(crate) rope: [RopeTable; 2],
     pub(crate) attn_scratch: Vec<Vec<f32>>,
     pub(crate) spans: Vec<huarizo_kernels::attention::AttnSpan>,
     /// Each token row's place in the batch llama.cpp would have read it in, when a
@@ -36,6 +38,15 @@ pub struct Scratch {
     pub(crate) places: Vec<huarizo_kernels::matmul::BatchRow>,
     /// The same for the rows that get logits.
     pub(crate) logit_places: Vec<huarizo_kernels::matmul::BatchRow>,
+}
+
+/// RoPE angles per token row for one `(base, freq_scale)`, valid for one forward.
+#[derive(Debug, Default)]
+pub(crate) struct RopeTable {
+    /// `(base, freq_scale)` bits the angles were computed for, `None` when stale.
+    pub(crate) key: Option<(u32, u32)>,
+    /// `(cos, sin)` of each rotated pair, `n_rot / 2` per token row.
+    pub(crate) angles: Vec<(f32, f32)>,
 }
 
 /// One sequence being decoded: how many positions it holds, its cache and scratch space.
