@@ -192,7 +192,8 @@ pub fn matmul_many_rows(
             group_scales(act_type, acts, a_row, n_blocks, n_tokens / 4, scales);
         }
         let scales: &[[f32; 8]] = scales;
-        pool.for_chunks(first_tile[n], &|tiles| {
+        // Tiles claimed piece by piece: a tile's results do not depend on its thread.
+        pool.for_claimed_chunks(first_tile[n], &|tiles| {
             for global in tiles {
                 let j = (0..n)
                     .find(|&j| global < first_tile[j + 1])

@@ -135,6 +135,30 @@ impl ThreadPool {
         }
     }
 
+    /// Runs `f(range)` over pieces of `0..n` that the threads claim one after another from
+    /// a shared counter, so that a thread that starts late (a worker waking up) or runs
+    /// slower takes fewer pieces and both finish together. For work whose pieces are
+    /// independent: which thread computes a piece must not change its result. Each index is
+    /// in exactly one piece; pieces are about `n / (8 · n_threads)` long.
+    pub fn for_claimed_chunks(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        let n_threads = self.n_threads();
+        if n_threads == 1 || n <= 1 {
+            if n > 0 {
+                f(0..n);
+            }
+            return;
+        }
+        let grain = (n / (8 * n_threads)).max(1);
+        let next = AtomicUsize::new(0);
+        self.run(&|_| loop {
+            let start = next.fetch_add(grain, Ordering::Relaxed);
+            if start >= n {
+                break;
+            }
+            f(start..(start + grain).min(n));
+        });
+    }
+
     /// Splits `0..n` into `n_threads()` contiguous chunks and runs `f(range)` on each in
     /// parallel (empty chunks are skipped).
     pub fn for_chunks(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
@@ -282,6 +306,25 @@ mod tests {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn claimed_chunks_cover_the_range_exactly_once() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            for n in [0, 1, 2, 15, 16, 17, 577] {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                pool.for_claimed_chunks(n, &|range| {
+                    for i in range {
+                        hits[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "{threads} threads, n = {n}"
+                );
+            }
         }
     }
 
