@@ -222,7 +222,9 @@ fn attention_batch_as<'c>(
     }
     let out_ptr = SharedOut(out.as_mut_ptr());
     let n_jobs: usize = spans.iter().map(|s| s.n_rows * h).sum();
-    pool.run(&|thread| {
+    // Jobs claimed piece by piece (later tokens attend to more positions, and a worker may
+    // start late): a job's result does not depend on its thread.
+    pool.for_claimed_chunks_on(n_jobs, &|thread, jobs| {
         let (out_ptr, scratch_ptr) = (&out_ptr, &scratch_ptr);
         // SAFETY: thread `thread` uses only `scratch[thread]` and reads the shared keys
         // written by the pass above; the outer vector is not resized while the pool runs.
@@ -233,11 +235,9 @@ fn attention_batch_as<'c>(
             )
         };
         // Jobs are numbered sequence by sequence; `seq`, `base` and `key_offset` follow
-        // this thread's increasing job numbers.
+        // this piece's increasing job numbers.
         let (mut seq, mut base, mut key_offset) = (0, 0, 0);
-        // Interleaved jobs: later tokens attend to more positions, so contiguous chunks
-        // would leave the first thread idle.
-        for job in (thread..n_jobs).step_by(n_threads) {
+        for job in jobs {
             while job >= base + spans[seq].n_rows * h {
                 base += spans[seq].n_rows * h;
                 if let Some(kb) = block_of(seq, key_offset) {

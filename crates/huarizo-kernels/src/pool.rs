@@ -143,15 +143,25 @@ impl ThreadPool {
     /// ("guided" scheduling): large at first, single indices at the end, so that no thread
     /// waits long for another's last piece.
     pub fn for_claimed_chunks(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        self.for_claimed_chunks_on(n, &|_, range| f(range));
+    }
+
+    /// [`ThreadPool::for_claimed_chunks`] with the index of the thread running each piece
+    /// (`f(thread, range)`), for work that keeps per-thread scratch space.
+    pub fn for_claimed_chunks_on(
+        &self,
+        n: usize,
+        f: &(dyn Fn(usize, std::ops::Range<usize>) + Sync),
+    ) {
         let n_threads = self.n_threads();
         if n_threads == 1 || n <= 1 {
             if n > 0 {
-                f(0..n);
+                f(0, 0..n);
             }
             return;
         }
         let next = AtomicUsize::new(0);
-        self.run(&|_| {
+        self.run(&|thread| {
             let mut start = next.load(Ordering::Relaxed);
             while start < n {
                 let len = ((n - start) / (4 * n_threads)).max(1);
@@ -162,7 +172,7 @@ impl ThreadPool {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        f(start..start + len);
+                        f(thread, start..start + len);
                         start = next.load(Ordering::Relaxed);
                     }
                     Err(now) => start = now,
