@@ -338,50 +338,57 @@ fn unpack_q8_0(b: &BlockQ8_0) -> __m256i {
     _mm256_xor_si256(load_i8x32(&b.qs), _mm256_set1_epi8(-128))
 }
 
-q0_tiles!(
-    vnni,
-    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
-    lanes_vnni,
-    unpack_q5_0_bw,
+/// [`q0_tiles`] for one weight type in both instruction sets: `$vnni` with AVX-512 VNNI
+/// (`$unpack_vnni`), `$avx2` with AVX2 only (`$unpack_avx2`).
+macro_rules! q0_tiles_vnni_and_avx2 {
+    (
+        ($vnni:ident, $unpack_vnni:ident), ($avx2:ident, $unpack_avx2:ident),
+        $wb:ty, $ab:ty, $offset:literal, $with_min:literal, $pub_name:ident
+    ) => {
+        q0_tiles!(
+            $vnni,
+            "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
+            lanes_vnni,
+            $unpack_vnni,
+            $wb,
+            $ab,
+            $offset,
+            $with_min,
+            $pub_name
+        );
+        q0_tiles!(
+            $avx2,
+            "avx2,fma,f16c",
+            lanes_avx2,
+            $unpack_avx2,
+            $wb,
+            $ab,
+            $offset,
+            $with_min,
+            $pub_name
+        );
+    };
+}
+
+q0_tiles_vnni_and_avx2!(
+    (vnni, unpack_q5_0_bw),
+    (avx2, unpack_q5_0_avx2),
     BlockQ5_0,
     BlockQ8_0,
     16,
     false,
     rows4_q5_0
 );
-q0_tiles!(
-    avx2,
-    "avx2,fma,f16c",
-    lanes_avx2,
-    unpack_q5_0_avx2,
-    BlockQ5_0,
-    BlockQ8_0,
-    16,
-    false,
-    rows4_q5_0
-);
-q0_tiles!(
-    vnni_q4_1,
-    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
-    lanes_vnni,
-    unpack_q4_1,
+q0_tiles_vnni_and_avx2!(
+    (vnni_q4_1, unpack_q4_1),
+    (avx2_q4_1, unpack_q4_1),
     BlockQ4_1,
     BlockQ8_1,
     0,
     true,
     rows4_q4_1
 );
-q0_tiles!(
-    avx2_q4_1,
-    "avx2,fma,f16c",
-    lanes_avx2,
-    unpack_q4_1,
-    BlockQ4_1,
-    BlockQ8_1,
-    0,
-    true,
-    rows4_q4_1
-);
+// Q8_0 with VNNI only: `u` up to 255 would saturate AVX2's i16 pair sums.
 q0_tiles!(
     vnni_q8_0,
     "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
