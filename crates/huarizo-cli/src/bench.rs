@@ -199,7 +199,12 @@ impl Printer for MarkdownPrinter {
 
     fn footer(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out)?;
-        writeln!(out, "build: huarizo {}", env!("CARGO_PKG_VERSION"))
+        writeln!(
+            out,
+            "build: huarizo {} (arithmetic: {})",
+            env!("CARGO_PKG_VERSION"),
+            huarizo_engine::arithmetic().name()
+        )
     }
 }
 

@@ -87,6 +87,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "file_type": engine.gguf().get("general.file_type").and_then(|v| v.as_u64()).map(crate::bench::ftype_name),
         "n_layer": c.n_layer,
         "ggml_isa": huarizo_engine::ggml_isa().name(),
+        "arithmetic": huarizo_engine::arithmetic().name(),
         "n_embd": c.n_embd,
     });
     let mut ev = Evaluator::new(
@@ -101,11 +102,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let file = opts
             .models_dir()?
             .join("eval-cache")
-            // Results depend on the llama.cpp build whose arithmetic huarizo follows.
+            // Results depend on the llama.cpp build whose arithmetic huarizo follows, and on
+            // whether it sums by whole blocks instead.
             .join(format!(
-                "{}-{}.jsonl",
+                "{}-{}{}.jsonl",
                 &sha[..16],
-                huarizo_engine::ggml_isa().name()
+                huarizo_engine::ggml_isa().name(),
+                match huarizo_engine::arithmetic() {
+                    huarizo_engine::Arithmetic::Ggml => "",
+                    huarizo_engine::Arithmetic::BlockSums => "-block-sums",
+                }
             ));
         let cache = ResultCache::open(&file)
             .with_context(|| format!("opening the results cache {}", file.display()))?;

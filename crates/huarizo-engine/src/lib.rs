@@ -19,8 +19,8 @@ pub mod stream;
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
 pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
 pub use huarizo_model::{
-    ggml_isa, set_ggml_isa, weights, BatchPlaces, Config, GgmlIsa, Logits, ModelError, Scratch,
-    SeqBatch, State,
+    arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, weights, Arithmetic, BatchPlaces, Config,
+    GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
 };
 pub use huarizo_text::{
     python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,

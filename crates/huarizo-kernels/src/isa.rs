@@ -70,10 +70,13 @@ pub fn ggml_isa() -> GgmlIsa {
 }
 
 /// Makes huarizo follow `isa` from now on (for comparisons with a reference made by a
-/// given llama.cpp build). Call it before running a model: results of a forward pass that
-/// straddles the change mix both orders.
+/// given llama.cpp build), in llama.cpp's summation orders throughout
+/// ([`crate::Arithmetic::Ggml`]; call [`crate::set_arithmetic`] after this for the block-sum
+/// order with this build's other orders). Call it before running a model: results of a
+/// forward pass that straddles the change mix both orders.
 pub fn set_ggml_isa(isa: GgmlIsa) {
     CHOSEN.store(code(isa), Ordering::Relaxed);
+    crate::set_arithmetic(crate::Arithmetic::Ggml);
 }
 
 fn code(isa: GgmlIsa) -> u8 {

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod block_sums;
 pub mod blocks;
 pub mod gemm;
 pub mod isa;
@@ -35,6 +36,7 @@ mod tests;
 
 use std::sync::OnceLock;
 
+pub use block_sums::{arithmetic, set_arithmetic, Arithmetic};
 use blocks::*;
 pub use huarizo_formats::GgmlType;
 pub use isa::{ggml_isa, set_ggml_isa, GgmlIsa};

@@ -179,41 +179,53 @@ pub fn matmul_many_rows(
         let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
         let mut first_tile = [0usize; MAX_PRODUCTS + 1];
         let mut need_scales = false;
+        let mut need_infos = false;
         let n = products.len();
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
             let mut plan = TilePlan::new(p, n_in, a_row, n_tokens);
-            plan.by_place = rows
-                .and_then(|rows| Some((PlaceKernels::for_type(plan.w_type, plan.n_out)?, rows)));
-            need_scales |= plan.scaled.is_some();
+            if plan.row_lanes.is_none() {
+                plan.by_place = rows.and_then(|rows| {
+                    Some((PlaceKernels::for_type(plan.w_type, plan.n_out)?, rows))
+                });
+            }
+            need_scales |= plan.scaled.is_some() && plan.row_lanes.is_none();
+            need_infos |= plan.row_lanes.is_some();
             plans[j] = Some(plan);
         }
         if need_scales {
             group_scales(act_type, acts, a_row, n_blocks, n_tokens / 4, scales);
         }
         let scales: &[[f32; 8]] = scales;
-        // Tiles claimed piece by piece: a tile's results do not depend on its thread.
-        pool.for_claimed_chunks(first_tile[n], &|tiles| {
-            for global in tiles {
-                let j = (0..n)
-                    .find(|&j| global < first_tile[j + 1])
-                    .unwrap_or(n - 1);
-                if let Some(plan) = &plans[j] {
-                    plan.run(
-                        global - first_tile[j],
-                        acts,
-                        a_row,
-                        n_tokens,
-                        scales,
-                        n_blocks,
-                    );
-                }
+        INFOS.with_borrow_mut(|infos| {
+            if need_infos {
+                crate::block_sums::block_infos(act_type, acts, a_row, n_tokens, infos);
             }
+            let tables = BatchTables {
+                scales,
+                n_blocks,
+                infos,
+            };
+            // Tiles claimed piece by piece: a tile's results do not depend on its thread.
+            pool.for_claimed_chunks(first_tile[n], &|tiles| {
+                for global in tiles {
+                    let j = (0..n)
+                        .find(|&j| global < first_tile[j + 1])
+                        .unwrap_or(n - 1);
+                    if let Some(plan) = &plans[j] {
+                        plan.run(global - first_tile[j], acts, a_row, n_tokens, &tables);
+                    }
+                }
+            });
         });
     });
 }
 
 thread_local! {
+    /// The block sums' per-block activation figures of the current batch (reused).
+    static INFOS: std::cell::RefCell<Vec<crate::block_sums::BlockInfo>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A row tile's block-sum results per token, before they go to the output (reused).
+    static LANES_OUT: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Activation scales of the current batch, reused across calls (no allocation per token).
     static SCALES: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -263,6 +275,16 @@ fn four_rows(acts: &[u8], t: usize, a_row: usize) -> [&[u8]; 4] {
     [row(0), row(1), row(2), row(3)]
 }
 
+/// What the kernels read about a batch's activations besides the activations.
+struct BatchTables<'a> {
+    /// Per group of four tokens and block, the scales as f32 (see `group_scales`).
+    scales: &'a [[f32; 8]],
+    /// Blocks per activation row.
+    n_blocks: usize,
+    /// Per token and block, what the block-sum kernels read (see `block_sums::block_infos`).
+    infos: &'a [crate::block_sums::BlockInfo],
+}
+
 /// The kernels one weight's row tiles run.
 struct TilePlan<'a> {
     w: &'a [u8],
@@ -275,6 +297,9 @@ struct TilePlan<'a> {
     /// `plain` for a whole row tile per call, where it exists.
     plain_rows: Option<crate::VecDotRowsFn>,
     repacked: Option<crate::repacked::RepackedKernels>,
+    /// The block-sum kernel, when huarizo follows that order and the CPU has it: every
+    /// token through it, in no place-dependent order.
+    row_lanes: Option<crate::block_sums::RowLanesFn>,
     w_type: GgmlType,
     /// When the rows' places are not their places in this batch and the type's order
     /// depends on them: the type's kernels and the places.
@@ -354,6 +379,7 @@ impl<'a> TilePlan<'a> {
         };
         TilePlan {
             w_type,
+            row_lanes: crate::block_sums::active_kernel(w_type),
             by_place: None,
             w: p.w,
             w_row,
@@ -374,11 +400,30 @@ impl<'a> TilePlan<'a> {
         acts: &[u8],
         a_row: usize,
         n_tokens: usize,
-        scales: &[[f32; 8]],
-        n_blocks: usize,
+        tables: &BatchTables<'_>,
     ) {
+        let (scales, n_blocks, infos) = (tables.scales, tables.n_blocks, tables.infos);
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
+        if let Some(kernel) = self.row_lanes {
+            LANES_OUT.with_borrow_mut(|values| {
+                values.clear();
+                values.resize(n_tokens, [0f32; 8]);
+                let w_tile = &w[rows.start * w_row..rows.end * w_row];
+                kernel(w_tile, w_row, acts, a_row, infos, values);
+                for (t, v) in values.iter().enumerate() {
+                    // SAFETY: as below; `t * n_out + rows.end <= n_tokens * n_out`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            v.as_ptr(),
+                            out_ptr.0.add(t * n_out + rows.start),
+                            rows.len(),
+                        )
+                    };
+                }
+            });
+            return;
+        }
         if let Some((k, places)) = self.by_place {
             let put = |t: usize, r: usize, v: f32| {
                 // SAFETY: as below.

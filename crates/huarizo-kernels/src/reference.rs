@@ -41,7 +41,7 @@ pub fn dequantize_q4_1(x: &[BlockQ4_1], dst: &mut [f32]) {
 
 /// The 5-bit quants (0..32) of a Q5_0/Q5_1 block, in element order.
 #[inline(always)]
-fn q5_quants(qh: [u8; 4], qs: &[u8; 16]) -> [i32; QK] {
+pub(crate) fn q5_quants(qh: [u8; 4], qs: &[u8; 16]) -> [i32; QK] {
     let qh = u32::from_le_bytes(qh);
     let mut q = [0i32; QK];
     for j in 0..QK / 2 {

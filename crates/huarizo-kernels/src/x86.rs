@@ -13,7 +13,10 @@ use crate::blocks::*;
 use crate::Kernels;
 use huarizo_formats::GgmlType;
 
+mod row_lanes;
 mod tiles;
+
+pub(crate) use row_lanes::row_lanes_kernel;
 
 /// True if this CPU has everything the kernels in this module use.
 pub(crate) fn detected() -> bool {

@@ -24,6 +24,8 @@ pub use config::Config;
 pub use error::ModelError;
 pub use huarizo_kernels::ops::log_sum_exp;
 pub use huarizo_kernels::pool::ThreadPool;
-pub use huarizo_kernels::{ggml_isa, set_ggml_isa, GgmlIsa};
+pub use huarizo_kernels::{
+    arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, Arithmetic, GgmlIsa,
+};
 pub use model::{whole_prompt_place, BatchPlaces, Logits, Model, SeqBatch, REFERENCE_UBATCH};
 pub use state::{Scratch, State};

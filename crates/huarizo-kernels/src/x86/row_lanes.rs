@@ -1,0 +1,300 @@
+//! The block-sum order (see `crate::block_sums`) with AVX-512 VNNI: eight weight rows in
+//! the eight lanes of a vector, one lane per output.
+//!
+//! Per block, the eight rows are unpacked to unsigned bytes `u = q + c` (`c` = 8 for Q4_0,
+//! 16 for Q5_0, 128 for Q8_0, 0 for Q4_1's nibbles) and transposed so that vector `g`
+//! holds values `4g..4g+4` of every row. Then for each token, eight `vpdpbusd` with the
+//! token's four activation bytes `4g..4g+4` broadcast give all eight rows' exact block sums
+//! `Σ u·y`, started from `−c·Σ y` so that they are `Σ q·y`; one conversion and one fused
+//! multiply-add by `d_w·d_y` (eight rows' `d_w` in one vector) add the block to the eight
+//! outputs. Unpacking costs the same for any number of tokens, so the batch kernel takes
+//! tokens sixteen at a time; a single token (generation) pays it alone and is still no
+//! slower than the one-row kernels.
+
+use super::*;
+use crate::block_sums::BlockInfo;
+
+/// The 8 × 8 transpose of i32 lanes: `out[g]` lane r = `u[r]` lane g.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8(u: [__m256i; 8]) -> [__m256i; 8] {
+    {
+        let t0 = _mm256_unpacklo_epi32(u[0], u[1]);
+        let t1 = _mm256_unpackhi_epi32(u[0], u[1]);
+        let t2 = _mm256_unpacklo_epi32(u[2], u[3]);
+        let t3 = _mm256_unpackhi_epi32(u[2], u[3]);
+        let t4 = _mm256_unpacklo_epi32(u[4], u[5]);
+        let t5 = _mm256_unpackhi_epi32(u[4], u[5]);
+        let t6 = _mm256_unpacklo_epi32(u[6], u[7]);
+        let t7 = _mm256_unpackhi_epi32(u[6], u[7]);
+        let s0 = _mm256_unpacklo_epi64(t0, t2);
+        let s1 = _mm256_unpackhi_epi64(t0, t2);
+        let s2 = _mm256_unpacklo_epi64(t1, t3);
+        let s3 = _mm256_unpackhi_epi64(t1, t3);
+        let s4 = _mm256_unpacklo_epi64(t4, t6);
+        let s5 = _mm256_unpackhi_epi64(t4, t6);
+        let s6 = _mm256_unpacklo_epi64(t5, t7);
+        let s7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(s0, s4),
+            _mm256_permute2x128_si256::<0x20>(s1, s5),
+            _mm256_permute2x128_si256::<0x20>(s2, s6),
+            _mm256_permute2x128_si256::<0x20>(s3, s7),
+            _mm256_permute2x128_si256::<0x31>(s0, s4),
+            _mm256_permute2x128_si256::<0x31>(s1, s5),
+            _mm256_permute2x128_si256::<0x31>(s2, s6),
+            _mm256_permute2x128_si256::<0x31>(s3, s7),
+        ]
+    }
+}
+
+/// Eight f16 bit patterns as eight f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x8(h: [u16; 8]) -> __m256 {
+    {
+        _mm256_cvtph_ps(_mm_setr_epi16(
+            h[0] as i16,
+            h[1] as i16,
+            h[2] as i16,
+            h[3] as i16,
+            h[4] as i16,
+            h[5] as i16,
+            h[6] as i16,
+            h[7] as i16,
+        ))
+    }
+}
+
+/// Activation bytes `4g..4g + 4` of a block as one i32.
+#[inline(always)]
+fn group(qs: &[i8; 32], g: usize) -> i32 {
+    i32::from_le_bytes([
+        qs[4 * g] as u8,
+        qs[4 * g + 1] as u8,
+        qs[4 * g + 2] as u8,
+        qs[4 * g + 3] as u8,
+    ])
+}
+
+/// A Q4_0 block's nibbles as unsigned bytes (`c` = 8).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q4_0(b: &BlockQ4_0) -> __m256i {
+    bytes_from_nibbles_32(&b.qs)
+}
+
+/// A Q5_0 block as unsigned bytes `q + 16`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512bw,avx512vl")]
+fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(&b.qs);
+    _mm256_mask_add_epi8(
+        nibbles,
+        u32::from_le_bytes(b.qh),
+        nibbles,
+        _mm256_set1_epi8(16),
+    )
+}
+
+/// A Q4_1 block's nibbles as unsigned bytes (`c` = 0).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q4_1(b: &BlockQ4_1) -> __m256i {
+    bytes_from_nibbles_32(&b.qs)
+}
+
+/// A Q8_0 block as unsigned bytes `q + 128`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_q8_0(b: &BlockQ8_0) -> __m256i {
+    _mm256_xor_si256(load_i8x32(&b.qs), _mm256_set1_epi8(-128))
+}
+
+/// Reads one byte of every cache line of `w`, in order. With one or a few tokens the kernel
+/// is bound by memory and reads eight short row streams at once, which the hardware
+/// prefetchers follow far worse than one long stream (measured: half the bandwidth); a
+/// sequential pass first brings the tile in at the speed of one stream.
+#[inline]
+fn touch(w: &[u8]) -> u8 {
+    let mut sink = 0u8;
+    for line in w.chunks(64) {
+        sink ^= line[0];
+    }
+    sink
+}
+
+/// The f16 bits of a block's minimum (Q4_1; never read for the symmetric types).
+trait MinBits {
+    fn m_bits(&self) -> u16 {
+        0
+    }
+}
+
+impl MinBits for BlockQ4_0 {}
+impl MinBits for BlockQ5_0 {}
+impl MinBits for BlockQ8_0 {}
+impl MinBits for BlockQ4_1 {
+    fn m_bits(&self) -> u16 {
+        u16::from_le_bytes(self.m.0)
+    }
+}
+
+/// The kernels of one weight type: `$unpack` gives a block's `u = q + 2^$shift` (`$shift`
+/// unused with `$min`, where `u` is the nibble and the `m·s` term is added per block).
+macro_rules! row_lanes {
+    ($module:ident, $wb:ty, $ab:ty, $unpack:ident, $shift:literal, $min:literal) => {
+        pub(in crate::x86) mod $module {
+            use super::*;
+
+            /// Eight weight rows (first `n` blocks) against `T` activation rows: `out[t]`
+            /// lane r = row r · token t.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn tile<const T: usize>(
+                x: &[&[$wb]; 8],
+                ys: [&[$ab]; T],
+                infos: [&[BlockInfo]; T],
+                n: usize,
+            ) -> [__m256; T] {
+                let x = x.map(|row| &row[..n]);
+                let ys = ys.map(|row| &row[..n]);
+                let infos = infos.map(|row| &row[..n]);
+                let shift = _mm_cvtsi32_si128($shift);
+                let mut acc = [_mm256_setzero_ps(); T];
+                for i in 0..n {
+                    let w = transpose8([
+                        $unpack(&x[0][i]),
+                        $unpack(&x[1][i]),
+                        $unpack(&x[2][i]),
+                        $unpack(&x[3][i]),
+                        $unpack(&x[4][i]),
+                        $unpack(&x[5][i]),
+                        $unpack(&x[6][i]),
+                        $unpack(&x[7][i]),
+                    ]);
+                    let dw = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
+                    let mw = if $min {
+                        f16x8(x.map(|row| row[i].m_bits()))
+                    } else {
+                        _mm256_setzero_ps()
+                    };
+                    for t in 0..T {
+                        let info = infos[t][i];
+                        let qs = &ys[t][i].qs;
+                        let mut s = if $min {
+                            _mm256_setzero_si256()
+                        } else {
+                            _mm256_sll_epi32(_mm256_set1_epi32(info.aux as i32), shift)
+                        };
+                        for (g, wg) in w.iter().enumerate() {
+                            s = _mm256_dpbusd_epi32(s, *wg, _mm256_set1_epi32(group(qs, g)));
+                        }
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(info.d));
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[t]);
+                        if $min {
+                            let s_y = _mm256_set1_ps(f32::from_bits(info.aux));
+                            acc[t] = _mm256_fmadd_ps(mw, s_y, acc[t]);
+                        }
+                    }
+                }
+                acc
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn rows(
+                w: &[u8],
+                w_row: usize,
+                acts: &[u8],
+                a_row: usize,
+                infos: &[BlockInfo],
+                out: &mut [[f32; 8]],
+            ) {
+                let n_rows = w.len() / w_row;
+                assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
+                // Rows past the tile's end repeat its last row; their lanes are not stored.
+                let x: [&[$wb]; 8] = std::array::from_fn(|r| {
+                    let r = r.min(n_rows - 1);
+                    as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row])
+                });
+                let n = x[0].len();
+                let act = |t: usize| as_blocks::<$ab>(&acts[t * a_row..(t + 1) * a_row]);
+                let info = |t: usize| &infos[t * n..(t + 1) * n];
+                let n_tokens = out.len();
+                if n_tokens < 4 {
+                    std::hint::black_box(touch(w));
+                }
+                let mut put = |t0: usize, acc: &[__m256]| {
+                    for (t, v) in acc.iter().enumerate() {
+                        let mut lanes = [0f32; 8];
+                        // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *v) };
+                        out[t0 + t][..n_rows].copy_from_slice(&lanes[..n_rows]);
+                    }
+                };
+                let mut t0 = 0;
+                while t0 + 16 <= n_tokens {
+                    let acc = tile::<16>(
+                        &x,
+                        std::array::from_fn(|t| act(t0 + t)),
+                        std::array::from_fn(|t| info(t0 + t)),
+                        n,
+                    );
+                    put(t0, &acc);
+                    t0 += 16;
+                }
+                while t0 + 4 <= n_tokens {
+                    let acc = tile::<4>(
+                        &x,
+                        std::array::from_fn(|t| act(t0 + t)),
+                        std::array::from_fn(|t| info(t0 + t)),
+                        n,
+                    );
+                    put(t0, &acc);
+                    t0 += 4;
+                }
+                while t0 < n_tokens {
+                    let acc = tile::<1>(&x, [act(t0)], [info(t0)], n);
+                    put(t0, &acc);
+                    t0 += 1;
+                }
+            }
+
+            /// The [`crate::block_sums::RowLanesFn`] of this weight type.
+            pub(in crate::x86) fn kernel(
+                w: &[u8],
+                w_row: usize,
+                acts: &[u8],
+                a_row: usize,
+                infos: &[BlockInfo],
+                out: &mut [[f32; 8]],
+            ) {
+                if out.is_empty() {
+                    return;
+                }
+                // SAFETY: only handed out by `row_lanes_kernel` after AVX-512 VNNI, VL,
+                // BW and F (and AVX2, FMA, F16C) were detected.
+                unsafe { rows(w, w_row, acts, a_row, infos, out) }
+            }
+        }
+    };
+}
+
+row_lanes!(q4_0, BlockQ4_0, BlockQ8_0, unpack_q4_0, 3, false);
+row_lanes!(q4_1, BlockQ4_1, BlockQ8_1, unpack_q4_1, 0, true);
+row_lanes!(q5_0, BlockQ5_0, BlockQ8_0, unpack_q5_0, 4, false);
+row_lanes!(q8_0, BlockQ8_0, BlockQ8_0, unpack_q8_0, 7, false);
+
+/// The block-sum kernel for weights of type `t`, if this CPU has AVX-512 VNNI.
+pub(crate) fn row_lanes_kernel(t: GgmlType) -> Option<crate::block_sums::RowLanesFn> {
+    if !vnni_detected() || !is_x86_feature_detected!("avx512f") {
+        return None;
+    }
+    match t {
+        GgmlType::Q4_0 => Some(q4_0::kernel),
+        GgmlType::Q4_1 => Some(q4_1::kernel),
+        GgmlType::Q5_0 => Some(q5_0::kernel),
+        GgmlType::Q8_0 => Some(q8_0::kernel),
+        _ => None,
+    }
+}
