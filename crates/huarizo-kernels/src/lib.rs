@@ -20,6 +20,7 @@ pub mod attention;
 pub mod block_sums;
 pub mod blocks;
 pub mod gemm;
+pub mod ggml_lanes;
 pub mod isa;
 pub mod matmul;
 pub mod ops;

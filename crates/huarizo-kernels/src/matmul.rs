@@ -174,60 +174,83 @@ pub fn matmul_many_rows(
         "activations shorter than (T, n_in)"
     );
     let n_blocks = n_in / QK;
-    SCALES.with_borrow_mut(|scales| {
-        scales.clear();
+    BUFFERS.with_borrow_mut(|buffers| {
         let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
         let mut first_tile = [0usize; MAX_PRODUCTS + 1];
-        let mut need_scales = false;
-        let mut need_infos = false;
+        let (mut need_scales, mut need_infos, mut need_lanes) = (false, false, false);
         let n = products.len();
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
             let mut plan = TilePlan::new(p, n_in, a_row, n_tokens);
-            if plan.row_lanes.is_none() {
+            let lanes = plan.row_lanes.is_some() || plan.ggml_lanes.is_some();
+            if !lanes {
                 plan.by_place = rows.and_then(|rows| {
                     Some((PlaceKernels::for_type(plan.w_type, plan.n_out)?, rows))
                 });
             }
-            need_scales |= plan.scaled.is_some() && plan.row_lanes.is_none();
+            need_scales |= plan.scaled.is_some() && !lanes;
             need_infos |= plan.row_lanes.is_some();
+            need_lanes |= plan.ggml_lanes.is_some();
             plans[j] = Some(plan);
         }
+        let b = buffers;
+        b.scales.clear();
         if need_scales {
-            group_scales(act_type, acts, a_row, n_blocks, n_tokens / 4, scales);
+            group_scales(act_type, acts, a_row, n_blocks, n_tokens / 4, &mut b.scales);
         }
-        let scales: &[[f32; 8]] = scales;
-        INFOS.with_borrow_mut(|infos| {
-            if need_infos {
-                crate::block_sums::block_infos(act_type, acts, a_row, n_tokens, infos);
-            }
-            let tables = BatchTables {
-                scales,
-                n_blocks,
-                infos,
-            };
-            // Tiles claimed piece by piece: a tile's results do not depend on its thread.
-            pool.for_claimed_chunks(first_tile[n], &|tiles| {
-                for global in tiles {
-                    let j = (0..n)
-                        .find(|&j| global < first_tile[j + 1])
-                        .unwrap_or(n - 1);
-                    if let Some(plan) = &plans[j] {
-                        plan.run(global - first_tile[j], acts, a_row, n_tokens, &tables);
-                    }
+        if need_infos {
+            crate::block_sums::block_infos(act_type, acts, a_row, n_tokens, &mut b.infos);
+        }
+        if need_lanes {
+            crate::ggml_lanes::lane_activations(
+                act_type,
+                acts,
+                a_row,
+                n_tokens,
+                &mut b.lane_quants,
+                &mut b.lane_scales,
+            );
+        }
+        let tables = BatchTables {
+            scales: &b.scales,
+            n_blocks,
+            infos: &b.infos,
+            lane_quants: &b.lane_quants,
+            lane_scales: &b.lane_scales,
+        };
+        // Tiles claimed piece by piece: a tile's results do not depend on its thread.
+        pool.for_claimed_chunks(first_tile[n], &|tiles| {
+            for global in tiles {
+                let j = (0..n)
+                    .find(|&j| global < first_tile[j + 1])
+                    .unwrap_or(n - 1);
+                if let Some(plan) = &plans[j] {
+                    plan.run(global - first_tile[j], acts, a_row, n_tokens, &tables);
                 }
-            });
+            }
         });
     });
 }
 
+/// Per-batch tables the kernels read, kept per thread so that their capacity is reused
+/// (no allocation per token).
+#[derive(Default)]
+struct BatchBuffers {
+    /// See [`BatchTables::scales`].
+    scales: Vec<[f32; 8]>,
+    /// See [`BatchTables::infos`].
+    infos: Vec<crate::block_sums::BlockInfo>,
+    /// See [`BatchTables::lane_quants`].
+    lane_quants: Vec<crate::ggml_lanes::LaneQuants>,
+    /// See [`BatchTables::lane_scales`].
+    lane_scales: Vec<[f32; 2]>,
+}
+
 thread_local! {
-    /// The block sums' per-block activation figures of the current batch (reused).
-    static INFOS: std::cell::RefCell<Vec<crate::block_sums::BlockInfo>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// A row tile's block-sum results per token, before they go to the output (reused).
+    /// The calling thread's per-batch tables.
+    static BUFFERS: std::cell::RefCell<BatchBuffers> = std::cell::RefCell::new(BatchBuffers::default());
+    /// A row tile's lane-kernel results per token, before they go to the output (reused).
     static LANES_OUT: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Activation scales of the current batch, reused across calls (no allocation per token).
-    static SCALES: std::cell::RefCell<Vec<[f32; 8]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Block scales per (group of four tokens, block), as f32: `[d₀..d₃, s₀..s₃]` for Q8_1
@@ -283,6 +306,11 @@ struct BatchTables<'a> {
     n_blocks: usize,
     /// Per token and block, what the block-sum kernels read (see `block_sums::block_infos`).
     infos: &'a [crate::block_sums::BlockInfo],
+    /// Per token and block, what the lane kernels in llama.cpp's order read (see
+    /// `ggml_lanes::lane_activations`).
+    lane_quants: &'a [crate::ggml_lanes::LaneQuants],
+    /// As `lane_quants`: `[d, s]`.
+    lane_scales: &'a [[f32; 2]],
 }
 
 /// The kernels one weight's row tiles run.
@@ -300,6 +328,8 @@ struct TilePlan<'a> {
     /// The block-sum kernel, when huarizo follows that order and the CPU has it: every
     /// token through it, in no place-dependent order.
     row_lanes: Option<crate::block_sums::RowLanesFn>,
+    /// The lane kernel in llama.cpp's order, for batches large enough to pay for it.
+    ggml_lanes: Option<crate::ggml_lanes::GgmlLanesFn>,
     w_type: GgmlType,
     /// When the rows' places are not their places in this batch and the type's order
     /// depends on them: the type's kernels and the places.
@@ -377,9 +407,17 @@ impl<'a> TilePlan<'a> {
             (None, true) => crate::scaled4_rows_kernel(w_type),
             _ => None,
         };
+        let row_lanes = crate::block_sums::active_kernel(w_type);
+        let ggml_lanes = match row_lanes {
+            None if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS => {
+                crate::ggml_lanes::ggml_lanes_kernel(w_type)
+            }
+            _ => None,
+        };
         TilePlan {
             w_type,
-            row_lanes: crate::block_sums::active_kernel(w_type),
+            row_lanes,
+            ggml_lanes,
             by_place: None,
             w: p.w,
             w_row,
@@ -405,6 +443,31 @@ impl<'a> TilePlan<'a> {
         let (scales, n_blocks, infos) = (tables.scales, tables.n_blocks, tables.infos);
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
+        if let Some(kernel) = self.ggml_lanes {
+            LANES_OUT.with_borrow_mut(|values| {
+                values.clear();
+                values.resize(n_tokens, [0f32; 8]);
+                let w_tile = &w[rows.start * w_row..rows.end * w_row];
+                kernel(
+                    w_tile,
+                    w_row,
+                    tables.lane_quants,
+                    tables.lane_scales,
+                    values,
+                );
+                for (t, v) in values.iter().enumerate() {
+                    // SAFETY: as below; `t * n_out + rows.end <= n_tokens * n_out`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            v.as_ptr(),
+                            out_ptr.0.add(t * n_out + rows.start),
+                            rows.len(),
+                        )
+                    };
+                }
+            });
+            return;
+        }
         if let Some(kernel) = self.row_lanes {
             LANES_OUT.with_borrow_mut(|values| {
                 values.clear();

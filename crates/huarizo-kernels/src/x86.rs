@@ -16,7 +16,7 @@ use huarizo_formats::GgmlType;
 mod row_lanes;
 mod tiles;
 
-pub(crate) use row_lanes::row_lanes_kernel;
+pub(crate) use row_lanes::{ggml_lanes_kernel, row_lanes_kernel};
 
 /// True if this CPU has everything the kernels in this module use.
 pub(crate) fn detected() -> bool {

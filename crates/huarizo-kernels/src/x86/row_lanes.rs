@@ -298,3 +298,225 @@ pub(crate) fn row_lanes_kernel(t: GgmlType) -> Option<crate::block_sums::RowLane
         _ => None,
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// llama.cpp's order (see `crate::ggml_lanes`)
+// ----------------------------------------------------------------------------------------
+
+/// A Q4_0 block's values as signed bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q4_0(b: &BlockQ4_0) -> __m256i {
+    _mm256_sub_epi8(bytes_from_nibbles_32(&b.qs), _mm256_set1_epi8(8))
+}
+
+/// A Q4_1 block's nibbles (non-negative, so also valid signed bytes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q4_1(b: &BlockQ4_1) -> __m256i {
+    bytes_from_nibbles_32(&b.qs)
+}
+
+/// A Q5_0 block's values as signed bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512bw,avx512vl")]
+fn signed_q5_0(b: &BlockQ5_0) -> __m256i {
+    _mm256_sub_epi8(unpack_q5_0(b), _mm256_set1_epi8(16))
+}
+
+/// A Q8_0 block's values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q8_0(b: &BlockQ8_0) -> __m256i {
+    load_i8x32(&b.qs)
+}
+
+/// One block of a row tile, unpacked for the whole batch: for each group `g` of four values,
+/// the eight rows' values (signed bytes, row r in lane r) and `−128·Σ` of them (the start
+/// that turns `Σ (y + 128)·q` into `Σ y·q`); the rows' scales and Q4_1's minimums as f32.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct TileBlock {
+    w: [__m256i; 8],
+    start: [__m256i; 8],
+    d: __m256,
+    m: __m256,
+}
+
+thread_local! {
+    /// The current row tile, unpacked (reused across calls: no allocation per tile).
+    static TILE: std::cell::RefCell<Vec<TileBlock>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The lane kernels of one weight type in llama.cpp's order: `$signed` gives a block's values
+/// as signed bytes; `$min` adds Q4_1's `Σ m·s` after the lanes, as ggml does.
+macro_rules! ggml_lanes {
+    ($module:ident, $wb:ty, $signed:ident, $min:literal) => {
+        pub(in crate::x86) mod $module {
+            use super::*;
+            use crate::ggml_lanes::LaneQuants;
+
+            /// Unpacks the first `n` blocks of eight rows into `buf`.
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn unpack(x: &[&[$wb]; 8], n: usize, buf: &mut Vec<TileBlock>) {
+                buf.clear();
+                let x = x.map(|row| &row[..n]);
+                let bias = _mm256_set1_epi8(-128);
+                for i in 0..n {
+                    let w = transpose8([
+                        $signed(&x[0][i]),
+                        $signed(&x[1][i]),
+                        $signed(&x[2][i]),
+                        $signed(&x[3][i]),
+                        $signed(&x[4][i]),
+                        $signed(&x[5][i]),
+                        $signed(&x[6][i]),
+                        $signed(&x[7][i]),
+                    ]);
+                    let mut start = [_mm256_setzero_si256(); 8];
+                    for g in 0..8 {
+                        let sum128 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w[g]);
+                        start[g] = _mm256_sub_epi32(_mm256_setzero_si256(), sum128);
+                    }
+                    let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
+                    let m = if $min {
+                        f16x8(x.map(|row| row[i].m_bits()))
+                    } else {
+                        _mm256_setzero_ps()
+                    };
+                    buf.push(TileBlock { w, start, d, m });
+                }
+            }
+
+            /// The unpacked tile against `T` tokens: `out[t]` lane r = row r · token t.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn tokens<const T: usize>(
+                blocks: &[TileBlock],
+                ys: [&[LaneQuants]; T],
+                scales: [&[[f32; 2]]; T],
+            ) -> [__m256; T] {
+                let n = blocks.len();
+                let ys = ys.map(|row| &row[..n]);
+                let scales = scales.map(|row| &row[..n]);
+                let mut acc = [[_mm256_setzero_ps(); 8]; T];
+                let mut mins = [_mm256_setzero_ps(); T];
+                for (i, b) in blocks.iter().enumerate() {
+                    for t in 0..T {
+                        let [dy, sy] = scales[t][i];
+                        let scale = _mm256_mul_ps(b.d, _mm256_set1_ps(dy));
+                        let q = &ys[t][i];
+                        for g in 0..8 {
+                            let y = i32::from_le_bytes([
+                                q[4 * g],
+                                q[4 * g + 1],
+                                q[4 * g + 2],
+                                q[4 * g + 3],
+                            ]);
+                            let s = _mm256_dpbusd_epi32(b.start[g], _mm256_set1_epi32(y), b.w[g]);
+                            acc[t][g] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[t][g]);
+                        }
+                        if $min {
+                            let ms = _mm256_mul_ps(b.m, _mm256_set1_ps(sy));
+                            mins[t] = _mm256_add_ps(mins[t], ms);
+                        }
+                    }
+                }
+                // ggml's `hsum_float_8`, lane by lane: (l0 + l4) + (l2 + l6), plus
+                // (l1 + l5) + (l3 + l7); then Q4_1's `Σ m·s`.
+                let mut out = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let a = &acc[t];
+                    let r0 = _mm256_add_ps(a[4], a[0]);
+                    let r1 = _mm256_add_ps(a[5], a[1]);
+                    let r2 = _mm256_add_ps(a[6], a[2]);
+                    let r3 = _mm256_add_ps(a[7], a[3]);
+                    out[t] = _mm256_add_ps(_mm256_add_ps(r0, r2), _mm256_add_ps(r1, r3));
+                    if $min {
+                        out[t] = _mm256_add_ps(out[t], mins[t]);
+                    }
+                }
+                out
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn rows(
+                w: &[u8],
+                w_row: usize,
+                quants: &[LaneQuants],
+                scales: &[[f32; 2]],
+                out: &mut [[f32; 8]],
+            ) {
+                let n_rows = w.len() / w_row;
+                assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
+                // Rows past the tile's end repeat its last row; their lanes are not stored.
+                let x: [&[$wb]; 8] = std::array::from_fn(|r| {
+                    let r = r.min(n_rows - 1);
+                    as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row])
+                });
+                let n = x[0].len();
+                let n_tokens = out.len();
+                assert!(quants.len() >= n_tokens * n && scales.len() >= n_tokens * n);
+                TILE.with_borrow_mut(|buf| {
+                    unpack(&x, n, buf);
+                    let ys = |t: usize| &quants[t * n..(t + 1) * n];
+                    let sc = |t: usize| &scales[t * n..(t + 1) * n];
+                    let mut put = |t0: usize, values: &[__m256]| {
+                        for (t, v) in values.iter().enumerate() {
+                            let mut lanes = [0f32; 8];
+                            // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+                            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *v) };
+                            out[t0 + t][..n_rows].copy_from_slice(&lanes[..n_rows]);
+                        }
+                    };
+                    let mut t0 = 0;
+                    while t0 + 2 <= n_tokens {
+                        let v = tokens::<2>(buf, [ys(t0), ys(t0 + 1)], [sc(t0), sc(t0 + 1)]);
+                        put(t0, &v);
+                        t0 += 2;
+                    }
+                    if t0 < n_tokens {
+                        let v = tokens::<1>(buf, [ys(t0)], [sc(t0)]);
+                        put(t0, &v);
+                    }
+                });
+            }
+
+            /// The [`crate::ggml_lanes::GgmlLanesFn`] of this weight type.
+            pub(in crate::x86) fn kernel(
+                w: &[u8],
+                w_row: usize,
+                quants: &[LaneQuants],
+                scales: &[[f32; 2]],
+                out: &mut [[f32; 8]],
+            ) {
+                if out.is_empty() {
+                    return;
+                }
+                // SAFETY: only handed out by `ggml_lanes_kernel` after AVX-512 VNNI, VL,
+                // BW and F (and AVX2, FMA, F16C) were detected.
+                unsafe { rows(w, w_row, quants, scales, out) }
+            }
+        }
+    };
+}
+
+ggml_lanes!(ggml_q4_0, BlockQ4_0, signed_q4_0, false);
+ggml_lanes!(ggml_q4_1, BlockQ4_1, signed_q4_1, true);
+ggml_lanes!(ggml_q5_0, BlockQ5_0, signed_q5_0, false);
+ggml_lanes!(ggml_q8_0, BlockQ8_0, signed_q8_0, false);
+
+/// The lane kernel in llama.cpp's order for weights of type `t`, if this CPU has AVX-512
+/// VNNI.
+pub(crate) fn ggml_lanes_kernel(t: GgmlType) -> Option<crate::ggml_lanes::GgmlLanesFn> {
+    if !vnni_detected() || !is_x86_feature_detected!("avx512f") {
+        return None;
+    }
+    match t {
+        GgmlType::Q4_0 => Some(ggml_q4_0::kernel),
+        GgmlType::Q4_1 => Some(ggml_q4_1::kernel),
+        GgmlType::Q5_0 => Some(ggml_q5_0::kernel),
+        GgmlType::Q8_0 => Some(ggml_q8_0::kernel),
+        _ => None,
+    }
+}

@@ -1,0 +1,141 @@
+//! Batches of Q4_0, Q4_1, Q5_0 and Q8_0 weights in llama.cpp's order with eight weight rows
+//! in the lanes of a vector (AVX-512 VNNI).
+//!
+//! ggml sums a block's products in eight i32 lanes of four values each, scales each lane by
+//! `d_w·d_y` into its own f32 partial sum, and adds the eight partial sums at the end
+//! (`hsum_float_8`). Here vector `g` of a token holds partial sum `g` of eight weight rows:
+//! the same fused multiply-adds, lane by lane, and the same final additions done between
+//! vectors. The weight side (its values as signed bytes, and per four values `−128·Σq`) is
+//! unpacked once per row tile for the whole batch, so each block product costs one
+//! `vpdpbusd` (activations as unsigned `y + 128`, broadcast), one conversion and one FMA.
+//! Every result is bit for bit the one-row kernel's.
+
+use crate::blocks::{as_blocks, BlockQ8_0, BlockQ8_1, QK};
+use crate::GgmlType;
+
+/// An activation block as the lane kernels read it: its quants as unsigned `y + 128`.
+pub type LaneQuants = [u8; QK];
+
+/// Eight weight rows (of a tile; fewer at the end of a matrix) against a batch, in
+/// llama.cpp's order: `(w_tile, w_row, quants, scales, out)` with `out[t][r]` = row r of the
+/// tile · activation row t, from the tables of [`lane_activations`].
+pub type GgmlLanesFn = fn(&[u8], usize, &[LaneQuants], &[[f32; 2]], &mut [[f32; 8]]);
+
+/// The tables the lane kernels read for `n_tokens` activation rows of `act_type` (Q8_0 or
+/// Q8_1), `a_row` bytes apart, token-major: per block its quants plus 128 and `[d, s]`
+/// (`s` = 0 for Q8_0). The capacity of both vectors is reused.
+pub fn lane_activations(
+    act_type: GgmlType,
+    acts: &[u8],
+    a_row: usize,
+    n_tokens: usize,
+    quants: &mut Vec<LaneQuants>,
+    scales: &mut Vec<[f32; 2]>,
+) {
+    quants.clear();
+    scales.clear();
+    let shifted = |qs: &[i8; QK]| qs.map(|q| (q as u8) ^ 0x80);
+    for t in 0..n_tokens {
+        let row = &acts[t * a_row..(t + 1) * a_row];
+        match act_type {
+            GgmlType::Q8_0 => {
+                for b in as_blocks::<BlockQ8_0>(row) {
+                    quants.push(shifted(&b.qs));
+                    scales.push([b.d.get(), 0.0]);
+                }
+            }
+            GgmlType::Q8_1 => {
+                for b in as_blocks::<BlockQ8_1>(row) {
+                    quants.push(shifted(&b.qs));
+                    scales.push([b.d.get(), b.s.get()]);
+                }
+            }
+            _ => panic!("lane kernels read Q8_0 or Q8_1 activations, not {act_type}"),
+        }
+    }
+}
+
+/// The lane kernel for weights of type `t` on this CPU, if it has one (AVX-512 VNNI).
+pub fn ggml_lanes_kernel(t: GgmlType) -> Option<GgmlLanesFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::simd_disabled() {
+            return None;
+        }
+        crate::x86::ggml_lanes_kernel(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+/// Batches with at least this many tokens take the lane kernels: below it, unpacking the
+/// tile for the batch costs more than it saves.
+pub const LANES_MIN_TOKENS: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::Rng;
+    use crate::{quantize_row, quantize_row_ref, vec_dot_kernel, vec_dot_type};
+
+    /// Every output of the lane kernels is the one-row kernel's, bit for bit, for every row
+    /// count of a tile and batch sizes that take each token-group width.
+    #[test]
+    fn lanes_equal_the_one_row_kernel_bit_for_bit() {
+        let n_in = 256;
+        let mut rng = Rng(11);
+        let mut values = |n: usize| (0..n).map(|_| rng.f32()).collect::<Vec<f32>>();
+        for t in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
+            let Some(kernel) = ggml_lanes_kernel(t) else {
+                eprintln!("no lane kernel for {t} on this CPU");
+                continue;
+            };
+            let act = vec_dot_type(t);
+            let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), act.row_bytes(n_in).unwrap());
+            let n_tokens = 7;
+            let mut w = vec![0u8; 8 * w_row];
+            for row in w.chunks_exact_mut(w_row) {
+                quantize_row_ref(t, &values(n_in), row);
+            }
+            let mut acts = vec![0u8; n_tokens * a_row];
+            for row in acts.chunks_exact_mut(a_row) {
+                quantize_row(act, &values(n_in), row);
+            }
+            let (mut quants, mut scales) = (Vec::new(), Vec::new());
+            lane_activations(act, &acts, a_row, n_tokens, &mut quants, &mut scales);
+            let one_row = vec_dot_kernel(t);
+            for n_rows in 1..=8 {
+                for n in [1, 2, 3, n_tokens] {
+                    let mut out = vec![[f32::NAN; 8]; n];
+                    let nb = n_in / QK;
+                    kernel(
+                        &w[..n_rows * w_row],
+                        w_row,
+                        &quants[..n * nb],
+                        &scales[..n * nb],
+                        &mut out,
+                    );
+                    for (tok, got) in out.iter().enumerate() {
+                        let a = &acts[tok * a_row..(tok + 1) * a_row];
+                        for r in 0..n_rows {
+                            let want = one_row(&w[r * w_row..(r + 1) * w_row], a);
+                            assert_eq!(
+                                got[r].to_bits(),
+                                want.to_bits(),
+                                "{t}: rows {n_rows}, tokens {n}, token {tok}, row {r}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
