@@ -10,7 +10,7 @@
 //! `vpdpbusd` (activations as unsigned `y + 128`, broadcast), one conversion and one FMA.
 //! Every result is bit for bit the one-row kernel's.
 
-use crate::blocks::{as_blocks, BlockQ8_0, BlockQ8_1, QK};
+use crate::blocks::{as_blocks, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK};
 use crate::GgmlType;
 
 /// An activation block as the lane kernels read it: its quants as unsigned `y + 128`.
@@ -21,9 +21,9 @@ pub type LaneQuants = [u8; QK];
 /// tile · activation row t, from the tables of [`lane_activations`].
 pub type GgmlLanesFn = fn(&[u8], usize, &[LaneQuants], &[[f32; 2]], &mut [[f32; 8]]);
 
-/// The tables the lane kernels read for `n_tokens` activation rows of `act_type` (Q8_0 or
-/// Q8_1), `a_row` bytes apart, token-major: per block its quants plus 128 and `[d, s]`
-/// (`s` = 0 for Q8_0). The capacity of both vectors is reused.
+/// The tables the lane kernels read for `n_tokens` activation rows of `act_type` (Q8_0, Q8_1
+/// or Q8_K), `a_row` bytes apart, token-major: per 32 values their quants plus 128, and per
+/// block `[d, s]` (`s` = 0 for Q8_0 and Q8_K). The capacity of both vectors is reused.
 pub fn lane_activations(
     act_type: GgmlType,
     acts: &[u8],
@@ -50,7 +50,15 @@ pub fn lane_activations(
                     scales.push([b.d.get(), b.s.get()]);
                 }
             }
-            _ => panic!("lane kernels read Q8_0 or Q8_1 activations, not {act_type}"),
+            GgmlType::Q8_K => {
+                for b in as_blocks::<BlockQ8_K>(row) {
+                    for chunk in b.qs.as_chunks::<QK>().0 {
+                        quants.push(shifted(chunk));
+                    }
+                    scales.push([b.d(), 0.0]);
+                }
+            }
+            _ => panic!("lane kernels read Q8_0, Q8_1 or Q8_K activations, not {act_type}"),
         }
     }
 }
@@ -75,17 +83,32 @@ pub fn ggml_lanes_kernel(t: GgmlType) -> Option<GgmlLanesFn> {
 /// tile for the batch costs more than it saves.
 pub const LANES_MIN_TOKENS: usize = 4;
 
+/// The lane kernel for a batch of `n_tokens` rows against weights of type `t`, if this CPU
+/// has one and the batch is large enough. Q6_K's is ggml's tiled order, which llama.cpp uses
+/// only for batches of `crate::repacked::TILED_MIN_ROWS` rows or more.
+pub fn batch_kernel(t: GgmlType, n_tokens: usize) -> Option<GgmlLanesFn> {
+    let min = match t {
+        GgmlType::Q6_K => crate::repacked::TILED_MIN_ROWS,
+        _ => LANES_MIN_TOKENS,
+    };
+    if n_tokens < min {
+        return None;
+    }
+    ggml_lanes_kernel(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tests::Rng;
     use crate::{quantize_row, quantize_row_ref, vec_dot_kernel, vec_dot_type};
 
-    /// Every output of the lane kernels is the one-row kernel's, bit for bit, for every row
-    /// count of a tile and batch sizes that take each token-group width.
+    /// Every output of the lane kernels is the one-row kernel's (Q6_K: the tiled order's),
+    /// bit for bit, for every row count of a tile and batch sizes that take each token-group
+    /// width.
     #[test]
     fn lanes_equal_the_one_row_kernel_bit_for_bit() {
-        let n_in = 256;
+        let n_in = 512;
         let mut rng = Rng(11);
         let mut values = |n: usize| (0..n).map(|_| rng.f32()).collect::<Vec<f32>>();
         for t in [
@@ -93,6 +116,7 @@ mod tests {
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
+            GgmlType::Q6_K,
         ] {
             let Some(kernel) = ggml_lanes_kernel(t) else {
                 eprintln!("no lane kernel for {t} on this CPU");
@@ -111,16 +135,16 @@ mod tests {
             }
             let (mut quants, mut scales) = (Vec::new(), Vec::new());
             lane_activations(act, &acts, a_row, n_tokens, &mut quants, &mut scales);
-            let one_row = vec_dot_kernel(t);
+            let one_row = crate::repacked::tiled_kernel(t).unwrap_or(vec_dot_kernel(t));
             for n_rows in 1..=8 {
                 for n in [1, 2, 3, n_tokens] {
                     let mut out = vec![[f32::NAN; 8]; n];
-                    let nb = n_in / QK;
+                    let (nq, ns) = (quants.len() / n_tokens, scales.len() / n_tokens);
                     kernel(
                         &w[..n_rows * w_row],
                         w_row,
-                        &quants[..n * nb],
-                        &scales[..n * nb],
+                        &quants[..n * nq],
+                        &scales[..n * ns],
                         &mut out,
                     );
                     for (tok, got) in out.iter().enumerate() {

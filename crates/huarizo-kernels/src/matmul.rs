@@ -182,12 +182,16 @@ pub fn matmul_many_rows(
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
             let mut plan = TilePlan::new(p, n_in, a_row, n_tokens);
-            let lanes = plan.row_lanes.is_some() || plan.ggml_lanes.is_some();
-            if !lanes {
+            if plan.row_lanes.is_none() {
                 plan.by_place = rows.and_then(|rows| {
                     Some((PlaceKernels::for_type(plan.w_type, plan.n_out)?, rows))
                 });
             }
+            if plan.by_place.is_some() {
+                // Rows with places of their own take their places' orders one by one.
+                plan.ggml_lanes = None;
+            }
+            let lanes = plan.row_lanes.is_some() || plan.ggml_lanes.is_some();
             need_scales |= plan.scaled.is_some() && !lanes;
             need_infos |= plan.row_lanes.is_some();
             need_lanes |= plan.ggml_lanes.is_some();
@@ -409,10 +413,8 @@ impl<'a> TilePlan<'a> {
         };
         let row_lanes = crate::block_sums::active_kernel(w_type);
         let ggml_lanes = match row_lanes {
-            None if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS => {
-                crate::ggml_lanes::ggml_lanes_kernel(w_type)
-            }
-            _ => None,
+            None => crate::ggml_lanes::batch_kernel(w_type, n_tokens),
+            Some(_) => None,
         };
         TilePlan {
             w_type,

@@ -517,6 +517,165 @@ pub(crate) fn ggml_lanes_kernel(t: GgmlType) -> Option<crate::ggml_lanes::GgmlLa
         GgmlType::Q4_1 => Some(ggml_q4_1::kernel),
         GgmlType::Q5_0 => Some(ggml_q5_0::kernel),
         GgmlType::Q8_0 => Some(ggml_q8_0::kernel),
+        GgmlType::Q6_K => Some(q6_k_tiled::kernel),
         _ => None,
+    }
+}
+
+/// One super-block of an eight-row Q6_K tile, unpacked for the whole batch: the values of
+/// each group of four (signed, row r in lane r), per sub-block of sixteen `−128·Σq` and the
+/// rows' scales as i32, and the rows' `d` as f32.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q6Block {
+    w: [__m256i; 64],
+    start: [__m256i; 16],
+    scale: [__m256i; 16],
+    d: __m256,
+}
+
+thread_local! {
+    /// The current Q6_K row tile, unpacked (reused across calls).
+    static Q6_TILE: std::cell::RefCell<Vec<Q6Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Q6_K batches in the order of ggml's tiled K-quant GEMM (`crate::repacked`): per
+/// super-block the exact integer sum `Σ_s sc_s·Σ q·y`, then `out = fma(isum·d, d_y, out)`,
+/// with the eight rows of a tile in the lanes.
+pub(in crate::x86) mod q6_k_tiled {
+    use super::*;
+    use crate::ggml_lanes::LaneQuants;
+
+    /// Unpacks the first `n` super-blocks of eight rows into `buf`.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn unpack(x: &[&[BlockQ6_K]; 8], n: usize, buf: &mut Vec<Q6Block>) {
+        buf.clear();
+        let x = x.map(|row| &row[..n]);
+        let bias = _mm256_set1_epi8(-128);
+        let offset = _mm256_set1_epi8(32);
+        for i in 0..n {
+            // Per row, the 256 values as eight vectors of 32 consecutive ones.
+            let mut values = [[_mm256_setzero_si256(); 8]; 8];
+            for (r, row) in x.iter().enumerate() {
+                let b = &row[i];
+                for half in 0..2 {
+                    let ql = &b.ql[64 * half..64 * half + 64];
+                    let q = q6_k_unpack(
+                        ql[..32].try_into().expect("32 bytes"),
+                        ql[32..].try_into().expect("32 bytes"),
+                        b.qh[32 * half..32 * half + 32]
+                            .try_into()
+                            .expect("32 bytes"),
+                    );
+                    for k in 0..4 {
+                        values[r][4 * half + k] = _mm256_sub_epi8(q[k], offset);
+                    }
+                }
+            }
+            let mut w = [_mm256_setzero_si256(); 64];
+            for k in 0..8 {
+                let t = transpose8([
+                    values[0][k],
+                    values[1][k],
+                    values[2][k],
+                    values[3][k],
+                    values[4][k],
+                    values[5][k],
+                    values[6][k],
+                    values[7][k],
+                ]);
+                w[8 * k..8 * k + 8].copy_from_slice(&t);
+            }
+            let mut start = [_mm256_setzero_si256(); 16];
+            let mut scale = [_mm256_setzero_si256(); 16];
+            for s in 0..16 {
+                let mut sum = _mm256_setzero_si256();
+                for wg in &w[4 * s..4 * s + 4] {
+                    sum = _mm256_dpbusd_epi32(sum, bias, *wg);
+                }
+                start[s] = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+                let sc: [i32; 8] = std::array::from_fn(|r| i32::from(x[r][i].scales[s]));
+                // SAFETY: `sc` holds eight i32; the load is unaligned.
+                scale[s] = unsafe { _mm256_loadu_si256(sc.as_ptr().cast()) };
+            }
+            let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
+            buf.push(Q6Block { w, start, scale, d });
+        }
+    }
+
+    /// The unpacked tile against one token (`ys`: its 8 quant chunks per super-block, `dys`
+    /// its scales): lane r = row r · the token.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn token(blocks: &[Q6Block], ys: &[LaneQuants], dys: &[[f32; 2]]) -> __m256 {
+        let n = blocks.len();
+        let ys = &ys[..8 * n];
+        let dys = &dys[..n];
+        let mut out = _mm256_setzero_ps();
+        for (i, b) in blocks.iter().enumerate() {
+            let mut isum = _mm256_setzero_si256();
+            for s in 0..16 {
+                let mut a = b.start[s];
+                for g in 4 * s..4 * s + 4 {
+                    let q = &ys[8 * i + g / 8];
+                    let o = 4 * (g % 8);
+                    let y = i32::from_le_bytes([q[o], q[o + 1], q[o + 2], q[o + 3]]);
+                    a = _mm256_dpbusd_epi32(a, _mm256_set1_epi32(y), b.w[g]);
+                }
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(a, b.scale[s]));
+            }
+            let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), b.d);
+            out = _mm256_fmadd_ps(scaled, _mm256_set1_ps(dys[i][0]), out);
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn rows(
+        w: &[u8],
+        w_row: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        let n_rows = w.len() / w_row;
+        assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
+        let x: [&[BlockQ6_K]; 8] = std::array::from_fn(|r| {
+            let r = r.min(n_rows - 1);
+            as_blocks::<BlockQ6_K>(&w[r * w_row..(r + 1) * w_row])
+        });
+        let n = x[0].len();
+        let n_tokens = out.len();
+        assert!(quants.len() >= n_tokens * 8 * n && scales.len() >= n_tokens * n);
+        Q6_TILE.with_borrow_mut(|buf| {
+            unpack(&x, n, buf);
+            for (t, o) in out.iter_mut().enumerate() {
+                let v = token(
+                    buf,
+                    &quants[t * 8 * n..(t + 1) * 8 * n],
+                    &scales[t * n..(t + 1) * n],
+                );
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                o[..n_rows].copy_from_slice(&lanes[..n_rows]);
+            }
+        });
+    }
+
+    /// The [`crate::ggml_lanes::GgmlLanesFn`] of Q6_K in the tiled order.
+    pub(in crate::x86) fn kernel(
+        w: &[u8],
+        w_row: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        // SAFETY: only handed out by `ggml_lanes_kernel` after AVX-512 VNNI, VL, BW and F
+        // (and AVX2, FMA, F16C) were detected.
+        unsafe { rows(w, w_row, quants, scales, out) }
     }
 }
