@@ -22,8 +22,10 @@ pub type LaneQuants = [u8; QK];
 pub type GgmlLanesFn = fn(&[u8], usize, &[LaneQuants], &[[f32; 2]], &mut [[f32; 8]]);
 
 /// The tables the lane kernels read for `n_tokens` activation rows of `act_type` (Q8_0, Q8_1
-/// or Q8_K), `a_row` bytes apart, token-major: per 32 values their quants plus 128, and per
-/// block `[d, s]` (`s` = 0 for Q8_0 and Q8_K). The capacity of both vectors is reused.
+/// or Q8_K), `a_row` bytes apart, token-major: per 32 values their quants plus 128 (for Q8_K
+/// each super-block's eight chunks are followed by a ninth holding its eight 32-value sums as
+/// little-endian i32), and per block `[d, s]` (`s` = 0 for Q8_0 and Q8_K). The capacity of
+/// both vectors is reused.
 pub fn lane_activations(
     act_type: GgmlType,
     acts: &[u8],
@@ -55,6 +57,12 @@ pub fn lane_activations(
                     for chunk in b.qs.as_chunks::<QK>().0 {
                         quants.push(shifted(chunk));
                     }
+                    // The eight 32-value sums (i32, little-endian) as a ninth chunk.
+                    let mut sums = [0u8; QK];
+                    for (j, sum) in sums.as_chunks_mut::<4>().0.iter_mut().enumerate() {
+                        *sum = (b.bsum(2 * j) + b.bsum(2 * j + 1)).to_le_bytes();
+                    }
+                    quants.push(sums);
                     scales.push([b.d(), 0.0]);
                 }
             }
@@ -83,15 +91,20 @@ pub fn ggml_lanes_kernel(t: GgmlType) -> Option<GgmlLanesFn> {
 /// tile for the batch costs more than it saves.
 pub const LANES_MIN_TOKENS: usize = 4;
 
-/// The lane kernel for a batch of `n_tokens` rows against weights of type `t`, if this CPU
-/// has one and the batch is large enough. Q6_K's is ggml's tiled order, which llama.cpp uses
-/// only for batches of `crate::repacked::TILED_MIN_ROWS` rows or more.
-pub fn batch_kernel(t: GgmlType, n_tokens: usize) -> Option<GgmlLanesFn> {
-    let min = match t {
-        GgmlType::Q6_K => crate::repacked::TILED_MIN_ROWS,
-        _ => LANES_MIN_TOKENS,
+/// The lane kernel for a batch of `n_tokens` rows against weights of type `t` with `n_out`
+/// rows, if this CPU has one and the batch is large enough. Q6_K's is ggml's tiled order,
+/// which llama.cpp uses only for batches of `crate::repacked::TILED_MIN_ROWS` rows or more;
+/// Q4_K's are the orders of ggml's interleaved kernels, which llama.cpp uses for the weights
+/// it repacks (`crate::repacked::repacked_kernels`).
+pub fn batch_kernel(t: GgmlType, n_out: usize, n_tokens: usize) -> Option<GgmlLanesFn> {
+    let usable = match t {
+        GgmlType::Q6_K => n_tokens >= crate::repacked::TILED_MIN_ROWS,
+        GgmlType::Q4_K => {
+            n_tokens >= LANES_MIN_TOKENS && crate::repacked::repacked_kernels(t, n_out).is_some()
+        }
+        _ => n_tokens >= LANES_MIN_TOKENS,
     };
-    if n_tokens < min {
+    if !usable {
         return None;
     }
     ggml_lanes_kernel(t)
@@ -116,6 +129,7 @@ mod tests {
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
+            GgmlType::Q4_K,
             GgmlType::Q6_K,
         ] {
             let Some(kernel) = ggml_lanes_kernel(t) else {
@@ -135,9 +149,14 @@ mod tests {
             }
             let (mut quants, mut scales) = (Vec::new(), Vec::new());
             lane_activations(act, &acts, a_row, n_tokens, &mut quants, &mut scales);
-            let one_row = crate::repacked::tiled_kernel(t).unwrap_or(vec_dot_kernel(t));
+            // Q6_K: the tiled order; Q4_K: the repacked GEMM order for the tokens of whole
+            // groups of four, the GEMV order for the rest.
+            let one_row = |tok: usize, n: usize| match crate::repacked::repacked_kernels(t, 8) {
+                Some(k) => k.for_row(tok, n),
+                None => crate::repacked::tiled_kernel(t).unwrap_or(vec_dot_kernel(t)),
+            };
             for n_rows in 1..=8 {
-                for n in [1, 2, 3, n_tokens] {
+                for n in [1, 2, 3, 5, n_tokens] {
                     let mut out = vec![[f32::NAN; 8]; n];
                     let (nq, ns) = (quants.len() / n_tokens, scales.len() / n_tokens);
                     kernel(
@@ -150,7 +169,7 @@ mod tests {
                     for (tok, got) in out.iter().enumerate() {
                         let a = &acts[tok * a_row..(tok + 1) * a_row];
                         for r in 0..n_rows {
-                            let want = one_row(&w[r * w_row..(r + 1) * w_row], a);
+                            let want = one_row(tok, n)(&w[r * w_row..(r + 1) * w_row], a);
                             assert_eq!(
                                 got[r].to_bits(),
                                 want.to_bits(),

@@ -413,7 +413,7 @@ impl<'a> TilePlan<'a> {
         };
         let row_lanes = crate::block_sums::active_kernel(w_type);
         let ggml_lanes = match row_lanes {
-            None => crate::ggml_lanes::batch_kernel(w_type, n_tokens),
+            None => crate::ggml_lanes::batch_kernel(w_type, n_out, n_tokens),
             Some(_) => None,
         };
         TilePlan {

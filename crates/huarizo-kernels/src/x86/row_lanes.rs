@@ -517,6 +517,7 @@ pub(crate) fn ggml_lanes_kernel(t: GgmlType) -> Option<crate::ggml_lanes::GgmlLa
         GgmlType::Q4_1 => Some(ggml_q4_1::kernel),
         GgmlType::Q5_0 => Some(ggml_q5_0::kernel),
         GgmlType::Q8_0 => Some(ggml_q8_0::kernel),
+        GgmlType::Q4_K => Some(q4_k_repacked::kernel),
         GgmlType::Q6_K => Some(q6_k_tiled::kernel),
         _ => None,
     }
@@ -603,13 +604,13 @@ pub(in crate::x86) mod q6_k_tiled {
         }
     }
 
-    /// The unpacked tile against one token (`ys`: its 8 quant chunks per super-block, `dys`
-    /// its scales): lane r = row r · the token.
+    /// The unpacked tile against one token (`ys`: per super-block its 8 quant chunks and its
+    /// sub-block sums, `dys` its scales): lane r = row r · the token.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn token(blocks: &[Q6Block], ys: &[LaneQuants], dys: &[[f32; 2]]) -> __m256 {
         let n = blocks.len();
-        let ys = &ys[..8 * n];
+        let ys = &ys[..9 * n];
         let dys = &dys[..n];
         let mut out = _mm256_setzero_ps();
         for (i, b) in blocks.iter().enumerate() {
@@ -617,7 +618,7 @@ pub(in crate::x86) mod q6_k_tiled {
             for s in 0..16 {
                 let mut a = b.start[s];
                 for g in 4 * s..4 * s + 4 {
-                    let q = &ys[8 * i + g / 8];
+                    let q = &ys[9 * i + g / 8];
                     let o = 4 * (g % 8);
                     let y = i32::from_le_bytes([q[o], q[o + 1], q[o + 2], q[o + 3]]);
                     a = _mm256_dpbusd_epi32(a, _mm256_set1_epi32(y), b.w[g]);
@@ -646,13 +647,13 @@ pub(in crate::x86) mod q6_k_tiled {
         });
         let n = x[0].len();
         let n_tokens = out.len();
-        assert!(quants.len() >= n_tokens * 8 * n && scales.len() >= n_tokens * n);
+        assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);
         Q6_TILE.with_borrow_mut(|buf| {
             unpack(&x, n, buf);
             for (t, o) in out.iter_mut().enumerate() {
                 let v = token(
                     buf,
-                    &quants[t * 8 * n..(t + 1) * 8 * n],
+                    &quants[t * 9 * n..(t + 1) * 9 * n],
                     &scales[t * n..(t + 1) * n],
                 );
                 let mut lanes = [0f32; 8];
@@ -664,6 +665,195 @@ pub(in crate::x86) mod q6_k_tiled {
     }
 
     /// The [`crate::ggml_lanes::GgmlLanesFn`] of Q6_K in the tiled order.
+    pub(in crate::x86) fn kernel(
+        w: &[u8],
+        w_row: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        // SAFETY: only handed out by `ggml_lanes_kernel` after AVX-512 VNNI, VL, BW and F
+        // (and AVX2, FMA, F16C) were detected.
+        unsafe { rows(w, w_row, quants, scales, out) }
+    }
+}
+
+/// One super-block of an eight-row Q4_K tile, unpacked for the whole batch: the nibbles of
+/// each group of four (row r in lane r); per sub-block of 32 the start `−128·Σq`, the rows'
+/// scales and mins as i32; the rows' `d` and `dmin` as f32.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q4KBlock {
+    w: [__m256i; 64],
+    start: [__m256i; 8],
+    scale: [__m256i; 8],
+    min: [__m256i; 8],
+    d: __m256,
+    dmin: __m256,
+}
+
+thread_local! {
+    /// The current Q4_K row tile, unpacked (reused across calls).
+    static Q4K_TILE: std::cell::RefCell<Vec<Q4KBlock>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Repacked Q4_K batches in the orders of ggml's interleaved Q4_K kernels
+/// (`crate::repacked`): for the tokens of whole groups of four, per 64-value pair of
+/// sub-blocks `acc = fma(Σ sc·Σq·y, d·d_y, acc)` and `acc_min = fma(Σ m·Σy, dmin·d_y,
+/// acc_min)`; for the rest the same per super-block; the result is `acc − acc_min`.
+pub(in crate::x86) mod q4_k_repacked {
+    use super::*;
+    use crate::ggml_lanes::LaneQuants;
+
+    /// Unpacks the first `n` super-blocks of eight rows into `buf`.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn unpack(x: &[&[BlockQ4_K]; 8], n: usize, buf: &mut Vec<Q4KBlock>) {
+        buf.clear();
+        let x = x.map(|row| &row[..n]);
+        let bias = _mm256_set1_epi8(-128);
+        let m4 = _mm256_set1_epi8(0xf);
+        for i in 0..n {
+            // Per row, sub-block j's 32 values.
+            let mut values = [[_mm256_setzero_si256(); 8]; 8];
+            for (r, row) in x.iter().enumerate() {
+                let qs = &row[i].qs;
+                for p in 0..4 {
+                    let q = load_u8x32(qs[32 * p..32 * p + 32].try_into().expect("32 bytes"));
+                    values[r][2 * p] = _mm256_and_si256(q, m4);
+                    values[r][2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                }
+            }
+            let mut w = [_mm256_setzero_si256(); 64];
+            for j in 0..8 {
+                let t = transpose8([
+                    values[0][j],
+                    values[1][j],
+                    values[2][j],
+                    values[3][j],
+                    values[4][j],
+                    values[5][j],
+                    values[6][j],
+                    values[7][j],
+                ]);
+                w[8 * j..8 * j + 8].copy_from_slice(&t);
+            }
+            let mut start = [_mm256_setzero_si256(); 8];
+            let mut scale = [_mm256_setzero_si256(); 8];
+            let mut min = [_mm256_setzero_si256(); 8];
+            for j in 0..8 {
+                let mut sum = _mm256_setzero_si256();
+                for wg in &w[8 * j..8 * j + 8] {
+                    sum = _mm256_dpbusd_epi32(sum, bias, *wg);
+                }
+                start[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+                let (mut sc, mut mn) = ([0i32; 8], [0i32; 8]);
+                for r in 0..8 {
+                    let (s, m) = scale_min_k4(j, &x[r][i].scales);
+                    (sc[r], mn[r]) = (i32::from(s), i32::from(m));
+                }
+                // SAFETY: `sc` and `mn` hold eight i32 each; the loads are unaligned.
+                unsafe {
+                    scale[j] = _mm256_loadu_si256(sc.as_ptr().cast());
+                    min[j] = _mm256_loadu_si256(mn.as_ptr().cast());
+                }
+            }
+            let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
+            let dmin = f16x8(x.map(|row| u16::from_le_bytes(row[i].dmin.0)));
+            buf.push(Q4KBlock {
+                w,
+                start,
+                scale,
+                min,
+                d,
+                dmin,
+            });
+        }
+    }
+
+    /// The unpacked tile against one token (`ys`: per super-block its 8 quant chunks and its
+    /// sub-block sums; `dys` its scales), in the GEMM order if `gemm`, else the GEMV order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn token(blocks: &[Q4KBlock], ys: &[LaneQuants], dys: &[[f32; 2]], gemm: bool) -> __m256 {
+        let n = blocks.len();
+        let ys = &ys[..9 * n];
+        let dys = &dys[..n];
+        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for (i, b) in blocks.iter().enumerate() {
+            let dy = _mm256_set1_ps(dys[i][0]);
+            let (scale, scale_min) = (_mm256_mul_ps(b.d, dy), _mm256_mul_ps(b.dmin, dy));
+            let sums = &ys[9 * i + 8];
+            let (mut isum, mut imin) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for p in 0..4 {
+                let (mut s, mut m) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for j in 2 * p..2 * p + 2 {
+                    let q = &ys[9 * i + j];
+                    let mut a = b.start[j];
+                    for g in 0..8 {
+                        let o = 4 * g;
+                        let y = i32::from_le_bytes([q[o], q[o + 1], q[o + 2], q[o + 3]]);
+                        a = _mm256_dpbusd_epi32(a, _mm256_set1_epi32(y), b.w[8 * j + g]);
+                    }
+                    s = _mm256_add_epi32(s, _mm256_mullo_epi32(a, b.scale[j]));
+                    let o = 4 * j;
+                    let ysum = i32::from_le_bytes([sums[o], sums[o + 1], sums[o + 2], sums[o + 3]]);
+                    m = _mm256_add_epi32(m, _mm256_mullo_epi32(b.min[j], _mm256_set1_epi32(ysum)));
+                }
+                if gemm {
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
+                    acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), scale_min, acc_min);
+                } else {
+                    isum = _mm256_add_epi32(isum, s);
+                    imin = _mm256_add_epi32(imin, m);
+                }
+            }
+            if !gemm {
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
+                acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), scale_min, acc_min);
+            }
+        }
+        _mm256_sub_ps(acc, acc_min)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn rows(
+        w: &[u8],
+        w_row: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        let n_rows = w.len() / w_row;
+        assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
+        let x: [&[BlockQ4_K]; 8] = std::array::from_fn(|r| {
+            let r = r.min(n_rows - 1);
+            as_blocks::<BlockQ4_K>(&w[r * w_row..(r + 1) * w_row])
+        });
+        let n = x[0].len();
+        let n_tokens = out.len();
+        assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);
+        let grouped = n_tokens - n_tokens % 4;
+        Q4K_TILE.with_borrow_mut(|buf| {
+            unpack(&x, n, buf);
+            for (t, o) in out.iter_mut().enumerate() {
+                let v = token(
+                    buf,
+                    &quants[t * 9 * n..(t + 1) * 9 * n],
+                    &scales[t * n..(t + 1) * n],
+                    t < grouped,
+                );
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                o[..n_rows].copy_from_slice(&lanes[..n_rows]);
+            }
+        });
+    }
+
+    /// The [`crate::ggml_lanes::GgmlLanesFn`] of repacked Q4_K.
     pub(in crate::x86) fn kernel(
         w: &[u8],
         w_row: usize,
