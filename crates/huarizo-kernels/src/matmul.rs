@@ -442,49 +442,35 @@ impl<'a> TilePlan<'a> {
         n_tokens: usize,
         tables: &BatchTables<'_>,
     ) {
-        let (scales, n_blocks, infos) = (tables.scales, tables.n_blocks, tables.infos);
+        let (scales, n_blocks) = (tables.scales, tables.n_blocks);
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
-        if let Some(kernel) = self.ggml_lanes {
+        if self.ggml_lanes.is_some() || self.row_lanes.is_some() {
             LANES_OUT.with_borrow_mut(|values| {
-                values.clear();
+                // Only the lanes of `rows` are read back, each written by the kernel first.
                 values.resize(n_tokens, [0f32; 8]);
                 let w_tile = &w[rows.start * w_row..rows.end * w_row];
-                kernel(
-                    w_tile,
-                    w_row,
-                    tables.lane_quants,
-                    tables.lane_scales,
-                    values,
-                );
-                for (t, v) in values.iter().enumerate() {
-                    // SAFETY: as below; `t * n_out + rows.end <= n_tokens * n_out`.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            v.as_ptr(),
-                            out_ptr.0.add(t * n_out + rows.start),
-                            rows.len(),
-                        )
-                    };
+                if let Some(kernel) = self.ggml_lanes {
+                    kernel(
+                        w_tile,
+                        w_row,
+                        tables.lane_quants,
+                        tables.lane_scales,
+                        values,
+                    );
+                } else if let Some(kernel) = self.row_lanes {
+                    kernel(w_tile, w_row, acts, a_row, tables.infos, values);
                 }
-            });
-            return;
-        }
-        if let Some(kernel) = self.row_lanes {
-            LANES_OUT.with_borrow_mut(|values| {
-                values.clear();
-                values.resize(n_tokens, [0f32; 8]);
-                let w_tile = &w[rows.start * w_row..rows.end * w_row];
-                kernel(w_tile, w_row, acts, a_row, infos, values);
                 for (t, v) in values.iter().enumerate() {
                     // SAFETY: as below; `t * n_out + rows.end <= n_tokens * n_out`.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            v.as_ptr(),
-                            out_ptr.0.add(t * n_out + rows.start),
-                            rows.len(),
-                        )
-                    };
+                        let dst = out_ptr.0.add(t * n_out + rows.start);
+                        if rows.len() == ROW_TILE {
+                            dst.cast::<[f32; ROW_TILE]>().write_unaligned(*v);
+                        } else {
+                            std::ptr::copy_nonoverlapping(v.as_ptr(), dst, rows.len());
+                        }
+                    }
                 }
             });
             return;

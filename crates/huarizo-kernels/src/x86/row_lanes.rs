@@ -66,6 +66,22 @@ fn f16x8(h: [u16; 8]) -> __m256 {
     }
 }
 
+/// Stores the first `n_rows` lanes of `v` (all eight with one store in the usual case of a
+/// whole tile, instead of a variable-length copy).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_rows(out: &mut [f32; 8], v: __m256, n_rows: usize) {
+    if n_rows == 8 {
+        // SAFETY: `out` holds 8 f32; the store is unaligned.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    } else {
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        out[..n_rows].copy_from_slice(&lanes[..n_rows]);
+    }
+}
+
 /// Activation bytes `4g..4g + 4` of a block as one i32.
 #[inline(always)]
 fn group(qs: &[i8; 32], g: usize) -> i32 {
@@ -226,10 +242,7 @@ macro_rules! row_lanes {
                 }
                 let mut put = |t0: usize, acc: &[__m256]| {
                     for (t, v) in acc.iter().enumerate() {
-                        let mut lanes = [0f32; 8];
-                        // SAFETY: `lanes` holds 8 f32; the store is unaligned.
-                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *v) };
-                        out[t0 + t][..n_rows].copy_from_slice(&lanes[..n_rows]);
+                        store_rows(&mut out[t0 + t], *v, n_rows);
                     }
                 };
                 let mut t0 = 0;
@@ -463,10 +476,7 @@ macro_rules! ggml_lanes {
                     let sc = |t: usize| &scales[t * n..(t + 1) * n];
                     let mut put = |t0: usize, values: &[__m256]| {
                         for (t, v) in values.iter().enumerate() {
-                            let mut lanes = [0f32; 8];
-                            // SAFETY: `lanes` holds 8 f32; the store is unaligned.
-                            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *v) };
-                            out[t0 + t][..n_rows].copy_from_slice(&lanes[..n_rows]);
+                            store_rows(&mut out[t0 + t], *v, n_rows);
                         }
                     };
                     let mut t0 = 0;
@@ -656,10 +666,7 @@ pub(in crate::x86) mod q6_k_tiled {
                     &quants[t * 9 * n..(t + 1) * 9 * n],
                     &scales[t * n..(t + 1) * n],
                 );
-                let mut lanes = [0f32; 8];
-                // SAFETY: `lanes` holds 8 f32; the store is unaligned.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-                o[..n_rows].copy_from_slice(&lanes[..n_rows]);
+                store_rows(o, v, n_rows);
             }
         });
     }
@@ -845,10 +852,7 @@ pub(in crate::x86) mod q4_k_repacked {
                     &scales[t * n..(t + 1) * n],
                     t < grouped,
                 );
-                let mut lanes = [0f32; 8];
-                // SAFETY: `lanes` holds 8 f32; the store is unaligned.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-                o[..n_rows].copy_from_slice(&lanes[..n_rows]);
+                store_rows(o, v, n_rows);
             }
         });
     }
