@@ -1,15 +1,21 @@
-//! The block-sum order (see `crate::block_sums`) with AVX-512 VNNI: eight weight rows in
-//! the eight lanes of a vector, one lane per output.
+//! Kernels with the eight weight rows of a tile in the eight lanes of a vector, one lane per
+//! output, for AVX-512 VNNI. Each block of the eight rows is unpacked to bytes and transposed
+//! (`transpose8`) so that vector `g` holds values `4g..4g+4` of every row; then per token one
+//! `vpdpbusd` per group of four values, with the token's four activation bytes broadcast,
+//! gives the group's sums for all eight rows.
 //!
-//! Per block, the eight rows are unpacked to unsigned bytes `u = q + c` (`c` = 8 for Q4_0,
-//! 16 for Q5_0, 128 for Q8_0, 0 for Q4_1's nibbles) and transposed so that vector `g`
-//! holds values `4g..4g+4` of every row. Then for each token, eight `vpdpbusd` with the
-//! token's four activation bytes `4g..4g+4` broadcast give all eight rows' exact block sums
-//! `Σ u·y`, started from `−c·Σ y` so that they are `Σ q·y`; one conversion and one fused
-//! multiply-add by `d_w·d_y` (eight rows' `d_w` in one vector) add the block to the eight
-//! outputs. Unpacking costs the same for any number of tokens, so the batch kernel takes
-//! tokens sixteen at a time; a single token (generation) pays it alone and is still no
-//! slower than the one-row kernels.
+//! - **Block-sum order** (`crate::block_sums`, opt-in): the weights as unsigned `u = q + c`
+//!   (`c` = 8 for Q4_0, 16 for Q5_0, 128 for Q8_0, 0 for Q4_1's nibbles), the eight
+//!   `vpdpbusd` of a block chained from `−c·Σy`, so that one accumulator holds each row's
+//!   exact block sum; one conversion and one FMA by `d_w·d_y` per block. Blocks are unpacked
+//!   per group of up to sixteen tokens. One to three tokens (generation) first read the tile
+//!   in one sequential pass (`touch`), which keeps them as fast as the one-row kernels.
+//! - **llama.cpp's order** (`crate::ggml_lanes`, the default for batches): the tile unpacked
+//!   once per batch into `TileBlock`s (signed values and `−128·Σq` per group), activations as
+//!   unsigned `y + 128`; one accumulator per group, as ggml's eight lanes, added at the end as
+//!   `hsum_float_8` adds them. Q6_K (`Q6Block`, the tiled order) and repacked Q4_K
+//!   (`Q4KBlock`, the interleaved GEMM/GEMV orders) sum whole super-blocks exactly, with the
+//!   sub-block scales applied by `vpmulld`.
 
 use super::*;
 use crate::block_sums::BlockInfo;
@@ -18,52 +24,48 @@ use crate::block_sums::BlockInfo;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn transpose8(u: [__m256i; 8]) -> [__m256i; 8] {
-    {
-        let t0 = _mm256_unpacklo_epi32(u[0], u[1]);
-        let t1 = _mm256_unpackhi_epi32(u[0], u[1]);
-        let t2 = _mm256_unpacklo_epi32(u[2], u[3]);
-        let t3 = _mm256_unpackhi_epi32(u[2], u[3]);
-        let t4 = _mm256_unpacklo_epi32(u[4], u[5]);
-        let t5 = _mm256_unpackhi_epi32(u[4], u[5]);
-        let t6 = _mm256_unpacklo_epi32(u[6], u[7]);
-        let t7 = _mm256_unpackhi_epi32(u[6], u[7]);
-        let s0 = _mm256_unpacklo_epi64(t0, t2);
-        let s1 = _mm256_unpackhi_epi64(t0, t2);
-        let s2 = _mm256_unpacklo_epi64(t1, t3);
-        let s3 = _mm256_unpackhi_epi64(t1, t3);
-        let s4 = _mm256_unpacklo_epi64(t4, t6);
-        let s5 = _mm256_unpackhi_epi64(t4, t6);
-        let s6 = _mm256_unpacklo_epi64(t5, t7);
-        let s7 = _mm256_unpackhi_epi64(t5, t7);
-        [
-            _mm256_permute2x128_si256::<0x20>(s0, s4),
-            _mm256_permute2x128_si256::<0x20>(s1, s5),
-            _mm256_permute2x128_si256::<0x20>(s2, s6),
-            _mm256_permute2x128_si256::<0x20>(s3, s7),
-            _mm256_permute2x128_si256::<0x31>(s0, s4),
-            _mm256_permute2x128_si256::<0x31>(s1, s5),
-            _mm256_permute2x128_si256::<0x31>(s2, s6),
-            _mm256_permute2x128_si256::<0x31>(s3, s7),
-        ]
-    }
+    let t0 = _mm256_unpacklo_epi32(u[0], u[1]);
+    let t1 = _mm256_unpackhi_epi32(u[0], u[1]);
+    let t2 = _mm256_unpacklo_epi32(u[2], u[3]);
+    let t3 = _mm256_unpackhi_epi32(u[2], u[3]);
+    let t4 = _mm256_unpacklo_epi32(u[4], u[5]);
+    let t5 = _mm256_unpackhi_epi32(u[4], u[5]);
+    let t6 = _mm256_unpacklo_epi32(u[6], u[7]);
+    let t7 = _mm256_unpackhi_epi32(u[6], u[7]);
+    let s0 = _mm256_unpacklo_epi64(t0, t2);
+    let s1 = _mm256_unpackhi_epi64(t0, t2);
+    let s2 = _mm256_unpacklo_epi64(t1, t3);
+    let s3 = _mm256_unpackhi_epi64(t1, t3);
+    let s4 = _mm256_unpacklo_epi64(t4, t6);
+    let s5 = _mm256_unpackhi_epi64(t4, t6);
+    let s6 = _mm256_unpacklo_epi64(t5, t7);
+    let s7 = _mm256_unpackhi_epi64(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(s0, s4),
+        _mm256_permute2x128_si256::<0x20>(s1, s5),
+        _mm256_permute2x128_si256::<0x20>(s2, s6),
+        _mm256_permute2x128_si256::<0x20>(s3, s7),
+        _mm256_permute2x128_si256::<0x31>(s0, s4),
+        _mm256_permute2x128_si256::<0x31>(s1, s5),
+        _mm256_permute2x128_si256::<0x31>(s2, s6),
+        _mm256_permute2x128_si256::<0x31>(s3, s7),
+    ]
 }
 
 /// Eight f16 bit patterns as eight f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16x8(h: [u16; 8]) -> __m256 {
-    {
-        _mm256_cvtph_ps(_mm_setr_epi16(
-            h[0] as i16,
-            h[1] as i16,
-            h[2] as i16,
-            h[3] as i16,
-            h[4] as i16,
-            h[5] as i16,
-            h[6] as i16,
-            h[7] as i16,
-        ))
-    }
+    _mm256_cvtph_ps(_mm_setr_epi16(
+        h[0] as i16,
+        h[1] as i16,
+        h[2] as i16,
+        h[3] as i16,
+        h[4] as i16,
+        h[5] as i16,
+        h[6] as i16,
+        h[7] as i16,
+    ))
 }
 
 /// Stores the first `n_rows` lanes of `v` (all eight with one store in the usual case of a
