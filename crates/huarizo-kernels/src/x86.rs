@@ -487,22 +487,19 @@ pub(crate) fn dot_rows_kernel(t: GgmlType) -> Option<crate::VecDotRowsFn> {
     )
 }
 
-/// The pre-scaled four-token kernel of `t` for a tile of weight rows per call.
+/// The pre-scaled four-token kernel of `t` for a tile of weight rows per call: the AVX2
+/// register tiles (with AVX-512 VNNI, batches take the lane kernels of `row_lanes` instead).
 pub(crate) fn scaled4_rows_kernel(t: GgmlType) -> Option<crate::ScaledRows4Fn> {
-    pick_q4_1_q5_0_q8_0(
-        t,
-        [
-            tiles::vnni_q4_1::rows4_q4_1,
-            tiles::vnni::rows4_q5_0,
-            tiles::vnni_q8_0::rows4_q8_0,
-        ],
-        [
-            tiles::avx2_q4_1::rows4_q4_1,
-            tiles::avx2::rows4_q5_0,
-            // Q8_0's unsigned `q + 128` would saturate AVX2's i16 pair sums.
-            scaled_avx2::rows4_q8_0_scaled,
-        ],
-    )
+    if !detected() {
+        return None;
+    }
+    match t {
+        GgmlType::Q4_1 => Some(tiles::avx2_q4_1::rows4_q4_1),
+        GgmlType::Q5_0 => Some(tiles::avx2::rows4_q5_0),
+        // Q8_0's unsigned `q + 128` would saturate AVX2's i16 pair sums.
+        GgmlType::Q8_0 => Some(scaled_avx2::rows4_q8_0_scaled),
+        _ => None,
+    }
 }
 
 /// The kernel for `t` among a family's Q4_1, Q5_0 and Q8_0 kernels, in its AVX-512 VNNI

@@ -1,17 +1,17 @@
 //! Register-tiled batch kernels.
 //!
-//! Q4_1, Q5_0 and Q8_0: up to four weight rows against four activation rows per pass over
-//! the blocks, sixteen accumulators held in registers (AVX-512VL gives 32 of them), so that
-//! each weight block is unpacked once for four tokens and each activation block loaded once
-//! for four rows. Every output is bit for bit what the one-row kernel (and so ggml's
-//! `vec_dot_*` and tinyBLAS) computes: the same eight i32 lanes per block, the same
-//! `acc = fma(d_x·d_y, lanes, acc)` per block in block order, the same horizontal sum, and
-//! for Q4_1 the same `m·s` sum added last. Only the integer lanes are formed differently:
-//! ggml multiplies `|q|` by `y·sign(q)`; here the weight is kept unsigned (`u = q + c`:
-//! `c` = 0 for Q4_1's nibbles, 16 for Q5_0, 128 for Q8_0) and the lane starts from `−c·Σy`,
-//! so that one unsigned × signed product sum gives `Σ u·y − c·Σ y = Σ q·y` exactly. With
-//! AVX2 only, the pair sums pass through i16: exact for `u < 32` (`|u·y| ≤ 31·127`), so
-//! Q8_0 (`u` up to 255) takes these tiles with VNNI only.
+//! Q4_1 and Q5_0 on CPUs with AVX2 but without AVX-512 VNNI (with it, batches take the lane
+//! kernels of `row_lanes`): up to four weight rows against four activation rows per pass
+//! over the blocks, sixteen accumulators, so that each weight block is unpacked once for four
+//! tokens and each activation block loaded once for four rows. Every output is bit for bit
+//! what the one-row kernel (and so ggml's `vec_dot_*` and tinyBLAS) computes: the same eight
+//! i32 lanes per block, the same `acc = fma(d_x·d_y, lanes, acc)` per block in block order,
+//! the same horizontal sum, and for Q4_1 the same `m·s` sum added last. Only the integer
+//! lanes are formed differently: ggml multiplies `|q|` by `y·sign(q)`; here the weight is
+//! kept unsigned (`u = q + c`: `c` = 0 for Q4_1's nibbles, 16 for Q5_0) and the lane starts
+//! from `−c·Σy`, so that one unsigned × signed product sum gives `Σ u·y − c·Σ y = Σ q·y`
+//! exactly. The pair sums pass through i16: exact for `u < 32` (`|u·y| ≤ 31·127`), so Q8_0
+//! (`u` up to 255) keeps the sign-trick kernel of `scaled_avx2`.
 //!
 //! Q4_K in ggml's repacked-GEMM order: eight weight rows in the eight f32 lanes (see
 //! `q4_k_gemm_order_8x4`).
@@ -290,29 +290,12 @@ fn block_scales_mins(
     }
 }
 
-/// A Q5_0 block's values as unsigned bytes `q + 16` (nibble | fifth bit · 16), with
-/// AVX-512BW's masked add for the fifth bits.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512bw,avx512vl")]
-fn unpack_q5_0_bw(b: &BlockQ5_0) -> __m256i {
-    let nibbles = bytes_from_nibbles_32(&b.qs);
-    let fifth: __mmask32 = u32::from_le_bytes(b.qh);
-    _mm256_mask_add_epi8(nibbles, fifth, nibbles, _mm256_set1_epi8(16))
-}
-
-/// [`unpack_q5_0_bw`] with AVX2 only.
+/// A Q5_0 block's values as unsigned bytes `q + 16` (nibble | fifth bit · 16).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn unpack_q5_0_avx2(b: &BlockQ5_0) -> __m256i {
     let fifth = _mm256_and_si256(bytes_from_bits_32(b.qh), _mm256_set1_epi8(0x10));
     _mm256_or_si256(bytes_from_nibbles_32(&b.qs), fifth)
-}
-
-/// `start + Σ u·y` per lane of four bytes with AVX-512 VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn lanes_vnni(start: __m256i, u: __m256i, y: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(start, u, y)
 }
 
 /// `start + Σ u·y` per lane of four bytes with AVX2 (pair sums in i16, which `u < 32`
@@ -331,74 +314,27 @@ fn unpack_q4_1(b: &BlockQ4_1) -> __m256i {
     bytes_from_nibbles_32(&b.qs)
 }
 
-/// A Q8_0 block's values as unsigned bytes `q + 128`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn unpack_q8_0(b: &BlockQ8_0) -> __m256i {
-    _mm256_xor_si256(load_i8x32(&b.qs), _mm256_set1_epi8(-128))
-}
-
-/// [`q0_tiles`] for one weight type in both instruction sets: `$vnni` with AVX-512 VNNI
-/// (`$unpack_vnni`), `$avx2` with AVX2 only (`$unpack_avx2`).
-macro_rules! q0_tiles_vnni_and_avx2 {
-    (
-        ($vnni:ident, $unpack_vnni:ident), ($avx2:ident, $unpack_avx2:ident),
-        $wb:ty, $ab:ty, $offset:literal, $with_min:literal, $pub_name:ident
-    ) => {
-        q0_tiles!(
-            $vnni,
-            "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
-            lanes_vnni,
-            $unpack_vnni,
-            $wb,
-            $ab,
-            $offset,
-            $with_min,
-            $pub_name
-        );
-        q0_tiles!(
-            $avx2,
-            "avx2,fma,f16c",
-            lanes_avx2,
-            $unpack_avx2,
-            $wb,
-            $ab,
-            $offset,
-            $with_min,
-            $pub_name
-        );
-    };
-}
-
-q0_tiles_vnni_and_avx2!(
-    (vnni, unpack_q5_0_bw),
-    (avx2, unpack_q5_0_avx2),
+q0_tiles!(
+    avx2,
+    "avx2,fma,f16c",
+    lanes_avx2,
+    unpack_q5_0_avx2,
     BlockQ5_0,
     BlockQ8_0,
     16,
     false,
     rows4_q5_0
 );
-q0_tiles_vnni_and_avx2!(
-    (vnni_q4_1, unpack_q4_1),
-    (avx2_q4_1, unpack_q4_1),
+q0_tiles!(
+    avx2_q4_1,
+    "avx2,fma,f16c",
+    lanes_avx2,
+    unpack_q4_1,
     BlockQ4_1,
     BlockQ8_1,
     0,
     true,
     rows4_q4_1
-);
-// Q8_0 with VNNI only: `u` up to 255 would saturate AVX2's i16 pair sums.
-q0_tiles!(
-    vnni_q8_0,
-    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
-    lanes_vnni,
-    unpack_q8_0,
-    BlockQ8_0,
-    BlockQ8_0,
-    128,
-    false,
-    rows4_q8_0
 );
 
 /// Eight Q4_K weight rows against four Q8_K activation rows in the order of ggml's
@@ -561,27 +497,17 @@ mod tests {
     use crate::matmul::quantize_activations;
     use crate::{quantize_row_ref, vec_dot_kernel};
 
-    /// Every tiled kernel this CPU can run gives every output exactly the bits of the
-    /// one-row kernel, for every row count of a tile: Q4_1 and Q5_0 in both instruction
-    /// sets, Q8_0 with VNNI.
+    /// Every AVX2 tile kernel (and the pre-scaled Q8_0 kernel that stands in for a Q8_0
+    /// tile) gives every output exactly the bits of the one-row kernel, for every row count
+    /// of a tile.
     #[test]
     fn tiles_equal_the_one_row_kernel_bit_for_bit() {
         if !detected() {
             return;
         }
-        let vnni = vnni_detected();
-        let cases: [(GgmlType, crate::ScaledRows4Fn, bool); 5] = [
-            (GgmlType::Q4_1, avx2_q4_1::rows4_q4_1, true),
-            (GgmlType::Q4_1, vnni_q4_1::rows4_q4_1, vnni),
-            (GgmlType::Q5_0, avx2::rows4_q5_0, true),
-            (GgmlType::Q5_0, vnni::rows4_q5_0, vnni),
-            (GgmlType::Q8_0, vnni_q8_0::rows4_q8_0, vnni),
-        ];
-        for (t, kernel, runs_here) in cases {
-            if runs_here {
-                assert_tile_is_one_row_kernel(t, kernel);
-            }
-        }
+        assert_tile_is_one_row_kernel(GgmlType::Q4_1, avx2_q4_1::rows4_q4_1);
+        assert_tile_is_one_row_kernel(GgmlType::Q5_0, avx2::rows4_q5_0);
+        assert_tile_is_one_row_kernel(GgmlType::Q8_0, super::super::scaled_avx2::rows4_q8_0_scaled);
     }
 
     /// `kernel` on 1 to 8 random `t` rows of 40 blocks (more than one chunk of scale
