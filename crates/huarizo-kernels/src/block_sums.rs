@@ -10,8 +10,9 @@
 //! `acc = fma(Σ_j q_j·y_j as f32, d_w·d_y, acc)` for Q4_0, Q5_0 and Q8_0, and for Q4_1
 //! then `acc = fma(m_w, d_y·Σ_j y_j, acc)`; the result is `acc` after the last block.
 //!
-//! This lets the AVX-512 VNNI kernels put eight weight rows in the eight lanes (one lane
-//! per output) and multiply a batch at about a third of the instructions per block. The
+//! With eight weight rows in the eight lanes (one lane per output, AVX-512 VNNI) that is
+//! one conversion and one FMA per eight block products instead of one each per block
+//! product (`crate::ggml_lanes`), about half the instructions. The
 //! result differs from llama.cpp's only by f32 rounding; it does not depend on batch size
 //! or on a token's place in its batch. On the small quantized models those roundings grow
 //! through the 8-bit activations as much as the difference between llama.cpp's own AVX2
@@ -139,16 +140,8 @@ fn sum_i8(q: &[i8; QK]) -> i32 {
     q.iter().map(|&v| i32::from(v)).sum()
 }
 
-/// The weight types the block-sum order covers.
-pub fn covers(t: GgmlType) -> bool {
-    matches!(
-        t,
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0
-    )
-}
-
-/// `w · a` in the block-sum order (the scalar reference of the kernels), for a weight row of
-/// a type [`covers`] accepts and an activation row in its `vec_dot_type`; `None` for other
+/// `w · a` in the block-sum order (the scalar reference of the kernels), for a Q4_0, Q4_1,
+/// Q5_0 or Q8_0 weight row and an activation row in its `vec_dot_type`; `None` for other
 /// types.
 pub fn dot(t: GgmlType, w: &[u8], a: &[u8]) -> Option<f32> {
     let blocks = |quants: &mut dyn FnMut(usize) -> ([i32; QK], f32, f32)| {

@@ -20,36 +20,70 @@
 use super::*;
 use crate::block_sums::BlockInfo;
 
-/// The 8 × 8 transpose of i32 lanes: `out[g]` lane r = `u[r]` lane g.
+/// The 8 × 8 transpose of i32 lanes: `out[g]` lane r = `u[r]` lane g (the 4 × 4 transposes
+/// of `tiles` within each 128-bit half for rows 0–3 and 4–7, then the halves exchanged).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn transpose8(u: [__m256i; 8]) -> [__m256i; 8] {
-    let t0 = _mm256_unpacklo_epi32(u[0], u[1]);
-    let t1 = _mm256_unpackhi_epi32(u[0], u[1]);
-    let t2 = _mm256_unpacklo_epi32(u[2], u[3]);
-    let t3 = _mm256_unpackhi_epi32(u[2], u[3]);
-    let t4 = _mm256_unpacklo_epi32(u[4], u[5]);
-    let t5 = _mm256_unpackhi_epi32(u[4], u[5]);
-    let t6 = _mm256_unpacklo_epi32(u[6], u[7]);
-    let t7 = _mm256_unpackhi_epi32(u[6], u[7]);
-    let s0 = _mm256_unpacklo_epi64(t0, t2);
-    let s1 = _mm256_unpackhi_epi64(t0, t2);
-    let s2 = _mm256_unpacklo_epi64(t1, t3);
-    let s3 = _mm256_unpackhi_epi64(t1, t3);
-    let s4 = _mm256_unpacklo_epi64(t4, t6);
-    let s5 = _mm256_unpackhi_epi64(t4, t6);
-    let s6 = _mm256_unpacklo_epi64(t5, t7);
-    let s7 = _mm256_unpackhi_epi64(t5, t7);
+    let a = super::tiles::transpose_rows([u[0], u[1], u[2], u[3]]);
+    let b = super::tiles::transpose_rows([u[4], u[5], u[6], u[7]]);
     [
-        _mm256_permute2x128_si256::<0x20>(s0, s4),
-        _mm256_permute2x128_si256::<0x20>(s1, s5),
-        _mm256_permute2x128_si256::<0x20>(s2, s6),
-        _mm256_permute2x128_si256::<0x20>(s3, s7),
-        _mm256_permute2x128_si256::<0x31>(s0, s4),
-        _mm256_permute2x128_si256::<0x31>(s1, s5),
-        _mm256_permute2x128_si256::<0x31>(s2, s6),
-        _mm256_permute2x128_si256::<0x31>(s3, s7),
+        _mm256_permute2x128_si256::<0x20>(a[0], b[0]),
+        _mm256_permute2x128_si256::<0x20>(a[1], b[1]),
+        _mm256_permute2x128_si256::<0x20>(a[2], b[2]),
+        _mm256_permute2x128_si256::<0x20>(a[3], b[3]),
+        _mm256_permute2x128_si256::<0x31>(a[0], b[0]),
+        _mm256_permute2x128_si256::<0x31>(a[1], b[1]),
+        _mm256_permute2x128_si256::<0x31>(a[2], b[2]),
+        _mm256_permute2x128_si256::<0x31>(a[3], b[3]),
     ]
+}
+
+/// A tile's rows as blocks of `B`: the number of rows in `w` (1 to 8, rows `w_row` bytes
+/// apart) and eight row views, rows past the tile's end repeating its last row (their lanes
+/// are computed and never stored).
+#[inline]
+fn tile_rows<B: Block>(w: &[u8], w_row: usize) -> (usize, [&[B]; 8]) {
+    let n_rows = w.len() / w_row;
+    assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
+    let rows = std::array::from_fn(|r| {
+        let r = r.min(n_rows - 1);
+        as_blocks::<B>(&w[r * w_row..(r + 1) * w_row])
+    });
+    (n_rows, rows)
+}
+
+/// Per row, eight vectors of 32 consecutive values (`values[r][k]`) → the 64 group vectors of
+/// the tile: vector `8k + g` holds values `32k + 4g..32k + 4g + 4` of every row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose_tile(values: &[[__m256i; 8]; 8]) -> [__m256i; 64] {
+    let mut w = [_mm256_setzero_si256(); 64];
+    for k in 0..8 {
+        let t = transpose8(std::array::from_fn(|r| values[r][k]));
+        w[8 * k..8 * k + 8].copy_from_slice(&t);
+    }
+    w
+}
+
+/// `−128·Σq` per lane over the signed group vectors `ws`: the start that turns
+/// `Σ (y + 128)·q` into `Σ y·q`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+fn start_of(ws: &[__m256i]) -> __m256i {
+    let mut sum = _mm256_setzero_si256();
+    for w in ws {
+        sum = _mm256_dpbusd_epi32(sum, _mm256_set1_epi8(-128), *w);
+    }
+    _mm256_sub_epi32(_mm256_setzero_si256(), sum)
+}
+
+/// Eight i32 (one per row) as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn i32x8(v: [i32; 8]) -> __m256i {
+    // SAFETY: `v` holds eight i32; the load is unaligned.
+    unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
 }
 
 /// Eight f16 bit patterns as eight f32.
@@ -228,13 +262,7 @@ macro_rules! row_lanes {
                 infos: &[BlockInfo],
                 out: &mut [[f32; 8]],
             ) {
-                let n_rows = w.len() / w_row;
-                assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
-                // Rows past the tile's end repeat its last row; their lanes are not stored.
-                let x: [&[$wb]; 8] = std::array::from_fn(|r| {
-                    let r = r.min(n_rows - 1);
-                    as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row])
-                });
+                let (n_rows, x) = tile_rows::<$wb>(w, w_row);
                 let n = x[0].len();
                 let act = |t: usize| as_blocks::<$ab>(&acts[t * a_row..(t + 1) * a_row]);
                 let info = |t: usize| &infos[t * n..(t + 1) * n];
@@ -376,7 +404,6 @@ macro_rules! ggml_lanes {
             fn unpack(x: &[&[$wb]; 8], n: usize, buf: &mut Vec<TileBlock>) {
                 buf.clear();
                 let x = x.map(|row| &row[..n]);
-                let bias = _mm256_set1_epi8(-128);
                 for i in 0..n {
                     let w = transpose8([
                         $signed(&x[0][i]),
@@ -388,11 +415,7 @@ macro_rules! ggml_lanes {
                         $signed(&x[6][i]),
                         $signed(&x[7][i]),
                     ]);
-                    let mut start = [_mm256_setzero_si256(); 8];
-                    for g in 0..8 {
-                        let sum128 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w[g]);
-                        start[g] = _mm256_sub_epi32(_mm256_setzero_si256(), sum128);
-                    }
+                    let start = std::array::from_fn(|g| start_of(&w[g..g + 1]));
                     let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
                     let m = if $min {
                         f16x8(x.map(|row| row[i].m_bits()))
@@ -462,13 +485,7 @@ macro_rules! ggml_lanes {
                 scales: &[[f32; 2]],
                 out: &mut [[f32; 8]],
             ) {
-                let n_rows = w.len() / w_row;
-                assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
-                // Rows past the tile's end repeat its last row; their lanes are not stored.
-                let x: [&[$wb]; 8] = std::array::from_fn(|r| {
-                    let r = r.min(n_rows - 1);
-                    as_blocks::<$wb>(&w[r * w_row..(r + 1) * w_row])
-                });
+                let (n_rows, x) = tile_rows::<$wb>(w, w_row);
                 let n = x[0].len();
                 let n_tokens = out.len();
                 assert!(quants.len() >= n_tokens * n && scales.len() >= n_tokens * n);
@@ -564,7 +581,6 @@ pub(in crate::x86) mod q6_k_tiled {
     fn unpack(x: &[&[BlockQ6_K]; 8], n: usize, buf: &mut Vec<Q6Block>) {
         buf.clear();
         let x = x.map(|row| &row[..n]);
-        let bias = _mm256_set1_epi8(-128);
         let offset = _mm256_set1_epi8(32);
         for i in 0..n {
             // Per row, the 256 values as eight vectors of 32 consecutive ones.
@@ -585,32 +601,11 @@ pub(in crate::x86) mod q6_k_tiled {
                     }
                 }
             }
-            let mut w = [_mm256_setzero_si256(); 64];
-            for k in 0..8 {
-                let t = transpose8([
-                    values[0][k],
-                    values[1][k],
-                    values[2][k],
-                    values[3][k],
-                    values[4][k],
-                    values[5][k],
-                    values[6][k],
-                    values[7][k],
-                ]);
-                w[8 * k..8 * k + 8].copy_from_slice(&t);
-            }
-            let mut start = [_mm256_setzero_si256(); 16];
-            let mut scale = [_mm256_setzero_si256(); 16];
-            for s in 0..16 {
-                let mut sum = _mm256_setzero_si256();
-                for wg in &w[4 * s..4 * s + 4] {
-                    sum = _mm256_dpbusd_epi32(sum, bias, *wg);
-                }
-                start[s] = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
-                let sc: [i32; 8] = std::array::from_fn(|r| i32::from(x[r][i].scales[s]));
-                // SAFETY: `sc` holds eight i32; the load is unaligned.
-                scale[s] = unsafe { _mm256_loadu_si256(sc.as_ptr().cast()) };
-            }
+            let w = transpose_tile(&values);
+            let start = std::array::from_fn(|s| start_of(&w[4 * s..4 * s + 4]));
+            let scale = std::array::from_fn(|s| {
+                i32x8(std::array::from_fn(|r| i32::from(x[r][i].scales[s])))
+            });
             let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
             buf.push(Q6Block { w, start, scale, d });
         }
@@ -651,12 +646,7 @@ pub(in crate::x86) mod q6_k_tiled {
         scales: &[[f32; 2]],
         out: &mut [[f32; 8]],
     ) {
-        let n_rows = w.len() / w_row;
-        assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
-        let x: [&[BlockQ6_K]; 8] = std::array::from_fn(|r| {
-            let r = r.min(n_rows - 1);
-            as_blocks::<BlockQ6_K>(&w[r * w_row..(r + 1) * w_row])
-        });
+        let (n_rows, x) = tile_rows::<BlockQ6_K>(w, w_row);
         let n = x[0].len();
         let n_tokens = out.len();
         assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);
@@ -722,7 +712,6 @@ pub(in crate::x86) mod q4_k_repacked {
     fn unpack(x: &[&[BlockQ4_K]; 8], n: usize, buf: &mut Vec<Q4KBlock>) {
         buf.clear();
         let x = x.map(|row| &row[..n]);
-        let bias = _mm256_set1_epi8(-128);
         let m4 = _mm256_set1_epi8(0xf);
         for i in 0..n {
             // Per row, sub-block j's 32 values.
@@ -735,40 +724,15 @@ pub(in crate::x86) mod q4_k_repacked {
                     values[r][2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
                 }
             }
-            let mut w = [_mm256_setzero_si256(); 64];
-            for j in 0..8 {
-                let t = transpose8([
-                    values[0][j],
-                    values[1][j],
-                    values[2][j],
-                    values[3][j],
-                    values[4][j],
-                    values[5][j],
-                    values[6][j],
-                    values[7][j],
-                ]);
-                w[8 * j..8 * j + 8].copy_from_slice(&t);
-            }
-            let mut start = [_mm256_setzero_si256(); 8];
-            let mut scale = [_mm256_setzero_si256(); 8];
-            let mut min = [_mm256_setzero_si256(); 8];
-            for j in 0..8 {
-                let mut sum = _mm256_setzero_si256();
-                for wg in &w[8 * j..8 * j + 8] {
-                    sum = _mm256_dpbusd_epi32(sum, bias, *wg);
-                }
-                start[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
-                let (mut sc, mut mn) = ([0i32; 8], [0i32; 8]);
-                for r in 0..8 {
-                    let (s, m) = scale_min_k4(j, &x[r][i].scales);
-                    (sc[r], mn[r]) = (i32::from(s), i32::from(m));
-                }
-                // SAFETY: `sc` and `mn` hold eight i32 each; the loads are unaligned.
-                unsafe {
-                    scale[j] = _mm256_loadu_si256(sc.as_ptr().cast());
-                    min[j] = _mm256_loadu_si256(mn.as_ptr().cast());
-                }
-            }
+            let w = transpose_tile(&values);
+            let start = std::array::from_fn(|j| start_of(&w[8 * j..8 * j + 8]));
+            let scale_min = |j: usize, r: usize| scale_min_k4(j, &x[r][i].scales);
+            let scale = std::array::from_fn(|j| {
+                i32x8(std::array::from_fn(|r| i32::from(scale_min(j, r).0)))
+            });
+            let min = std::array::from_fn(|j| {
+                i32x8(std::array::from_fn(|r| i32::from(scale_min(j, r).1)))
+            });
             let d = f16x8(x.map(|row| u16::from_le_bytes(row[i].d.0)));
             let dmin = f16x8(x.map(|row| u16::from_le_bytes(row[i].dmin.0)));
             buf.push(Q4KBlock {
@@ -835,12 +799,7 @@ pub(in crate::x86) mod q4_k_repacked {
         scales: &[[f32; 2]],
         out: &mut [[f32; 8]],
     ) {
-        let n_rows = w.len() / w_row;
-        assert!((1..=8).contains(&n_rows), "1 to 8 weight rows");
-        let x: [&[BlockQ4_K]; 8] = std::array::from_fn(|r| {
-            let r = r.min(n_rows - 1);
-            as_blocks::<BlockQ4_K>(&w[r * w_row..(r + 1) * w_row])
-        });
+        let (n_rows, x) = tile_rows::<BlockQ4_K>(w, w_row);
         let n = x[0].len();
         let n_tokens = out.len();
         assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);

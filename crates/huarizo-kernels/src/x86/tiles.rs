@@ -452,7 +452,7 @@ fn pairs_by_row(b: &[__m256i; 8]) -> [__m256i; 4] {
 /// `s[k] = [row k: p0..p3 | row k + 4: p0..p3]` → per p one vector, row r in lane r.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn transpose_rows(s: [__m256i; 4]) -> [__m256i; 4] {
+pub(super) fn transpose_rows(s: [__m256i; 4]) -> [__m256i; 4] {
     let t0 = _mm256_unpacklo_epi32(s[0], s[1]);
     let t1 = _mm256_unpackhi_epi32(s[0], s[1]);
     let t2 = _mm256_unpacklo_epi32(s[2], s[3]);
