@@ -3,12 +3,14 @@
 //!
 //! ggml sums a block's products in eight i32 lanes of four values each, scales each lane by
 //! `d_w·d_y` into its own f32 partial sum, and adds the eight partial sums at the end
-//! (`hsum_float_8`). Here vector `g` of a token holds partial sum `g` of eight weight rows:
-//! the same fused multiply-adds, lane by lane, and the same final additions done between
-//! vectors. The weight side (its values as signed bytes, and per four values `−128·Σq`) is
-//! unpacked once per row tile for the whole batch, so each block product costs one
-//! `vpdpbusd` (activations as unsigned `y + 128`, broadcast), one conversion and one FMA.
-//! Every result is bit for bit the one-row kernel's.
+//! (`hsum_float_8`). Here the 512-bit vector `k` of a token holds partial sums `2k` and
+//! `2k + 1` of eight weight rows (lanes `2r` and `2r + 1` for row r): the same fused
+//! multiply-adds, lane by lane, and the same final additions done between vectors. The
+//! weight side (its values as signed bytes, and per four values `−128·Σq`) is unpacked once
+//! per row tile for the whole batch, so each pair of 4-value groups costs one `vpdpbusd`
+//! (activations as unsigned `y + 128`, eight bytes broadcast), one conversion and one FMA,
+//! and four tokens share each pass over the tile. Every result is bit for bit the one-row
+//! kernel's.
 
 use crate::blocks::{as_blocks, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK};
 use crate::GgmlType;
