@@ -96,7 +96,7 @@ pub fn attention_batch<'c>(
 }
 
 /// Positions per block of transposed keys (one f32 lane each).
-const KEY_BLOCK: usize = 8;
+const KEY_BLOCK: usize = 16;
 
 /// Where a span's keys sit in the transposed-key buffer: blocks `first..end` of
 /// [`KEY_BLOCK`] positions, for every key/value head, from `offset` on.
@@ -482,6 +482,13 @@ mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
+    /// Whether this CPU has AVX-512 F, for the 16-lane forms of the batch paths (the same
+    /// lanes and operations as the 8-lane forms, which other CPUs run).
+    fn avx512() -> bool {
+        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+
     /// See [`super::axpy_f16`].
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn axpy_f16(acc: &mut [f32], v: &[f16], p: f32) {
@@ -557,13 +564,14 @@ mod x86 {
     /// slot + step, … (as [`super::lanes_f16`] sums each key's slot).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn key_lane(keys: &[f32], q: &[f32], slot: usize, step: usize) -> __m256 {
+    fn key_lane(keys: &[f32], q: &[f32], slot: usize, step: usize, half: usize) -> __m256 {
         let mut acc = _mm256_setzero_ps();
         let d = q.len().min(keys.len() / KEY_BLOCK);
         let mut i = slot;
         while i < d {
-            // SAFETY: i < d, so the block row i·KEY_BLOCK..+8 lies inside `keys`.
-            let k = unsafe { _mm256_loadu_ps(keys.as_ptr().add(i * KEY_BLOCK)) };
+            // SAFETY: i < d and half < 2, so the block row i·KEY_BLOCK + 8·half..+8 lies
+            // inside `keys`.
+            let k = unsafe { _mm256_loadu_ps(keys.as_ptr().add(i * KEY_BLOCK + 8 * (half & 1))) };
             acc = _mm256_fmadd_ps(k, _mm256_set1_ps(q[i]), acc);
             i += step;
         }
@@ -593,8 +601,36 @@ mod x86 {
         _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
     }
 
-    /// `scale · k·q` for the KEY_BLOCK keys of a transposed block (`keys[i·8 + lane]`),
-    /// each summed exactly as [`super::SumOrder::dot`] sums it, into `out[..8]`.
+    /// [`key_lane`] for all sixteen keys of the block in one 512-bit vector.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn key_lane16(keys: &[f32], q: &[f32], slot: usize, step: usize) -> __m512 {
+        let mut acc = _mm512_setzero_ps();
+        let d = q.len().min(keys.len() / KEY_BLOCK);
+        let mut i = slot;
+        while i < d {
+            // SAFETY: i < d, so the block row i·KEY_BLOCK..+16 lies inside `keys`.
+            let k = unsafe { _mm512_loadu_ps(keys.as_ptr().add(i * KEY_BLOCK)) };
+            acc = _mm512_fmadd_ps(k, _mm512_set1_ps(q[i]), acc);
+            i += step;
+        }
+        acc
+    }
+
+    /// [`tree16`] on 512-bit vectors.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn tree16x16(lane: &mut dyn FnMut(usize) -> __m512) -> __m512 {
+        let mut h = [_mm512_setzero_ps(); 8];
+        for (i, h) in h.iter_mut().enumerate() {
+            *h = _mm512_add_ps(lane(i), lane(i + 8));
+        }
+        let q = [0, 1, 2, 3].map(|i| _mm512_add_ps(h[i], h[i + 4]));
+        _mm512_add_ps(_mm512_add_ps(q[0], q[2]), _mm512_add_ps(q[1], q[3]))
+    }
+
+    /// `scale · k·q` for the KEY_BLOCK keys of a transposed block (`keys[i·16 + lane]`),
+    /// each summed exactly as [`super::SumOrder::dot`] sums it, into `out[..16]`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn block_scores(
         keys: &[f32],
@@ -603,30 +639,47 @@ mod x86 {
         scale: f32,
         out: &mut [f32],
     ) {
-        let sum = match order {
-            SumOrder::Gemm(GgmlIsa::Avx512) => tree16(&mut |s| key_lane(keys, q, s, 16)),
-            SumOrder::Gemm(GgmlIsa::Avx2) => tree8(&mut |s| key_lane(keys, q, s, 8)),
-            SumOrder::VecDot(GgmlIsa::Avx512) => tree16(&mut |l| {
-                let s02 = _mm256_add_ps(key_lane(keys, q, l, 64), key_lane(keys, q, 32 + l, 64));
-                let s13 =
-                    _mm256_add_ps(key_lane(keys, q, 16 + l, 64), key_lane(keys, q, 48 + l, 64));
-                _mm256_add_ps(s02, s13)
-            }),
-            SumOrder::VecDot(GgmlIsa::Avx2) => {
-                let c: [__m256; 8] = std::array::from_fn(|l| {
-                    _mm256_add_ps(
-                        _mm256_add_ps(key_lane(keys, q, l, 32), key_lane(keys, q, 16 + l, 32)),
-                        _mm256_add_ps(key_lane(keys, q, 8 + l, 32), key_lane(keys, q, 24 + l, 32)),
-                    )
-                });
-                let t = [0, 1, 2, 3].map(|l| _mm256_add_ps(c[l], c[l + 4]));
-                _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
-            }
-        };
-        let scaled = _mm256_mul_ps(sum, _mm256_set1_ps(scale));
         assert!(out.len() >= KEY_BLOCK);
-        // SAFETY: `out` holds at least 8 floats (asserted).
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), scaled) };
+        if matches!(order, SumOrder::Gemm(GgmlIsa::Avx512)) && avx512() {
+            // SAFETY: `avx512()` confirmed AVX-512 F.
+            unsafe { block_scores16(keys, q, scale, out) };
+            return;
+        }
+        for half in 0..2 {
+            let lane = |s, step| key_lane(keys, q, s, step, half);
+            let sum = match order {
+                SumOrder::Gemm(GgmlIsa::Avx512) => tree16(&mut |s| lane(s, 16)),
+                SumOrder::Gemm(GgmlIsa::Avx2) => tree8(&mut |s| lane(s, 8)),
+                SumOrder::VecDot(GgmlIsa::Avx512) => tree16(&mut |l| {
+                    let s02 = _mm256_add_ps(lane(l, 64), lane(32 + l, 64));
+                    let s13 = _mm256_add_ps(lane(16 + l, 64), lane(48 + l, 64));
+                    _mm256_add_ps(s02, s13)
+                }),
+                SumOrder::VecDot(GgmlIsa::Avx2) => {
+                    let c: [__m256; 8] = std::array::from_fn(|l| {
+                        _mm256_add_ps(
+                            _mm256_add_ps(lane(l, 32), lane(16 + l, 32)),
+                            _mm256_add_ps(lane(8 + l, 32), lane(24 + l, 32)),
+                        )
+                    });
+                    let t = [0, 1, 2, 3].map(|l| _mm256_add_ps(c[l], c[l + 4]));
+                    _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
+                }
+            };
+            let scaled = _mm256_mul_ps(sum, _mm256_set1_ps(scale));
+            // SAFETY: `out` holds at least 16 floats (asserted).
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), scaled) };
+        }
+    }
+
+    /// [`block_scores`] in the AVX-512 batch order, sixteen keys per vector.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn block_scores16(keys: &[f32], q: &[f32], scale: f32, out: &mut [f32]) {
+        let sum = tree16x16(&mut |s| key_lane16(keys, q, s, 16));
+        let scaled = _mm512_mul_ps(sum, _mm512_set1_ps(scale));
+        assert!(out.len() >= KEY_BLOCK);
+        // SAFETY: `out` holds at least 16 floats (asserted).
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), scaled) };
     }
 
     /// `R` value slots of a batch order with `step` slots in all, for eight value columns
@@ -676,6 +729,71 @@ mod x86 {
         acc
     }
 
+    /// [`value_slots`] for sixteen value columns in 512-bit vectors.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn value_slots16<const R: usize>(
+        values: &[f16],
+        stride: usize,
+        c: usize,
+        probs: &[f32],
+        lo: usize,
+        step: usize,
+        first: usize,
+    ) -> [__m512; R] {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let end = lo + probs.len();
+        if probs.is_empty() {
+            return acc;
+        }
+        assert!((end - 1) * stride + c + 16 <= values.len() && first + R <= step);
+        let (v, p) = (values.as_ptr(), probs.as_ptr());
+        // SAFETY: lo <= j < end, so row j's columns c..c+16 lie inside `values` (asserted)
+        // and j − lo indexes `probs`.
+        let fma = |acc: __m512, j: usize| unsafe {
+            let x = _mm512_cvtph_ps(_mm256_loadu_si256(v.add(j * stride + c).cast()));
+            _mm512_fmadd_ps(x, _mm512_set1_ps(*p.add(j - lo)), acc)
+        };
+        let mut j0 = lo - lo % step + first;
+        // Blocks whose R positions all lie in lo..end go without checks.
+        while j0 < end {
+            if j0 >= lo && j0 + R <= end {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = fma(*a, j0 + r);
+                }
+            } else {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    if (lo..end).contains(&(j0 + r)) {
+                        *a = fma(*a, j0 + r);
+                    }
+                }
+            }
+            j0 += step;
+        }
+        acc
+    }
+
+    /// [`weighted_values`] in the AVX-512 batch order for the first `out.len()` rounded
+    /// down to 16 columns; returns how many columns it wrote.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn weighted_values16(
+        values: &[f16],
+        stride: usize,
+        probs: &[f32],
+        lo: usize,
+        out: &mut [f32],
+    ) -> usize {
+        let body = out.len() - out.len() % 16;
+        for c in (0..body).step_by(16) {
+            let a = value_slots16::<8>(values, stride, c, probs, lo, 16, 0);
+            let b = value_slots16::<8>(values, stride, c, probs, lo, 16, 8);
+            let sum = tree16x16(&mut |s| if s < 8 { a[s] } else { b[s - 8] });
+            // SAFETY: c + 16 <= out.len().
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(c), sum) };
+        }
+        body
+    }
+
     /// `out[c] = Σ_j p_j · v_j[c]` over positions `lo..lo + probs.len()` (`v_j` the row
     /// `values[j·stride..]`), in the lanes and reduction of batch order `order`, as the
     /// slot accumulators and [`super::SumOrder::reduce`] of the per-key path compute it.
@@ -688,7 +806,12 @@ mod x86 {
         order: SumOrder,
         out: &mut [f32],
     ) {
-        for c in (0..out.len() - out.len() % 8).step_by(8) {
+        let mut done = 0;
+        if matches!(order, SumOrder::Gemm(GgmlIsa::Avx512)) && avx512() {
+            // SAFETY: `avx512()` confirmed AVX-512 F.
+            done = unsafe { weighted_values16(values, stride, probs, lo, out) };
+        }
+        for c in (done..out.len() - out.len() % 8).step_by(8) {
             let sum = match order {
                 SumOrder::Gemm(GgmlIsa::Avx512) => {
                     let a = value_slots::<8>(values, stride, c, probs, lo, 16, 0);
