@@ -10,6 +10,8 @@
 //! Shapes: T query tokens, H query heads, Hkv key/value heads, D key width, Dv value width,
 //! N cached positions.
 
+mod decode;
+
 use crate::isa::{ggml_isa, GgmlIsa};
 use crate::ops::{reduce_add16, reduce_add8, softmax_ggml_isa, GGML_LANES};
 use crate::pool::ThreadPool;
@@ -134,6 +136,9 @@ fn attention_batch_as<'c>(
     isa: GgmlIsa,
     blocks: bool,
 ) {
+    if blocks && decode::applies(p, spans, isa) {
+        return decode::decode(pool, p, q, spans, kv, out, scratch);
+    }
     let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
     let n_threads = pool.n_threads();
     let mut per_thread = 0;
@@ -484,7 +489,7 @@ mod x86 {
 
     /// Whether this CPU has AVX-512 F, for the 16-lane forms of the batch paths (the same
     /// lanes and operations as the 8-lane forms, which other CPUs run).
-    fn avx512() -> bool {
+    pub(super) fn avx512() -> bool {
         static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| is_x86_feature_detected!("avx512f"))
     }
@@ -1071,6 +1076,72 @@ mod tests {
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&want), bits(&got), "{isa:?} {window:?} d={d}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn generation_path_gives_the_per_key_paths_bits() {
+        if !simd() {
+            return;
+        }
+        let mut rng = crate::tests::Rng(0x5851_f42d_4c95_7f2d);
+        let pool = ThreadPool::new(2);
+        // Single queries only (generation), several sequences at various depths, including
+        // block and slot edges.
+        let depths = [0, 5, 15, 16, 63, 64, 65, 200, 300];
+        let spans: Vec<AttnSpan> = depths
+            .iter()
+            .enumerate()
+            .map(|(i, &pos0)| AttnSpan {
+                row0: i,
+                n_rows: 1,
+                pos0,
+                order_rows: 1,
+            })
+            .collect();
+        let n_ctx = 301;
+        for (h, hkv, d, dv) in [
+            (9, 3, 64, 64),
+            (4, 1, 256, 256),
+            (7, 1, 128, 32),
+            (8, 8, 64, 96),
+        ] {
+            let q: Vec<f32> = (0..spans.len() * h * d).map(|_| rng.f32() * 2.0).collect();
+            let caches: Vec<(Vec<f16>, Vec<f16>)> = spans
+                .iter()
+                .map(|_| {
+                    let mut v = |n: usize| (0..n).map(|_| f16::from_f32(rng.f32())).collect();
+                    (v(n_ctx * hkv * d), v(n_ctx * hkv * dv))
+                })
+                .collect();
+            for window in [None, Some(7), Some(100)] {
+                let p = AttnParams {
+                    n_head: h,
+                    n_head_kv: hkv,
+                    head_dim: d,
+                    head_dim_v: dv,
+                    scale: 0.3,
+                    window,
+                };
+                let kv = |s: usize| (&caches[s].0[..], &caches[s].1[..]);
+                let run = |blocks: bool| {
+                    let mut out = vec![0f32; spans.len() * h * dv];
+                    let mut scratch = Vec::new();
+                    attention_batch_as(
+                        &pool,
+                        &p,
+                        &q,
+                        &spans,
+                        &kv,
+                        &mut out,
+                        &mut scratch,
+                        GgmlIsa::Avx512,
+                        blocks,
+                    );
+                    out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(run(false), run(true), "{window:?} h={h} d={d} dv={dv}");
             }
         }
     }
