@@ -218,8 +218,27 @@ fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
 /// The four-row kernels of the Q8_0/Q8_1-activation types, generated once per instruction
 /// set: `$mul_sum` is the u8×i8 pair-sum step (maddubs + madd on AVX2, one `vpdpbusd` with
 /// AVX-512 VNNI; the integers are the same, as no pair sum here reaches i16 saturation).
+/// A Q5_0 block's values as signed bytes (`nibble | 0xF0` where the fifth bit is clear), as
+/// ggml unpacks them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_signed_avx2(x: &BlockQ5_0) -> __m256i {
+    let hi = _mm256_andnot_si256(bytes_from_bits_32(x.qh), _mm256_set1_epi8(0xf0u8 as i8));
+    _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi)
+}
+
+/// [`q5_0_signed_avx2`] with AVX-512 BW: the fifth bits as a byte mask, 16 subtracted where
+/// they are clear (the same bytes, in fewer instructions).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512bw,avx512vl")]
+fn q5_0_signed_bw(x: &BlockQ5_0) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(&x.qs);
+    let clear = !u32::from_le_bytes(x.qh);
+    _mm256_mask_sub_epi8(nibbles, clear, nibbles, _mm256_set1_epi8(16))
+}
+
 macro_rules! four_row_kernels {
-    ($module:ident, $features:literal, $mul_sum:ident) => {
+    ($module:ident, $features:literal, $mul_sum:ident, $q5_0_signed:ident) => {
         mod $module {
             use super::*;
 
@@ -304,12 +323,7 @@ macro_rules! four_row_kernels {
             pub(super) fn q5_0_q8_0_x4(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
                 let mut acc = [_mm256_setzero_ps(); 4];
                 for (i, x) in x.iter().enumerate() {
-                    let hi = _mm256_andnot_si256(
-                        bytes_from_bits_32(x.qh),
-                        _mm256_set1_epi8(0xf0u8 as i8),
-                    );
-                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-                    acc_signed_x4(&mut acc, qx, h(x.d), &ys, i);
+                    acc_signed_x4(&mut acc, $q5_0_signed(x), h(x.d), &ys, i);
                 }
                 hsum_f32x8_x4(acc)
             }
@@ -355,12 +369,7 @@ macro_rules! four_row_kernels {
             pub(super) fn q5_0_q8_0_x1(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
                 for (x, y) in x.iter().zip(y) {
-                    let hi = _mm256_andnot_si256(
-                        bytes_from_bits_32(x.qh),
-                        _mm256_set1_epi8(0xf0u8 as i8),
-                    );
-                    let qx = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-                    acc = signed_step(acc, qx, h(x.d) * h(y.d), y);
+                    acc = signed_step(acc, $q5_0_signed(x), h(x.d) * h(y.d), y);
                 }
                 hsum_f32x8(acc)
             }
@@ -395,11 +404,17 @@ macro_rules! four_row_kernels {
         }
     };
 }
-four_row_kernels!(avx2_x4, "avx2,fma,f16c", mul_sum_us8_pairs_float);
+four_row_kernels!(
+    avx2_x4,
+    "avx2,fma,f16c",
+    mul_sum_us8_pairs_float,
+    q5_0_signed_avx2
+);
 four_row_kernels!(
     vnni_x4,
-    "avx2,fma,f16c,avx512vnni,avx512vl",
-    mul_sum_us8_pairs_vnni
+    "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw",
+    mul_sum_us8_pairs_vnni,
+    q5_0_signed_bw
 );
 
 /// u8×i8 products summed in groups of four by AVX-512 VNNI, as f32 (equal to
