@@ -116,6 +116,15 @@ fn load_u8x16(p: &[u8; 16]) -> __m128i {
     unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
 }
 
+/// Sixteen signed bytes in one load (copying them into a `[u8; 16]` first made LLVM insert
+/// them one by one).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_i8x16(p: &[i8; 16]) -> __m128i {
+    // SAFETY: `p` is 16 readable bytes; the load is unaligned.
+    unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
+}
+
 /// f16 → f32 with F16C, as ggml's `GGML_CPU_FP16_TO_FP32` on x86 (exact either way).
 ///
 /// The bits pass through an empty `asm!` on their way into the vector register: otherwise
@@ -556,8 +565,7 @@ fn vnni_detected() -> bool {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_block_lanes_x4(x: &BlockQ6_K, ys: [&BlockQ8_K; 4]) -> [__m256i; 4] {
-    let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
-    let scales = load_u8x16(&scales_bytes);
+    let scales = load_i8x16(&x.scales);
     let (ql, _) = x.ql.as_chunks::<32>();
     let (qh, _) = x.qh.as_chunks::<32>();
     let mut sumi = [_mm256_setzero_si256(); 4];
@@ -1022,8 +1030,7 @@ fn q6_k_unpack(ql1: &[u8; 32], ql2: &[u8; 32], qh: &[u8; 32]) -> [__m256i; 4] {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_block_lanes(x: &BlockQ6_K, y: &BlockQ8_K) -> __m256i {
-    let scales_bytes: [u8; 16] = x.scales.map(|s| s as u8);
-    let scales = load_u8x16(&scales_bytes);
+    let scales = load_i8x16(&x.scales);
     let (ql, _) = x.ql.as_chunks::<32>();
     let (qh, _) = x.qh.as_chunks::<32>();
     let (q8, _) = y.qs.as_chunks::<32>();
