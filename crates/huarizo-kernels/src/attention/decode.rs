@@ -6,16 +6,20 @@
 //! that share a key/value head read its keys and values once each, and every score is reduced
 //! across lanes on its own. Here the work is split by key/value head instead:
 //!
-//! 1. **Scores**, per (sequence, key/value head, 256 positions): each block of sixteen key rows
-//!    is converted to f32 once for all the query heads of the group; the sixteen per-position
-//!    lane vectors are reduced together by a transposing tree of 512-bit additions, which adds
-//!    the same pairs as `_mm512_reduce_add_ps` does for each.
+//! 1. **Scores**, per (sequence, 256 positions), every head: each block of sixteen key rows is
+//!    read whole; each key/value head's part is converted to f32 once for the query heads of
+//!    its group; the sixteen per-position lane vectors are reduced together by a transposing
+//!    tree of 512-bit additions, which adds the same pairs as `_mm512_reduce_add_ps` does for
+//!    each.
 //! 2. **Softmax** per (sequence, query head), then the probabilities rounded to f16.
-//! 3. **Values**, per (sequence, key/value head, 32 columns): the 64 slot chains of every
-//!    query head of the group, each value row loaded and converted once for all of them; the
-//!    slots reduced column-wise.
+//! 3. **Values**, per (sequence, 8 of the 64 slots), every head and column: the job's rows
+//!    (runs of 8 consecutive positions, 64 apart) read once in order, then each slot's chain
+//!    in registers, each value row converted once for the query heads that share it.
+//! 4. **Reduction** of each output column's 64 slots.
 //!
-//! Every result is bit for bit the per-key path's (`blocked_paths_give_the_per_key_paths_bits`).
+//! At depth the cache does not fit in the caches, and reading rows whole and in runs is what
+//! made this path fast (PERF.md, session 13). Every result is bit for bit the per-key path's
+//! (`generation_path_gives_the_per_key_paths_bits`).
 
 use super::{AttnParams, AttnSpan, SharedOut, SharedScratch, KEY_BLOCK};
 use crate::isa::GgmlIsa;
@@ -290,8 +294,6 @@ struct SlotJob<'a> {
 mod x86 {
     use super::{head_sums, KeyLayout, SlotJob, KEY_BLOCK, SLOTS};
 
-    /// How many rows ahead the generation kernels prefetch.
-    const PREFETCH: usize = 96;
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -398,14 +400,6 @@ mod x86 {
         let mut valid: u16 = 0;
         for l in 0..KEY_BLOCK {
             let j = p0 + l;
-            // Rows a block or two ahead requested now (see `values_for`).
-            let ahead = (j + PREFETCH) * layout.row_stride + layout.offset;
-            if ahead + d <= keys.len() {
-                for line in (0..d).step_by(32) {
-                    // SAFETY: the address lies inside `keys`; prefetches do not fault.
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(keys.as_ptr().add(ahead + line).cast()) };
-                }
-            }
             let dst = &mut kbuf[l * d..][..d];
             if !seen.contains(&j) {
                 dst.fill(0.0);
