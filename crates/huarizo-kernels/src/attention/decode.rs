@@ -60,7 +60,7 @@ fn window_start(p: &AttnParams, pos: usize) -> usize {
     p.window.map_or(0, |w| (pos + 1).saturating_sub(w))
 }
 
-/// Scores jobs of one sequence per key/value head.
+/// Scores jobs of one sequence (runs of 256 positions, every head).
 fn chunks(p: &AttnParams, span: &AttnSpan) -> usize {
     let first = window_start(p, span.pos0) / KEY_BLOCK;
     (span.pos0 / KEY_BLOCK - first) / (CHUNK / KEY_BLOCK) + 1
@@ -115,9 +115,9 @@ pub(super) fn decode<'c>(
         }
     }
     let scratch_ptr = SharedScratch(scratch.as_mut_ptr());
-    // SAFETY (for the three passes): thread `thread` uses only `scratch[thread]`; the shared
+    // SAFETY (for the four passes): thread `thread` uses only `scratch[thread]`; the shared
     // buffer `scratch[n_threads]` is not resized while the pool runs, and each job writes
-    // only its own part of it (its heads' score positions, its heads' rows) or of `out`.
+    // only its own part of it (its score positions, its rows, its slots) or of `out`.
     let shared = |thread: usize| {
         let scratch_ptr = &scratch_ptr;
         unsafe {
