@@ -265,7 +265,7 @@ fn attention_batch_as<'c>(
             let row = span.row0 + t;
             let pos = span.pos0 + t;
             let kv_head = head / group;
-            let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let lo = window_start(p, pos);
             for (dst, &x) in q16.iter_mut().zip(&q[(row * h + head) * d..][..d]) {
                 *dst = f16::from_f32(x).to_f32();
             }
@@ -352,10 +352,15 @@ fn attention_batch_as<'c>(
     });
 }
 
+/// The first position a query at `pos` sees (0 without a sliding window).
+fn window_start(p: &AttnParams, pos: usize) -> usize {
+    p.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+}
+
 /// The key blocks span `span` needs (from its first row's window start to its last
 /// position), placed at `offset`.
 fn key_blocks(p: &AttnParams, span: &AttnSpan, offset: usize) -> KeyBlocks {
-    let lo = p.window.map_or(0, |w| (span.pos0 + 1).saturating_sub(w));
+    let lo = window_start(p, span.pos0);
     KeyBlocks {
         offset,
         first: lo / KEY_BLOCK,
@@ -622,13 +627,14 @@ mod x86 {
         acc
     }
 
-    /// [`tree16`] on 512-bit vectors.
+    /// [`tree16`] on sixteen 512-bit lane vectors (an array: closures would not inherit the
+    /// target features).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-    fn tree16x16(lane: &mut dyn FnMut(usize) -> __m512) -> __m512 {
+    pub(super) fn tree16x16(lane: &[__m512; 16]) -> __m512 {
         let mut h = [_mm512_setzero_ps(); 8];
         for (i, h) in h.iter_mut().enumerate() {
-            *h = _mm512_add_ps(lane(i), lane(i + 8));
+            *h = _mm512_add_ps(lane[i], lane[i + 8]);
         }
         let q = [0, 1, 2, 3].map(|i| _mm512_add_ps(h[i], h[i + 4]));
         _mm512_add_ps(_mm512_add_ps(q[0], q[2]), _mm512_add_ps(q[1], q[3]))
@@ -680,7 +686,11 @@ mod x86 {
     /// [`block_scores`] in the AVX-512 batch order, sixteen keys per vector.
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     fn block_scores16(keys: &[f32], q: &[f32], scale: f32, out: &mut [f32]) {
-        let sum = tree16x16(&mut |s| key_lane16(keys, q, s, 16));
+        let mut lanes = [_mm512_setzero_ps(); 16];
+        for (s, lane) in lanes.iter_mut().enumerate() {
+            *lane = key_lane16(keys, q, s, 16);
+        }
+        let sum = tree16x16(&lanes);
         let scaled = _mm512_mul_ps(sum, _mm512_set1_ps(scale));
         assert!(out.len() >= KEY_BLOCK);
         // SAFETY: `out` holds at least 16 floats (asserted).
@@ -792,7 +802,10 @@ mod x86 {
         for c in (0..body).step_by(16) {
             let a = value_slots16::<8>(values, stride, c, probs, lo, 16, 0);
             let b = value_slots16::<8>(values, stride, c, probs, lo, 16, 8);
-            let sum = tree16x16(&mut |s| if s < 8 { a[s] } else { b[s - 8] });
+            let mut lanes = [_mm512_setzero_ps(); 16];
+            lanes[..8].copy_from_slice(&a);
+            lanes[8..].copy_from_slice(&b);
+            let sum = tree16x16(&lanes);
             // SAFETY: c + 16 <= out.len().
             unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(c), sum) };
         }

@@ -21,7 +21,7 @@
 //! made this path fast (PERF.md, session 13). Every result is bit for bit the per-key path's
 //! (`generation_path_gives_the_per_key_paths_bits`).
 
-use super::{AttnParams, AttnSpan, SharedOut, SharedScratch, KEY_BLOCK};
+use super::{window_start, AttnParams, AttnSpan, SharedOut, SharedScratch, KEY_BLOCK};
 use crate::isa::GgmlIsa;
 use crate::ops::{softmax_ggml_isa, GGML_LANES};
 use crate::pool::ThreadPool;
@@ -53,11 +53,6 @@ pub(super) fn applies(p: &AttnParams, spans: &[AttnSpan], isa: GgmlIsa) -> bool 
         && p.head_dim_v.is_multiple_of(16)
         && !spans.is_empty()
         && spans.iter().all(|s| s.n_rows == 1 && s.order_rows == 1)
-}
-
-/// The first position a query at `pos` sees.
-fn window_start(p: &AttnParams, pos: usize) -> usize {
-    p.window.map_or(0, |w| (pos + 1).saturating_sub(w))
 }
 
 /// Scores jobs of one sequence (runs of 256 positions, every head).
@@ -546,13 +541,7 @@ mod x86 {
                     _mm512_add_ps(at(16 + l), at(48 + l)),
                 );
             }
-            let mut hv = [_mm512_setzero_ps(); 8];
-            for (i, x) in hv.iter_mut().enumerate() {
-                *x = _mm512_add_ps(lane[i], lane[i + 8]);
-            }
-            let qv = [0, 1, 2, 3].map(|i| _mm512_add_ps(hv[i], hv[i + 4]));
-            let r = _mm512_add_ps(_mm512_add_ps(qv[0], qv[2]), _mm512_add_ps(qv[1], qv[3]));
-            _mm512_storeu_ps(out, r);
+            _mm512_storeu_ps(out, super::super::x86::tree16x16(&lane));
         }
     }
 }
