@@ -214,6 +214,34 @@ impl GgufFile {
             .map(|&i| &self.header.tensors[i])
     }
 
+    /// Drops this process's pages of tensor `t`'s bytes (those whole pages inside them) from
+    /// memory, for a tensor the caller has copied elsewhere: the mapping stays valid and a
+    /// later read brings the bytes back from the file. Best effort: an error of the system
+    /// call is ignored (the pages then just stay).
+    pub fn release_pages(&self, t: &TensorInfo) {
+        let Some(pos) = self.header.data_offset.checked_add(t.offset) else {
+            return;
+        };
+        let Some(i) = self.bases.partition_point(|&b| b <= pos).checked_sub(1) else {
+            return;
+        };
+        let Ok(start) = usize::try_from(pos - self.bases[i]) else {
+            return;
+        };
+        let map = &self.maps[i];
+        let page = 4096;
+        let first = start.next_multiple_of(page);
+        let end = start.saturating_add(t.n_bytes).min(map.len()) / page * page;
+        if end > first {
+            // SAFETY: the map is a read-only mapping of a file: its pages are the file's, so
+            // dropping them from this process loses nothing (the next access reads them
+            // again), and every slice into them stays valid.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+            };
+        }
+    }
+
     /// The bytes of tensor `t`: a zero-copy slice of its map, `t.n_bytes` long.
     ///
     /// # Panics

@@ -1,8 +1,10 @@
 //! Times one batched matrix product per weight type on random data, best of several runs,
 //! in GMAC/s: `matmul_bench [THREADS] [TOKENS] [N_OUT] [N_IN] [TYPES…]` (defaults: 1 thread,
-//! 512 tokens, Qwen2.5-0.5B's `ffn_up` shape 4864 × 896, Q5_0).
+//! 512 tokens, Qwen2.5-0.5B's `ffn_up` shape 4864 × 896, Q5_0). With `PACKED=1` in the
+//! environment, weights that can be packed (`huarizo_kernels::packed`) are.
 
-use huarizo_kernels::matmul::{matmul, quantize_activations};
+use huarizo_kernels::matmul::{matmul_many, quantize_activations, Product};
+use huarizo_kernels::packed::PackedRows;
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::{quantize_row_ref, GgmlType};
 use std::time::Instant;
@@ -47,16 +49,28 @@ fn main() {
         let mut acts = Vec::new();
         quantize_activations(t, &x, n_in, &mut acts);
         let mut out = vec![0f32; tokens * n_out];
+        let packed = match std::env::var("PACKED").as_deref() {
+            Ok("1") => PackedRows::pack(t, &w, n_out, n_in),
+            _ => None,
+        };
         let mut best = f64::MAX;
         for _ in 0..7 {
             let start = Instant::now();
-            matmul(&pool, t, &w, n_out, n_in, &acts, tokens, &mut out);
+            let mut p = [Product {
+                w_type: t,
+                w: &w,
+                packed: packed.as_ref(),
+                n_out,
+                out: &mut out,
+            }];
+            matmul_many(&pool, n_in, &acts, tokens, &mut p);
             best = best.min(start.elapsed().as_secs_f64());
         }
         let gmac = (tokens * n_out * n_in) as f64 / best / 1e9;
         println!(
-            "{:>5} {tokens}×{n_out}×{n_in}: {:.2} ms, {gmac:.1} GMAC/s",
+            "{:>5}{} {tokens}×{n_out}×{n_in}: {:.2} ms, {gmac:.1} GMAC/s",
             t.name(),
+            if packed.is_some() { " packed" } else { "" },
             best * 1e3
         );
     }

@@ -24,6 +24,7 @@ pub mod ggml_lanes;
 pub mod isa;
 pub mod matmul;
 pub mod ops;
+pub mod packed;
 pub mod pool;
 pub mod reference;
 pub mod repacked;

@@ -84,6 +84,7 @@ pub fn matmul(
         &mut [Product {
             w_type,
             w,
+            packed: None,
             n_out,
             out,
         }],
@@ -97,6 +98,9 @@ pub struct Product<'a> {
     pub w_type: GgmlType,
     /// The weight, `n_out` rows.
     pub w: &'a [u8],
+    /// The same weight packed ([`crate::packed`]), if it was: products then read it
+    /// instead of `w`, wherever the packed kernels give the bits `w`'s would.
+    pub packed: Option<&'a crate::packed::PackedRows>,
     /// Output width.
     pub n_out: usize,
     /// `(T, n_out)` results.
@@ -178,6 +182,7 @@ pub fn matmul_many_rows(
         let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
         let mut first_tile = [0usize; MAX_PRODUCTS + 1];
         let (mut need_scales, mut need_infos, mut need_lanes) = (false, false, false);
+        let mut need_one_token = false;
         let n = products.len();
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
@@ -190,6 +195,13 @@ pub fn matmul_many_rows(
             if plan.by_place.is_some() {
                 // Rows with places of their own take their places' orders one by one.
                 plan.ggml_lanes = None;
+            }
+            if plan.packed.is_some() {
+                if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS {
+                    need_lanes = true;
+                } else {
+                    need_one_token = true;
+                }
             }
             let lanes = plan.row_lanes.is_some() || plan.ggml_lanes.is_some();
             need_scales |= plan.scaled.is_some() && !lanes;
@@ -215,7 +227,18 @@ pub fn matmul_many_rows(
                 &mut b.lane_scales,
             );
         }
+        if need_one_token {
+            crate::packed::one_token_activations(
+                acts,
+                a_row,
+                n_tokens,
+                &mut b.one_token_blocks,
+                &mut b.one_token_scales,
+            );
+        }
         let tables = BatchTables {
+            one_token_blocks: &b.one_token_blocks,
+            one_token_scales: &b.one_token_scales,
             scales: &b.scales,
             n_blocks,
             infos: &b.infos,
@@ -248,6 +271,10 @@ struct BatchBuffers {
     lane_quants: Vec<crate::ggml_lanes::LaneQuants>,
     /// See [`BatchTables::lane_scales`].
     lane_scales: Vec<[f32; 2]>,
+    /// See [`BatchTables::one_token_blocks`].
+    one_token_blocks: Vec<crate::packed::OneTokenBlock>,
+    /// See [`BatchTables::one_token_scales`].
+    one_token_scales: Vec<f32>,
 }
 
 thread_local! {
@@ -315,6 +342,11 @@ struct BatchTables<'a> {
     lane_quants: &'a [crate::ggml_lanes::LaneQuants],
     /// As `lane_quants`: `[d, s]`.
     lane_scales: &'a [[f32; 2]],
+    /// Per token and block, what the one-token packed kernels read (see
+    /// `packed::one_token_activations`).
+    one_token_blocks: &'a [crate::packed::OneTokenBlock],
+    /// As `one_token_blocks`: the blocks' scales.
+    one_token_scales: &'a [f32],
 }
 
 /// The kernels one weight's row tiles run.
@@ -334,6 +366,8 @@ struct TilePlan<'a> {
     row_lanes: Option<crate::block_sums::RowLanesFn>,
     /// The lane kernel in llama.cpp's order, for batches large enough to pay for it.
     ggml_lanes: Option<crate::ggml_lanes::GgmlLanesFn>,
+    /// The packed weight and its kernels, where they give the bits of the plan's order.
+    packed: Option<(&'a crate::packed::PackedRows, crate::packed::PackedKernels)>,
     w_type: GgmlType,
     /// When the rows' places are not their places in this batch and the type's order
     /// depends on them: the type's kernels and the places.
@@ -416,10 +450,23 @@ impl<'a> TilePlan<'a> {
             None => crate::ggml_lanes::batch_kernel(w_type, n_out, n_tokens),
             Some(_) => None,
         };
+        // The packed kernels follow llama.cpp's order (as the lane kernels do), not the
+        // block-sum order.
+        let packed = match (p.packed, row_lanes) {
+            (Some(packed), None) => {
+                assert!(
+                    packed.ty() == w_type && packed.n_out() == n_out && packed.n_in() == n_in,
+                    "packed weight of another type or shape"
+                );
+                crate::packed::packed_kernels(w_type).map(|k| (packed, k))
+            }
+            _ => None,
+        };
         TilePlan {
             w_type,
             row_lanes,
             ggml_lanes,
+            packed,
             by_place: None,
             w: p.w,
             w_row,
@@ -430,6 +477,22 @@ impl<'a> TilePlan<'a> {
             plain,
             plain_rows,
             repacked,
+        }
+    }
+
+    /// Writes a row tile's results, `values[t][r]` for row `rows.start + r` and token `t`.
+    fn store_lanes(&self, values: &[[f32; 8]], rows: std::ops::Range<usize>) {
+        for (t, v) in values.iter().enumerate() {
+            // SAFETY: each tile (and so each row of `rows`) is run by one thread only, and
+            // `t * n_out + rows.end <= n_tokens * n_out <= out.len()` (asserted in `new`).
+            unsafe {
+                let dst = self.out.0.add(t * self.n_out + rows.start);
+                if rows.len() == ROW_TILE {
+                    dst.cast::<[f32; ROW_TILE]>().write_unaligned(*v);
+                } else {
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), dst, rows.len());
+                }
+            }
         }
     }
 
@@ -445,6 +508,34 @@ impl<'a> TilePlan<'a> {
         let (scales, n_blocks) = (tables.scales, tables.n_blocks);
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
+        if let Some((packed, kernels)) = self.packed {
+            // A packed group is a row tile (`PACK_ROWS` = `ROW_TILE`).
+            let group = packed.group(tile);
+            if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS {
+                LANES_OUT.with_borrow_mut(|values| {
+                    values.resize(n_tokens, [0f32; 8]);
+                    let (quants, scales) = (tables.lane_quants, tables.lane_scales);
+                    (kernels.lanes)(group, n_blocks, quants, scales, values);
+                    self.store_lanes(values, rows.clone());
+                });
+            } else {
+                for t in 0..n_tokens {
+                    let blocks = t * n_blocks..(t + 1) * n_blocks;
+                    let v = (kernels.one)(
+                        group,
+                        n_blocks,
+                        &tables.one_token_blocks[blocks.clone()],
+                        &tables.one_token_scales[blocks],
+                    );
+                    // SAFETY: as in `store_lanes`.
+                    unsafe {
+                        let dst = out_ptr.0.add(t * n_out + rows.start);
+                        dst.cast::<[f32; ROW_TILE]>().write_unaligned(v);
+                    }
+                }
+            }
+            return;
+        }
         if self.ggml_lanes.is_some() || self.row_lanes.is_some() {
             LANES_OUT.with_borrow_mut(|values| {
                 // Only the lanes of `rows` are read back, each written by the kernel first.
@@ -461,17 +552,7 @@ impl<'a> TilePlan<'a> {
                 } else if let Some(kernel) = self.row_lanes {
                     kernel(w_tile, w_row, acts, a_row, tables.infos, values);
                 }
-                for (t, v) in values.iter().enumerate() {
-                    // SAFETY: as below; `t * n_out + rows.end <= n_tokens * n_out`.
-                    unsafe {
-                        let dst = out_ptr.0.add(t * n_out + rows.start);
-                        if rows.len() == ROW_TILE {
-                            dst.cast::<[f32; ROW_TILE]>().write_unaligned(*v);
-                        } else {
-                            std::ptr::copy_nonoverlapping(v.as_ptr(), dst, rows.len());
-                        }
-                    }
-                }
+                self.store_lanes(values, rows.clone());
             });
             return;
         }

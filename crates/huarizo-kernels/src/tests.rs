@@ -19,7 +19,7 @@ impl Rng {
     pub(crate) fn f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
@@ -538,6 +538,7 @@ fn matmul_rows_follow_their_batch_places_bit_for_bit() {
             let mut p = [Product {
                 w_type: t,
                 w: &w,
+                packed: None,
                 n_out,
                 out: &mut out,
             }];

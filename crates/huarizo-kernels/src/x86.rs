@@ -13,6 +13,7 @@ use crate::blocks::*;
 use crate::Kernels;
 use huarizo_formats::GgmlType;
 
+mod packed;
 mod row_lanes;
 mod tiles;
 
@@ -550,6 +551,8 @@ fn pick_q4_1_q5_0_q8_0<F>(t: GgmlType, vnni: [F; 3], avx2: [F; 3]) -> Option<F> 
         _ => None,
     }
 }
+
+pub(crate) use packed::packed_kernels;
 
 /// Whether this CPU has AVX-512 VNNI with 256-bit forms (and BW, which every such CPU has
 /// and the tiled kernels use).

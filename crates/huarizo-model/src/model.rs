@@ -13,6 +13,7 @@ use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
 use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
 use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations_on, BatchRow, Product};
 use huarizo_kernels::ops;
+use huarizo_kernels::packed::PackedRows;
 use huarizo_kernels::pool::ThreadPool;
 use huarizo_kernels::vec_dot_type;
 use std::path::Path;
@@ -25,6 +26,9 @@ const MATMUL_TYPES: &str =
 #[derive(Clone, Debug)]
 pub struct Linear {
     info: TensorInfo,
+    /// The weight packed for the products ([`huarizo_kernels::packed`]), where this CPU
+    /// multiplies packed weights of its type faster; the file's pages are then released.
+    packed: Option<std::sync::Arc<huarizo_kernels::packed::PackedRows>>,
     /// Input width.
     pub n_in: usize,
     /// Output width.
@@ -97,7 +101,7 @@ impl Model {
         let (e, d, dv) = (c.n_embd, c.head_dim, c.head_dim_v);
         let tok_embd = l.linear("token_embd.weight", e, c.n_vocab)?;
         let output = if file.tensor("output.weight").is_some() {
-            l.linear("output.weight", e, c.n_vocab)?
+            l.product_weight("output.weight", e, c.n_vocab)?
         } else {
             tok_embd.clone()
         };
@@ -126,10 +130,10 @@ impl Model {
                 };
             layers.push(Layer {
                 attn_norm: l.vector(&n("attn_norm.weight"), e)?,
-                wq: l.linear(&n("attn_q.weight"), e, c.n_head * d)?,
-                wk: l.linear(&n("attn_k.weight"), e, c.n_head_kv * d)?,
-                wv: l.linear(&n("attn_v.weight"), e, c.n_head_kv * dv)?,
-                wo: l.linear(&n("attn_output.weight"), c.n_head * dv, e)?,
+                wq: l.product_weight(&n("attn_q.weight"), e, c.n_head * d)?,
+                wk: l.product_weight(&n("attn_k.weight"), e, c.n_head_kv * d)?,
+                wv: l.product_weight(&n("attn_v.weight"), e, c.n_head_kv * dv)?,
+                wo: l.product_weight(&n("attn_output.weight"), c.n_head * dv, e)?,
                 bq: opt_vec("attn_q.bias", c.n_head * d)?,
                 bk: opt_vec("attn_k.bias", c.n_head_kv * d)?,
                 bv: opt_vec("attn_v.bias", c.n_head_kv * dv)?,
@@ -137,9 +141,9 @@ impl Model {
                 k_norm: req_if(spec.qk_norm, "attn_k_norm.weight", d)?,
                 attn_post_norm: req_if(spec.post_norms, "post_attention_norm.weight", e)?,
                 ffn_norm: l.vector(&n("ffn_norm.weight"), e)?,
-                w_gate: l.linear(&n("ffn_gate.weight"), e, c.n_ff)?,
-                w_up: l.linear(&n("ffn_up.weight"), e, c.n_ff)?,
-                w_down: l.linear(&n("ffn_down.weight"), c.n_ff, e)?,
+                w_gate: l.product_weight(&n("ffn_gate.weight"), e, c.n_ff)?,
+                w_up: l.product_weight(&n("ffn_up.weight"), e, c.n_ff)?,
+                w_down: l.product_weight(&n("ffn_down.weight"), c.n_ff, e)?,
                 ffn_post_norm: req_if(spec.post_norms, "post_ffw_norm.weight", e)?,
             });
         }
@@ -245,6 +249,7 @@ impl Model {
             Product {
                 w_type: w.ty(),
                 w: self.data(w),
+                packed: w.packed.as_deref(),
                 n_out: w.n_out,
                 out,
             }
@@ -821,9 +826,22 @@ impl Loader<'_> {
         }
         Ok(Linear {
             info: info.clone(),
+            packed: None,
             n_in,
             n_out,
         })
+    }
+
+    /// [`Loader::linear`] packed where the CPU has packed kernels for its type: for weights
+    /// that only ever enter products (not the token embeddings, whose rows are read).
+    fn product_weight(&self, name: &str, n_in: usize, n_out: usize) -> Result<Linear, ModelError> {
+        let mut w = self.linear(name, n_in, n_out)?;
+        let data = self.file.tensor_data(&w.info);
+        if let Some(packed) = PackedRows::pack(w.info.ggml_type, data, n_out, n_in) {
+            w.packed = Some(std::sync::Arc::new(packed));
+            self.file.release_pages(&w.info);
+        }
+        Ok(w)
     }
 
     /// A vector of `len` values, converted to f32.

@@ -382,16 +382,16 @@ fn signed_q8_0(b: &BlockQ8_0) -> __m256i {
 /// `Σ y·q`); the rows' scales as f32, each twice (lanes `2r`, `2r + 1`); Q4_1's minimums.
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct TileBlock {
-    w: [__m512i; 4],
-    start: [__m512i; 4],
-    d: __m512,
-    m: __m256,
+pub(in crate::x86) struct TileBlock {
+    pub(in crate::x86) w: [__m512i; 4],
+    pub(in crate::x86) start: [__m512i; 4],
+    pub(in crate::x86) d: __m512,
+    pub(in crate::x86) m: __m256,
 }
 
 thread_local! {
     /// The current row tile, unpacked (reused across calls: no allocation per tile).
-    static TILE: std::cell::RefCell<Vec<TileBlock>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub(in crate::x86) static TILE: std::cell::RefCell<Vec<TileBlock>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Two 8-lane vectors interleaved into one 16-lane vector: lane `2r` = `a` lane r, lane
@@ -408,7 +408,7 @@ fn interleave(a: __m256i, b: __m256i) -> __m512i {
 /// `(l1 + l5) + (l3 + l7)`, lane r = row r.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-fn hsum_pairs(acc: &[__m512; 4]) -> __m256 {
+pub(in crate::x86) fn hsum_pairs(acc: &[__m512; 4]) -> __m256 {
     // Lane 2r: (l0 + l4) + (l2 + l6); lane 2r + 1: (l1 + l5) + (l3 + l7).
     let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
     let even = _mm512_permutexvar_ps(
@@ -520,29 +520,41 @@ macro_rules! ggml_lanes {
                 assert!(quants.len() >= n_tokens * n && scales.len() >= n_tokens * n);
                 TILE.with_borrow_mut(|buf| {
                     unpack(&x, n, buf);
-                    let ys = |t: usize| &quants[t * n..(t + 1) * n];
-                    let sc = |t: usize| &scales[t * n..(t + 1) * n];
-                    let mut put = |t0: usize, values: &[__m256]| {
-                        for (t, v) in values.iter().enumerate() {
-                            store_rows(&mut out[t0 + t], *v, n_rows);
-                        }
-                    };
-                    let mut t0 = 0;
-                    while t0 + LANE_TOKENS <= n_tokens {
-                        let v = tokens::<LANE_TOKENS>(
-                            buf,
-                            std::array::from_fn(|j| ys(t0 + j)),
-                            std::array::from_fn(|j| sc(t0 + j)),
-                        );
-                        put(t0, &v);
-                        t0 += LANE_TOKENS;
-                    }
-                    while t0 < n_tokens {
-                        let v = tokens::<1>(buf, [ys(t0)], [sc(t0)]);
-                        put(t0, &v);
-                        t0 += 1;
-                    }
+                    tile_tokens(buf, n_rows, quants, scales, out);
                 });
+            }
+
+            /// An unpacked tile of `n_rows` rows against the batch: `out[t]` lane r = row r
+            /// · token t.
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            pub(in crate::x86) fn tile_tokens(
+                buf: &[TileBlock],
+                n_rows: usize,
+                quants: &[LaneQuants],
+                scales: &[[f32; 2]],
+                out: &mut [[f32; 8]],
+            ) {
+                let (n, n_tokens) = (buf.len(), out.len());
+                assert!(quants.len() >= n_tokens * n && scales.len() >= n_tokens * n);
+                let ys = |t: usize| &quants[t * n..(t + 1) * n];
+                let sc = |t: usize| &scales[t * n..(t + 1) * n];
+                let mut t0 = 0;
+                while t0 + LANE_TOKENS <= n_tokens {
+                    let v = tokens::<LANE_TOKENS>(
+                        buf,
+                        std::array::from_fn(|j| ys(t0 + j)),
+                        std::array::from_fn(|j| sc(t0 + j)),
+                    );
+                    for (t, v) in v.iter().enumerate() {
+                        store_rows(&mut out[t0 + t], *v, n_rows);
+                    }
+                    t0 += LANE_TOKENS;
+                }
+                while t0 < n_tokens {
+                    let v = tokens::<1>(buf, [ys(t0)], [sc(t0)]);
+                    store_rows(&mut out[t0], v[0], n_rows);
+                    t0 += 1;
+                }
             }
 
             /// The [`crate::ggml_lanes::GgmlLanesFn`] of this weight type.

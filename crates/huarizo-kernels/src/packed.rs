@@ -1,0 +1,529 @@
+//! Weights repacked at load time into groups of eight interleaved rows ("packed rows").
+//!
+//! Generating one token reads every weight once, so its matrix-vector products should run at
+//! the speed of memory. In the file's layout a one-token kernel unpacks each row's blocks
+//! on its own and reduces each row's lanes on its own; for Q5_0 that costs about eighteen
+//! instructions per 22-byte block, which made the products compute-bound at about half
+//! the memory's speed. Packed, the eight rows of a group sit in the layout of the lane
+//! kernels (`crate::ggml_lanes`): one 64-byte load gives 128 four-bit values of eight rows,
+//! one mask per vector adds their fifth bits, and one `vpdpbusd` then sums two groups of four
+//! values for all eight rows. The arithmetic is the lane kernels': llama.cpp's order, the
+//! same bits as the one-row kernel.
+//!
+//! Layout of a Q5_0 matrix: group `g` (rows `8g..8g + 8`) at `g · stride`; in a group, the
+//! blocks in chunks of four (704 bytes, eleven cache lines, the last chunk padded), so that
+//! a group is read as one sequential stream (this machine's prefetchers follow one stream
+//! far better than several: a layout with the nibbles, fifth bits and scales of a group in
+//! three regions read at half the speed from memory). Block `j` of a chunk:
+//! - at `128·j`: 128 bytes of nibbles. Vector `k` (0–3) of the block holds in byte
+//!   `b = 4·(2r + h) + l` value `8k + 4h + l` of row r (`h` = 0, 1; `l` = 0–3), unsigned
+//!   (`q + 16`); its low four bits are the low nibbles of bytes `64·(k / 2)..+64` when `k`
+//!   is even, their high nibbles when `k` is odd.
+//! - at `512 + 32·j`: four little-endian u64, bit `b` of the `k`-th = the fifth bit of byte
+//!   `b` of vector `k`.
+//! - at `640 + 16·j`: the eight rows' scales (f16).
+//!
+//! A packed matrix replaces the file's bytes for products (the model then releases the
+//! file's pages); everything else (embedding rows, training, export) reads the file.
+
+use crate::blocks::{as_blocks, BlockQ5_0, BlockQ8_0, QK};
+use crate::ggml_lanes::LaneQuants;
+use crate::GgmlType;
+
+/// Rows per packed group.
+pub const PACK_ROWS: usize = 8;
+
+/// Bytes of four Q5_0 blocks of a group: 4 × 128 bytes of nibbles, 4 × 32 of fifth bits,
+/// 4 × 16 of scales; eleven cache lines.
+pub const Q5_0_CHUNK: usize = 4 * PACK_ROWS * 22;
+
+/// Bytes of four Q8_0 blocks of a group: 4 × 256 bytes of values, 4 × 16 of scales;
+/// seventeen cache lines.
+pub const Q8_0_CHUNK: usize = 4 * PACK_ROWS * 34;
+
+/// Where block `i`'s parts start in its group.
+#[derive(Clone, Copy)]
+pub struct BlockOffsets {
+    /// The values (Q5_0: 128 bytes of nibbles; Q8_0: 256 bytes).
+    pub qs: usize,
+    /// Q5_0's fifth bits (four u64).
+    pub qh: usize,
+    /// The scales (eight f16).
+    pub d: usize,
+}
+
+impl BlockOffsets {
+    /// The offsets of block `i` of a Q5_0 group.
+    #[inline(always)]
+    pub fn q5_0(i: usize) -> BlockOffsets {
+        let (chunk, j) = (Q5_0_CHUNK * (i / 4), i % 4);
+        BlockOffsets {
+            qs: chunk + 128 * j,
+            qh: chunk + 512 + 32 * j,
+            d: chunk + 640 + 16 * j,
+        }
+    }
+
+    /// The offsets of block `i` of a Q8_0 group.
+    #[inline(always)]
+    pub fn q8_0(i: usize) -> BlockOffsets {
+        let (chunk, j) = (Q8_0_CHUNK * (i / 4), i % 4);
+        BlockOffsets {
+            qs: chunk + 256 * j,
+            qh: 0,
+            d: chunk + 1024 + 16 * j,
+        }
+    }
+}
+
+/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q5_0 or Q8_0).
+pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
+    let chunk = match t {
+        GgmlType::Q5_0 => Q5_0_CHUNK,
+        _ => Q8_0_CHUNK,
+    };
+    n_blocks.div_ceil(4) * chunk
+}
+
+/// A weight matrix `(n_out, n_in)` repacked into groups of eight rows (see the module
+/// documentation).
+pub struct PackedRows {
+    ty: GgmlType,
+    n_out: usize,
+    n_in: usize,
+    stride: usize,
+    /// The groups, from `base` on (a 64-byte boundary, so that every group starts on a
+    /// cache line).
+    bytes: Vec<u8>,
+    base: usize,
+}
+
+impl std::fmt::Debug for PackedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedRows")
+            .field("ty", &self.ty)
+            .field("n_out", &self.n_out)
+            .field("n_in", &self.n_in)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// One token against a packed group: `(group, n_blocks, acts, scales)` → the eight rows ·
+/// the activation row (tables of [`one_token_activations`]).
+pub type PackedOneFn = fn(&[u8], usize, &[OneTokenBlock], &[f32]) -> [f32; 8];
+
+/// A batch against a packed group: `(group, n_blocks, quants, scales, out)` with
+/// `out[t][r]` = row r · activation row t, from the tables of
+/// [`crate::ggml_lanes::lane_activations`].
+pub type PackedLanesFn = fn(&[u8], usize, &[LaneQuants], &[[f32; 2]], &mut [[f32; 8]]);
+
+/// The kernels of packed weights.
+#[derive(Clone, Copy)]
+pub struct PackedKernels {
+    /// One token.
+    pub one: PackedOneFn,
+    /// A batch (used from `crate::ggml_lanes::LANES_MIN_TOKENS` tokens on).
+    pub lanes: PackedLanesFn,
+}
+
+/// The packed kernels for weights of type `t` on this CPU, if it has them (Q5_0 with
+/// AVX-512 F, BW and VNNI, unless SIMD is disabled).
+pub fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::simd_disabled() {
+            return None;
+        }
+        crate::x86::packed_kernels(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+/// An activation block as the one-token packed kernels read it: its quants (signed) and,
+/// per group of four, `−Σy` (times the weights' offset `c`, the start that turns
+/// `Σ (q + c)·y` into `Σ q·y`).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+pub struct OneTokenBlock {
+    /// The block's quants.
+    pub y: [i8; QK],
+    /// Per group of four quants, minus their sum.
+    pub neg_sums: [i32; 8],
+}
+
+/// The tables the one-token packed kernels read for `n_tokens` Q8_0 activation rows, `a_row`
+/// bytes apart: per block an [`OneTokenBlock`] and its scale as f32. The capacity of both
+/// vectors is reused.
+pub fn one_token_activations(
+    acts: &[u8],
+    a_row: usize,
+    n_tokens: usize,
+    blocks: &mut Vec<OneTokenBlock>,
+    scales: &mut Vec<f32>,
+) {
+    blocks.clear();
+    scales.clear();
+    for t in 0..n_tokens {
+        for b in as_blocks::<BlockQ8_0>(&acts[t * a_row..(t + 1) * a_row]) {
+            let neg_sums = std::array::from_fn(|g| {
+                -b.qs[4 * g..4 * g + 4]
+                    .iter()
+                    .map(|&q| i32::from(q))
+                    .sum::<i32>()
+            });
+            blocks.push(OneTokenBlock { y: b.qs, neg_sums });
+            scales.push(b.d.get());
+        }
+    }
+}
+
+impl PackedRows {
+    /// Whether weights of type `t` and shape `(n_out, n_in)` can be packed and multiplied
+    /// packed on this CPU.
+    pub fn supported(t: GgmlType, n_out: usize, n_in: usize) -> bool {
+        matches!(t, GgmlType::Q5_0 | GgmlType::Q8_0)
+            && n_out.is_multiple_of(PACK_ROWS)
+            && n_in.is_multiple_of(QK)
+            && n_in > 0
+            && packed_kernels(t).is_some()
+    }
+
+    /// Packs `w`, `n_out` rows of `n_in` values of type `t` in the file's layout, or `None`
+    /// when [`PackedRows::supported`] says no.
+    pub fn pack(t: GgmlType, w: &[u8], n_out: usize, n_in: usize) -> Option<PackedRows> {
+        if !Self::supported(t, n_out, n_in) {
+            return None;
+        }
+        Some(match t {
+            GgmlType::Q5_0 => Self::pack_q5_0(w, n_out, n_in),
+            _ => Self::pack_q8_0(w, n_out, n_in),
+        })
+    }
+
+    /// Room for `n_out` rows of `n_in` values of type `t`: the bytes (zeros), the offset of
+    /// the first group in them and the groups' stride.
+    fn room(t: GgmlType, w: &[u8], n_out: usize, n_in: usize) -> (Vec<u8>, usize, usize) {
+        let w_row = t.row_bytes(n_in).expect("whole blocks");
+        assert!(
+            w.len() >= n_out * w_row,
+            "weight shorter than (n_out, n_in)"
+        );
+        let stride = group_bytes(t, n_in / QK);
+        let bytes = vec![0u8; n_out / PACK_ROWS * stride + 63];
+        let base = bytes.as_ptr().align_offset(64).min(63);
+        (bytes, base, stride)
+    }
+
+    /// Q8_0 packed: vector k of a block, bytes `8r..8r + 8` = row r's values `8k..8k + 8`
+    /// as unsigned `q + 128`.
+    fn pack_q8_0(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
+        let (mut bytes, base, stride) = Self::room(GgmlType::Q8_0, w, n_out, n_in);
+        let w_row = 34 * n_in / QK;
+        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
+            for r in 0..PACK_ROWS {
+                let row = PACK_ROWS * g + r;
+                let blocks: &[BlockQ8_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+                for (i, b) in blocks.iter().enumerate() {
+                    let at = BlockOffsets::q8_0(i);
+                    for k in 0..4 {
+                        let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
+                        for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
+                            *dst = (q as u8) ^ 0x80;
+                        }
+                    }
+                    group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
+                }
+            }
+        }
+        PackedRows {
+            ty: GgmlType::Q8_0,
+            n_out,
+            n_in,
+            stride,
+            bytes,
+            base,
+        }
+    }
+
+    /// The packing itself, on any CPU (the kernels are what need AVX-512).
+    fn pack_q5_0(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
+        let (mut bytes, base, stride) = Self::room(GgmlType::Q5_0, w, n_out, n_in);
+        let (n_blocks, w_row) = (n_in / QK, 22 * n_in / QK);
+        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
+            let rows: [&[BlockQ5_0]; PACK_ROWS] = std::array::from_fn(|r| {
+                let row = PACK_ROWS * g + r;
+                as_blocks(&w[row * w_row..(row + 1) * w_row])
+            });
+            for i in 0..n_blocks {
+                let at = BlockOffsets::q5_0(i);
+                let (qs, qh, d) = (&mut group[at.qs..], at.qh, at.d);
+                // Vector k, bytes 8r..8r + 8 = row r's values 8k..8k + 8: the low nibbles
+                // of the row's bytes 0–7 (k = 0) and 8–15 (k = 1), then their high nibbles.
+                const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+                let mut masks = [0u64; 4];
+                for (r, row) in rows.iter().enumerate() {
+                    let b = &row[i];
+                    let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
+                    let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
+                    let half0 = (a & LOW) | ((c & LOW) << 4);
+                    let half1 = ((a >> 4) & LOW) | (c & !LOW);
+                    qs[8 * r..8 * r + 8].copy_from_slice(&half0.to_le_bytes());
+                    qs[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
+                    let fifth = u32::from_le_bytes(b.qh);
+                    for (k, mask) in masks.iter_mut().enumerate() {
+                        *mask |= u64::from((fifth >> (8 * k)) & 0xFF) << (8 * r);
+                    }
+                }
+                for (k, mask) in masks.iter().enumerate() {
+                    group[qh + 8 * k..qh + 8 * k + 8].copy_from_slice(&mask.to_le_bytes());
+                }
+                for (r, row) in rows.iter().enumerate() {
+                    group[d + 2 * r..d + 2 * r + 2].copy_from_slice(&row[i].d.0);
+                }
+            }
+        }
+        PackedRows {
+            ty: GgmlType::Q5_0,
+            n_out,
+            n_in,
+            stride,
+            bytes,
+            base,
+        }
+    }
+
+    /// The weights' type (of the file's blocks).
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Rows.
+    pub fn n_out(&self) -> usize {
+        self.n_out
+    }
+
+    /// Values per row.
+    pub fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    /// Blocks per row.
+    pub fn n_blocks(&self) -> usize {
+        self.n_in / QK
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The bytes of group `g` (rows `8g..8g + 8`).
+    pub fn group(&self, g: usize) -> &[u8] {
+        &self.bytes[self.base + g * self.stride..self.base + (g + 1) * self.stride]
+    }
+
+    /// Row `r` in the file's layout, written to `out` (`row_bytes(ty, n_in)` bytes).
+    pub fn unpack_row(&self, r: usize, out: &mut [u8]) {
+        let n_blocks = self.n_blocks();
+        let group = self.group(r / PACK_ROWS);
+        let row = r % PACK_ROWS;
+        if self.ty == GgmlType::Q8_0 {
+            for (i, block) in out.chunks_exact_mut(34).take(n_blocks).enumerate() {
+                let at = BlockOffsets::q8_0(i);
+                block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
+                for v in 0..QK {
+                    block[2 + v] = group[at.qs + 64 * (v / 8) + 8 * row + v % 8] ^ 0x80;
+                }
+            }
+            return;
+        }
+        for (i, block) in out.chunks_exact_mut(22).take(n_blocks).enumerate() {
+            let at = BlockOffsets::q5_0(i);
+            let mut values = [0u8; QK];
+            for (v, value) in values.iter_mut().enumerate() {
+                let (k, b) = (v / 8, 8 * row + v % 8);
+                let byte = group[at.qs + 64 * (k / 2) + b];
+                let nibble = if k % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                let mask = &group[at.qh + 8 * k..at.qh + 8 * k + 8];
+                let mask = u64::from_le_bytes(mask.try_into().expect("eight bytes"));
+                *value = nibble | (((mask >> b) & 1) as u8) << 4;
+            }
+            block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
+            let mut fifth = 0u32;
+            for (j, &v) in values.iter().enumerate() {
+                fifth |= u32::from(v >> 4) << j;
+            }
+            block[2..6].copy_from_slice(&fifth.to_le_bytes());
+            for j in 0..QK / 2 {
+                block[6 + j] = (values[j] & 0x0F) | ((values[j + QK / 2] & 0x0F) << 4);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::Rng;
+    use crate::{quantize_row, quantize_row_ref, vec_dot_kernel};
+
+    /// `n_out` rows of random weights of type `t` (quantized values; random bytes would
+    /// make NaN scales) and `n_tokens` Q8_0 activation rows.
+    fn operands(
+        t: GgmlType,
+        n_out: usize,
+        n_in: usize,
+        n_tokens: usize,
+        seed: u64,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut rng = Rng(seed);
+        let mut values = |n: usize| (0..n).map(|_| rng.f32()).collect::<Vec<f32>>();
+        let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), 34 * n_in / QK);
+        let mut w = vec![0u8; n_out * w_row];
+        for row in w.chunks_exact_mut(w_row) {
+            quantize_row_ref(t, &values(n_in), row);
+        }
+        let mut acts = vec![0u8; n_tokens * a_row];
+        for row in acts.chunks_exact_mut(a_row) {
+            quantize_row(GgmlType::Q8_0, &values(n_in), row);
+        }
+        (w, acts)
+    }
+
+    /// Packing keeps every bit of every row, whatever the bytes (fifth bits, nibbles and
+    /// scales all distinct).
+    #[test]
+    fn unpacked_rows_are_the_files_rows() {
+        let (n_out, n_in) = (16, 96);
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+            let w_row = t.row_bytes(n_in).unwrap();
+            let w = Rng(5).bytes(n_out * w_row);
+            let packed = match t {
+                GgmlType::Q5_0 => PackedRows::pack_q5_0(&w, n_out, n_in),
+                _ => PackedRows::pack_q8_0(&w, n_out, n_in),
+            };
+            let mut row = vec![0u8; w_row];
+            for r in 0..n_out {
+                packed.unpack_row(r, &mut row);
+                assert_eq!(row, w[r * w_row..(r + 1) * w_row], "{t} row {r}");
+            }
+        }
+    }
+
+    /// The packed kernels give the one-row kernel's bits: one token at a time, and batches
+    /// of each size the lane kernels treat differently.
+    #[test]
+    fn packed_products_equal_the_one_row_kernel_bit_for_bit() {
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+            let Some(kernels) = packed_kernels(t) else {
+                eprintln!("no packed kernels for {t} on this CPU");
+                continue;
+            };
+            // 28 blocks: a last chunk of whole blocks; 30: one padded.
+            for n_in in [896, 960] {
+                let (n_out, n_tokens) = (24, 9);
+                let (w, acts) = operands(t, n_out, n_in, n_tokens, 7);
+                let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), 34 * n_in / QK);
+                let packed = PackedRows::pack(t, &w, n_out, n_in).expect("packable");
+                let n_blocks = packed.n_blocks();
+                let dot = vec_dot_kernel(t);
+                let want = |tok: usize, r: usize| {
+                    dot(
+                        &w[r * w_row..(r + 1) * w_row],
+                        &acts[tok * a_row..(tok + 1) * a_row],
+                    )
+                };
+                let (mut blocks, mut scales) = (Vec::new(), Vec::new());
+                one_token_activations(&acts, a_row, n_tokens, &mut blocks, &mut scales);
+                let (mut quants, mut lane_scales) = (Vec::new(), Vec::new());
+                crate::ggml_lanes::lane_activations(
+                    GgmlType::Q8_0,
+                    &acts,
+                    a_row,
+                    n_tokens,
+                    &mut quants,
+                    &mut lane_scales,
+                );
+                for g in 0..n_out / PACK_ROWS {
+                    let group = packed.group(g);
+                    for tok in 0..n_tokens {
+                        let range = tok * n_blocks..(tok + 1) * n_blocks;
+                        let got =
+                            (kernels.one)(group, n_blocks, &blocks[range.clone()], &scales[range]);
+                        for (r, v) in got.iter().enumerate() {
+                            let want = want(tok, PACK_ROWS * g + r);
+                            assert_eq!(v.to_bits(), want.to_bits(), "{t}: token {tok}, row {r}");
+                        }
+                    }
+                    for n in [1, 4, 5, n_tokens] {
+                        let mut out = vec![[f32::NAN; 8]; n];
+                        (kernels.lanes)(
+                            group,
+                            n_blocks,
+                            &quants[..n * n_blocks],
+                            &lane_scales[..n * n_blocks],
+                            &mut out,
+                        );
+                        for (tok, got) in out.iter().enumerate() {
+                            for (r, v) in got.iter().enumerate() {
+                                let want = want(tok, PACK_ROWS * g + r);
+                                assert_eq!(
+                                    v.to_bits(),
+                                    want.to_bits(),
+                                    "{t}: batch {n}, token {tok}, row {r}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A product through a packed weight gives the file layout's bits for every batch
+    /// size (one-token kernels below four tokens, lane kernels from four on).
+    #[test]
+    fn packed_matmul_equals_the_files_matmul_bit_for_bit() {
+        use crate::matmul::{matmul_many, quantize_activations, Product};
+        let (n_out, n_in) = (40, 256);
+        let pool = crate::pool::ThreadPool::new(2);
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+            if packed_kernels(t).is_none() {
+                eprintln!("no packed kernels for {t} on this CPU");
+                continue;
+            }
+            for n_tokens in [1, 2, 3, 4, 6] {
+                let (w, _) = operands(t, n_out, n_in, 0, 3);
+                let mut rng = Rng(n_tokens as u64);
+                let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();
+                let mut acts = Vec::new();
+                quantize_activations(t, &x, n_in, &mut acts);
+                let packed = PackedRows::pack(t, &w, n_out, n_in).expect("packable");
+                let [plain, packed_out] = [None, Some(&packed)].map(|packed| {
+                    let mut out = vec![f32::NAN; n_tokens * n_out];
+                    let mut p = [Product {
+                        w_type: t,
+                        w: &w,
+                        packed,
+                        n_out,
+                        out: &mut out,
+                    }];
+                    matmul_many(&pool, n_in, &acts, n_tokens, &mut p);
+                    out
+                });
+                for (i, (a, b)) in plain.iter().zip(&packed_out).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{t}: {n_tokens} tokens, value {i}"
+                    );
+                }
+            }
+        }
+    }
+}

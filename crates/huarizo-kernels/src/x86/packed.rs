@@ -1,0 +1,221 @@
+//! The kernels of packed Q5_0 and Q8_0 weights (`crate::packed`): eight rows per group, in
+//! the 512-bit lane layout of the llama.cpp-order lane kernels (`row_lanes`), so that a block
+//! of eight rows costs two (Q5_0) or four (Q8_0) loads and a few logic steps to unpack, and
+//! four `vpdpbusd` to sum.
+
+use super::row_lanes::{ggml_q5_0, ggml_q8_0, hsum_pairs, TileBlock, TILE};
+use super::*;
+use crate::ggml_lanes::LaneQuants;
+use crate::packed::{group_bytes, BlockOffsets, OneTokenBlock, PackedKernels};
+
+/// How far ahead of the block being multiplied the one-token kernel prefetches, in bytes.
+/// Without it one thread read packed weights from memory at 8–11 GB/s (the hardware
+/// prefetchers alone do not run far enough ahead of a kernel this fast); with it at 17–19,
+/// about what a plain summing loop reads (`benches/membw.rs`). `matmul_bench 1 1 151936 896
+/// Q5_0`, alternating: 1024 bytes 5.4–6.0 ms, 2048 4.9–5.4, 4096 5.2–5.4, none 7.2–15.5.
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Lane `2r` and `2r + 1` ← lane r: the rows' scales beside their two groups.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn pairs(v: __m256) -> __m512 {
+    _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+        _mm512_castps256_ps512(v),
+    )
+}
+
+/// Block `i` of a packed Q5_0 group: its four vectors of unsigned values `q + 16`, and the
+/// eight rows' scales as f32.
+///
+/// # Safety
+/// `group` must hold the chunks of more than `i` blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
+    let low = _mm512_set1_epi8(0x0F);
+    let sixteen = _mm512_set1_epi8(16);
+    let at = BlockOffsets::q5_0(i);
+    // SAFETY: the caller guarantees the group's size, so block i's nibbles, fifth bits and
+    // scales are in it.
+    unsafe {
+        let qs = group.add(at.qs);
+        let x = [
+            _mm512_loadu_si512(qs.cast()),
+            _mm512_loadu_si512(qs.add(64).cast()),
+        ];
+        let nibbles = [
+            _mm512_and_si512(x[0], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
+            _mm512_and_si512(x[1], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
+        ];
+        let w = std::array::from_fn(|k| {
+            let fifth = group.add(at.qh + 8 * k).cast::<u64>().read_unaligned();
+            _mm512_mask_add_epi8(nibbles[k], fifth, nibbles[k], sixteen)
+        });
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
+        (w, d)
+    }
+}
+
+/// Block `i` of a packed Q8_0 group: its four vectors of unsigned values `q + 128`, and the
+/// eight rows' scales as f32.
+///
+/// # Safety
+/// As [`q5_0_block`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn q8_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
+    let at = BlockOffsets::q8_0(i);
+    // SAFETY: as in `q5_0_block`.
+    unsafe {
+        let qs = group.add(at.qs);
+        let w = std::array::from_fn(|k| _mm512_loadu_si512(qs.add(64 * k).cast()));
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
+        (w, d)
+    }
+}
+
+/// Eight bytes at `p` as one i64 (broadcast to every 64-bit lane by the caller).
+#[inline(always)]
+fn eight<T: Copy>(p: &[T]) -> i64 {
+    debug_assert!(std::mem::size_of_val(p) >= 8);
+    // SAFETY: `p` holds at least eight bytes (two i32 or eight i8 here); the read is
+    // unaligned.
+    unsafe { p.as_ptr().cast::<i64>().read_unaligned() }
+}
+
+/// The kernels of one packed type: `$block` unpacks a block to unsigned `q + 2^$shift`;
+/// `$bytes` bytes per block of a group (eight rows), `$lines` cache lines prefetched per
+/// block.
+macro_rules! packed_kernels {
+    ($module:ident, $ty:expr, $block:ident, $shift:literal, $bytes:literal, $lines:literal, $lanes:ident) => {
+        mod $module {
+            use super::*;
+
+            /// One packed group against one activation row: lane r = row r · the row.
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn one_token(
+                group: &[u8],
+                n_blocks: usize,
+                acts: &[OneTokenBlock],
+                scales: &[f32],
+            ) -> __m256 {
+                assert!(
+                    group.len() >= group_bytes($ty, n_blocks),
+                    "packed group shorter than its blocks"
+                );
+                let (acts, scales) = (&acts[..n_blocks], &scales[..n_blocks]);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for (i, (a, &dy)) in acts.iter().zip(scales).enumerate() {
+                    // The bytes of a block `PREFETCH_AHEAD` ahead: past the group's end, the
+                    // next group's, which the same thread usually takes next. (Prefetches
+                    // do not fault.)
+                    let ahead = group.as_ptr().wrapping_add($bytes * i + PREFETCH_AHEAD);
+                    for line in 0..$lines {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
+                    }
+                    // SAFETY: the group's size was checked above and `i < n_blocks`.
+                    let (w, d) = unsafe { $block(group.as_ptr(), i) };
+                    let scale = pairs(_mm256_mul_ps(d, _mm256_set1_ps(dy)));
+                    for k in 0..4 {
+                        let neg_sums = _mm512_set1_epi64(eight(&a.neg_sums[2 * k..2 * k + 2]));
+                        let start = _mm512_slli_epi32::<$shift>(neg_sums);
+                        let y = _mm512_set1_epi64(eight(&a.y[8 * k..8 * k + 8]));
+                        let s = _mm512_dpbusd_epi32(start, w[k], y);
+                        acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[k]);
+                    }
+                }
+                hsum_pairs(&acc)
+            }
+
+            /// A packed group unpacked into the lane kernels' tile (signed values, `−128·Σq`
+            /// per group of four, scales in pairs of lanes).
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn unpack_tile(group: &[u8], n_blocks: usize, buf: &mut Vec<TileBlock>) {
+                assert!(
+                    group.len() >= group_bytes($ty, n_blocks),
+                    "packed group shorter than its blocks"
+                );
+                buf.clear();
+                let offset = _mm512_set1_epi8((1i32 << $shift) as i8);
+                let minus_128 = _mm512_set1_epi8(-128);
+                for i in 0..n_blocks {
+                    // SAFETY: the group's size was checked above and `i < n_blocks`.
+                    let (u, d) = unsafe { $block(group.as_ptr(), i) };
+                    let w = u.map(|u| _mm512_sub_epi8(u, offset));
+                    let start = w.map(|w| {
+                        _mm512_sub_epi32(
+                            _mm512_setzero_si512(),
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), minus_128, w),
+                        )
+                    });
+                    buf.push(TileBlock {
+                        w,
+                        start,
+                        d: pairs(d),
+                        m: _mm256_setzero_ps(),
+                    });
+                }
+            }
+
+            pub(super) fn one(
+                group: &[u8],
+                n_blocks: usize,
+                acts: &[OneTokenBlock],
+                scales: &[f32],
+            ) -> [f32; 8] {
+                // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and
+                // VNNI (and AVX2, FMA, F16C) were detected.
+                let v = unsafe { one_token(group, n_blocks, acts, scales) };
+                let mut out = [0f32; 8];
+                // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as
+                // above.)
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+                out
+            }
+
+            pub(super) fn lanes(
+                group: &[u8],
+                n_blocks: usize,
+                quants: &[LaneQuants],
+                scales: &[[f32; 2]],
+                out: &mut [[f32; 8]],
+            ) {
+                if out.is_empty() {
+                    return;
+                }
+                TILE.with_borrow_mut(|buf| {
+                    // SAFETY: as in `one`.
+                    unsafe {
+                        unpack_tile(group, n_blocks, buf);
+                        $lanes::tile_tokens(buf, 8, quants, scales, out);
+                    }
+                });
+            }
+        }
+    };
+}
+
+// The (·)_0 offsets: 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0.
+packed_kernels!(q5_0, GgmlType::Q5_0, q5_0_block, 4, 176, 3, ggml_q5_0);
+packed_kernels!(q8_0, GgmlType::Q8_0, q8_0_block, 7, 272, 5, ggml_q8_0);
+
+/// The packed kernels for weights of type `t`, if this CPU has AVX-512 F, BW, VL and VNNI.
+pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
+    if !vnni_detected() || !is_x86_feature_detected!("avx512f") {
+        return None;
+    }
+    match t {
+        GgmlType::Q5_0 => Some(PackedKernels {
+            one: q5_0::one,
+            lanes: q5_0::lanes,
+        }),
+        GgmlType::Q8_0 => Some(PackedKernels {
+            one: q8_0::one,
+            lanes: q8_0::lanes,
+        }),
+        _ => None,
+    }
+}
