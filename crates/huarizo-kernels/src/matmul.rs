@@ -195,6 +195,7 @@ pub fn matmul_many_rows(
             if plan.by_place.is_some() {
                 // Rows with places of their own take their places' orders one by one.
                 plan.ggml_lanes = None;
+                plan.packed = None;
             }
             if plan.packed.is_some() {
                 if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS {
@@ -227,7 +228,12 @@ pub fn matmul_many_rows(
                 &mut b.lane_scales,
             );
         }
-        if need_one_token {
+        b.one_token_blocks.clear();
+        b.one_token_scales.clear();
+        b.sub_sums.clear();
+        if need_one_token && act_type == GgmlType::Q8_K {
+            crate::packed::q8_k_sub_sums(acts, a_row, n_tokens, &mut b.sub_sums);
+        } else if need_one_token {
             crate::packed::one_token_activations(
                 acts,
                 a_row,
@@ -237,6 +243,7 @@ pub fn matmul_many_rows(
             );
         }
         let tables = BatchTables {
+            sub_sums: &b.sub_sums,
             one_token_blocks: &b.one_token_blocks,
             one_token_scales: &b.one_token_scales,
             scales: &b.scales,
@@ -275,6 +282,8 @@ struct BatchBuffers {
     one_token_blocks: Vec<crate::packed::OneTokenBlock>,
     /// See [`BatchTables::one_token_scales`].
     one_token_scales: Vec<f32>,
+    /// See [`BatchTables::sub_sums`].
+    sub_sums: Vec<[i32; 8]>,
 }
 
 thread_local! {
@@ -347,6 +356,8 @@ struct BatchTables<'a> {
     one_token_blocks: &'a [crate::packed::OneTokenBlock],
     /// As `one_token_blocks`: the blocks' scales.
     one_token_scales: &'a [f32],
+    /// Per token and Q8_K super-block, its 32-value sums (see `packed::q8_k_sub_sums`).
+    sub_sums: &'a [[i32; 8]],
 }
 
 /// The kernels one weight's row tiles run.
@@ -515,18 +526,20 @@ impl<'a> TilePlan<'a> {
                 LANES_OUT.with_borrow_mut(|values| {
                     values.resize(n_tokens, [0f32; 8]);
                     let (quants, scales) = (tables.lane_quants, tables.lane_scales);
-                    (kernels.lanes)(group, n_blocks, quants, scales, values);
+                    (kernels.lanes)(group, packed.n_blocks(), quants, scales, values);
                     self.store_lanes(values, rows.clone());
                 });
             } else {
+                let n_blocks = packed.n_blocks();
                 for t in 0..n_tokens {
                     let blocks = t * n_blocks..(t + 1) * n_blocks;
-                    let v = (kernels.one)(
-                        group,
-                        n_blocks,
-                        &tables.one_token_blocks[blocks.clone()],
-                        &tables.one_token_scales[blocks],
-                    );
+                    let row = crate::packed::OneToken {
+                        blocks: tables.one_token_blocks.get(blocks.clone()).unwrap_or(&[]),
+                        scales: tables.one_token_scales.get(blocks.clone()).unwrap_or(&[]),
+                        q8_k: &acts[t * a_row..(t + 1) * a_row],
+                        sub_sums: tables.sub_sums.get(blocks).unwrap_or(&[]),
+                    };
+                    let v = (kernels.one)(group, n_blocks, &row);
                     // SAFETY: as in `store_lanes`.
                     unsafe {
                         let dst = out_ptr.0.add(t * n_out + rows.start);

@@ -26,7 +26,9 @@
 //! A packed matrix replaces the file's bytes for products (the model then releases the
 //! file's pages); everything else (embedding rows, training, export) reads the file.
 
-use crate::blocks::{as_blocks, BlockQ5_0, BlockQ8_0, QK};
+use crate::blocks::{
+    as_blocks, scale_min_k4, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_K, QK, QK_K,
+};
 use crate::ggml_lanes::LaneQuants;
 use crate::GgmlType;
 
@@ -76,13 +78,17 @@ impl BlockOffsets {
     }
 }
 
-/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q5_0 or Q8_0).
+/// Bytes of a packed Q4_K super-block of eight rows: 1024 of nibbles, 64 of scales, 64 of
+/// minimums, 16 of `d`, 16 of `dmin`.
+pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
+
+/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q5_0, Q8_0 or Q4_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
-    let chunk = match t {
-        GgmlType::Q5_0 => Q5_0_CHUNK,
-        _ => Q8_0_CHUNK,
-    };
-    n_blocks.div_ceil(4) * chunk
+    match t {
+        GgmlType::Q5_0 => n_blocks.div_ceil(4) * Q5_0_CHUNK,
+        GgmlType::Q4_K => (n_blocks * Q4_K_BLOCK).next_multiple_of(64),
+        _ => n_blocks.div_ceil(4) * Q8_0_CHUNK,
+    }
 }
 
 /// A weight matrix `(n_out, n_in)` repacked into groups of eight rows (see the module
@@ -109,9 +115,22 @@ impl std::fmt::Debug for PackedRows {
     }
 }
 
-/// One token against a packed group: `(group, n_blocks, acts, scales)` → the eight rows ·
-/// the activation row (tables of [`one_token_activations`]).
-pub type PackedOneFn = fn(&[u8], usize, &[OneTokenBlock], &[f32]) -> [f32; 8];
+/// One activation row as the one-token packed kernels read it.
+#[derive(Clone, Copy)]
+pub struct OneToken<'a> {
+    /// Q5_0, Q8_0: per block, from [`one_token_activations`].
+    pub blocks: &'a [OneTokenBlock],
+    /// Q5_0, Q8_0: per block its scale.
+    pub scales: &'a [f32],
+    /// Q4_K: the row (Q8_K blocks).
+    pub q8_k: &'a [u8],
+    /// Q4_K: per super-block its eight 32-value sums (see [`q8_k_sub_sums`]).
+    pub sub_sums: &'a [[i32; 8]],
+}
+
+/// One token against a packed group: `(group, n_blocks, row)` → the eight rows · the
+/// activation row (`n_blocks` blocks of the weight's type per row).
+pub type PackedOneFn = fn(&[u8], usize, &OneToken<'_>) -> [f32; 8];
 
 /// A batch against a packed group: `(group, n_blocks, quants, scales, out)` with
 /// `out[t][r]` = row r · activation row t, from the tables of
@@ -182,13 +201,24 @@ pub fn one_token_activations(
     }
 }
 
+/// Per Q8_K super-block of `n_tokens` activation rows (`a_row` bytes apart) its eight
+/// 32-value sums, what the Q4_K kernels multiply by the minimums. The capacity is reused.
+pub fn q8_k_sub_sums(acts: &[u8], a_row: usize, n_tokens: usize, out: &mut Vec<[i32; 8]>) {
+    out.clear();
+    for t in 0..n_tokens {
+        for b in as_blocks::<BlockQ8_K>(&acts[t * a_row..(t + 1) * a_row]) {
+            out.push(std::array::from_fn(|j| b.bsum(2 * j) + b.bsum(2 * j + 1)));
+        }
+    }
+}
+
 impl PackedRows {
     /// Whether weights of type `t` and shape `(n_out, n_in)` can be packed and multiplied
     /// packed on this CPU.
     pub fn supported(t: GgmlType, n_out: usize, n_in: usize) -> bool {
-        matches!(t, GgmlType::Q5_0 | GgmlType::Q8_0)
+        matches!(t, GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K)
             && n_out.is_multiple_of(PACK_ROWS)
-            && n_in.is_multiple_of(QK)
+            && n_in.is_multiple_of(t.block_size())
             && n_in > 0
             && packed_kernels(t).is_some()
     }
@@ -201,6 +231,7 @@ impl PackedRows {
         }
         Some(match t {
             GgmlType::Q5_0 => Self::pack_q5_0(w, n_out, n_in),
+            GgmlType::Q4_K => Self::pack_q4_k(w, n_out, n_in),
             _ => Self::pack_q8_0(w, n_out, n_in),
         })
     }
@@ -213,10 +244,51 @@ impl PackedRows {
             w.len() >= n_out * w_row,
             "weight shorter than (n_out, n_in)"
         );
-        let stride = group_bytes(t, n_in / QK);
+        let stride = group_bytes(t, n_in / t.block_size());
         let bytes = vec![0u8; n_out / PACK_ROWS * stride + 63];
         let base = bytes.as_ptr().align_offset(64).min(63);
         (bytes, base, stride)
+    }
+
+    /// Q4_K packed, per super-block `i` of a group at `Q4_K_BLOCK·i`:
+    /// - at `256p + 32g` (pair of sub-blocks `p`, group of four `g`): byte `4r + l` = byte
+    ///   `32p + 4g + l` of row r's nibbles (low nibble: sub-block `2p`; high: `2p + 1`);
+    /// - at 1024 + 8j + r: row r's scale of sub-block j (six bits, decoded); at 1088 + 8j + r
+    ///   its minimum;
+    /// - at 1152 + 2r: row r's `d`; at 1168 + 2r its `dmin`.
+    fn pack_q4_k(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
+        let (mut bytes, base, stride) = Self::room(GgmlType::Q4_K, w, n_out, n_in);
+        let w_row = 144 * n_in / QK_K;
+        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
+            for r in 0..PACK_ROWS {
+                let row = PACK_ROWS * g + r;
+                let blocks: &[BlockQ4_K] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+                for (i, b) in blocks.iter().enumerate() {
+                    let at = &mut group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
+                    for p in 0..4 {
+                        for gr in 0..8 {
+                            let src = &b.qs[32 * p + 4 * gr..32 * p + 4 * gr + 4];
+                            at[256 * p + 32 * gr + 4 * r..][..4].copy_from_slice(src);
+                        }
+                    }
+                    for j in 0..8 {
+                        let (sc, m) = scale_min_k4(j, &b.scales);
+                        at[1024 + 8 * j + r] = sc;
+                        at[1088 + 8 * j + r] = m;
+                    }
+                    at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
+                    at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
+                }
+            }
+        }
+        PackedRows {
+            ty: GgmlType::Q4_K,
+            n_out,
+            n_in,
+            stride,
+            bytes,
+            base,
+        }
     }
 
     /// Q8_0 packed: vector k of a block, bytes `8r..8r + 8` = row r's values `8k..8k + 8`
@@ -312,9 +384,9 @@ impl PackedRows {
         self.n_in
     }
 
-    /// Blocks per row.
+    /// Blocks (Q4_K: super-blocks) per row.
     pub fn n_blocks(&self) -> usize {
-        self.n_in / QK
+        self.n_in / self.ty.block_size()
     }
 
     /// Bytes held.
@@ -332,6 +404,28 @@ impl PackedRows {
         let n_blocks = self.n_blocks();
         let group = self.group(r / PACK_ROWS);
         let row = r % PACK_ROWS;
+        if self.ty == GgmlType::Q4_K {
+            for (i, block) in out.chunks_exact_mut(144).take(n_blocks).enumerate() {
+                let at = &group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
+                block[..2].copy_from_slice(&at[1152 + 2 * row..1152 + 2 * row + 2]);
+                block[2..4].copy_from_slice(&at[1168 + 2 * row..1168 + 2 * row + 2]);
+                let sc = |j: usize| at[1024 + 8 * j + row];
+                let m = |j: usize| at[1088 + 8 * j + row];
+                // The inverse of `scale_min_k4`.
+                for j in 0..4 {
+                    block[4 + j] = sc(j) | ((sc(j + 4) >> 4) << 6);
+                    block[8 + j] = m(j) | ((m(j + 4) >> 4) << 6);
+                    block[12 + j] = (sc(j + 4) & 0x0F) | ((m(j + 4) & 0x0F) << 4);
+                }
+                for p in 0..4 {
+                    for gr in 0..8 {
+                        let src = &at[256 * p + 32 * gr + 4 * row..][..4];
+                        block[16 + 32 * p + 4 * gr..][..4].copy_from_slice(src);
+                    }
+                }
+            }
+            return;
+        }
         if self.ty == GgmlType::Q8_0 {
             for (i, block) in out.chunks_exact_mut(34).take(n_blocks).enumerate() {
                 let at = BlockOffsets::q8_0(i);
@@ -373,7 +467,7 @@ mod tests {
     use crate::{quantize_row, quantize_row_ref, vec_dot_kernel};
 
     /// `n_out` rows of random weights of type `t` (quantized values; random bytes would
-    /// make NaN scales) and `n_tokens` Q8_0 activation rows.
+    /// make NaN scales) and `n_tokens` activation rows in `vec_dot_type(t)`.
     fn operands(
         t: GgmlType,
         n_out: usize,
@@ -383,14 +477,15 @@ mod tests {
     ) -> (Vec<u8>, Vec<u8>) {
         let mut rng = Rng(seed);
         let mut values = |n: usize| (0..n).map(|_| rng.f32()).collect::<Vec<f32>>();
-        let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), 34 * n_in / QK);
+        let act = crate::vec_dot_type(t);
+        let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), act.row_bytes(n_in).unwrap());
         let mut w = vec![0u8; n_out * w_row];
         for row in w.chunks_exact_mut(w_row) {
             quantize_row_ref(t, &values(n_in), row);
         }
         let mut acts = vec![0u8; n_tokens * a_row];
         for row in acts.chunks_exact_mut(a_row) {
-            quantize_row(GgmlType::Q8_0, &values(n_in), row);
+            quantize_row(act, &values(n_in), row);
         }
         (w, acts)
     }
@@ -399,12 +494,14 @@ mod tests {
     /// scales all distinct).
     #[test]
     fn unpacked_rows_are_the_files_rows() {
-        let (n_out, n_in) = (16, 96);
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+        let n_out = 16;
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+            let n_in = 3 * t.block_size();
             let w_row = t.row_bytes(n_in).unwrap();
             let w = Rng(5).bytes(n_out * w_row);
             let packed = match t {
                 GgmlType::Q5_0 => PackedRows::pack_q5_0(&w, n_out, n_in),
+                GgmlType::Q4_K => PackedRows::pack_q4_k(&w, n_out, n_in),
                 _ => PackedRows::pack_q8_0(&w, n_out, n_in),
             };
             let mut row = vec![0u8; w_row];
@@ -415,63 +512,82 @@ mod tests {
         }
     }
 
-    /// The packed kernels give the one-row kernel's bits: one token at a time, and batches
-    /// of each size the lane kernels treat differently.
+    /// The packed kernels give the one-row kernel's bits (Q4_K: the orders of llama.cpp's
+    /// repacked kernels): one token at a time, and batches of each size the lane kernels
+    /// treat differently.
     #[test]
     fn packed_products_equal_the_one_row_kernel_bit_for_bit() {
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
             let Some(kernels) = packed_kernels(t) else {
                 eprintln!("no packed kernels for {t} on this CPU");
                 continue;
             };
-            // 28 blocks: a last chunk of whole blocks; 30: one padded.
-            for n_in in [896, 960] {
+            let one_row = |tok: usize, n: usize| match crate::repacked::repacked_kernels(t, 8) {
+                Some(k) => k.for_row(tok, n),
+                None => vec_dot_kernel(t),
+            };
+            let act = crate::vec_dot_type(t);
+            // Q5_0, Q8_0: 28 blocks (whole chunks), 30 (one padded).
+            let sizes = match t {
+                GgmlType::Q4_K => [768, 1280],
+                _ => [896, 960],
+            };
+            for n_in in sizes {
                 let (n_out, n_tokens) = (24, 9);
                 let (w, acts) = operands(t, n_out, n_in, n_tokens, 7);
-                let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), 34 * n_in / QK);
+                let (w_row, a_row) = (t.row_bytes(n_in).unwrap(), act.row_bytes(n_in).unwrap());
                 let packed = PackedRows::pack(t, &w, n_out, n_in).expect("packable");
                 let n_blocks = packed.n_blocks();
-                let dot = vec_dot_kernel(t);
-                let want = |tok: usize, r: usize| {
-                    dot(
+                let want = |tok: usize, n: usize, r: usize| {
+                    one_row(tok, n)(
                         &w[r * w_row..(r + 1) * w_row],
                         &acts[tok * a_row..(tok + 1) * a_row],
                     )
                 };
-                let (mut blocks, mut scales) = (Vec::new(), Vec::new());
-                one_token_activations(&acts, a_row, n_tokens, &mut blocks, &mut scales);
+                let (mut blocks, mut scales, mut sub_sums) = (Vec::new(), Vec::new(), Vec::new());
+                if t == GgmlType::Q4_K {
+                    q8_k_sub_sums(&acts, a_row, n_tokens, &mut sub_sums);
+                } else {
+                    one_token_activations(&acts, a_row, n_tokens, &mut blocks, &mut scales);
+                }
                 let (mut quants, mut lane_scales) = (Vec::new(), Vec::new());
                 crate::ggml_lanes::lane_activations(
-                    GgmlType::Q8_0,
+                    act,
                     &acts,
                     a_row,
                     n_tokens,
                     &mut quants,
                     &mut lane_scales,
                 );
+                let per_token = quants.len() / n_tokens;
                 for g in 0..n_out / PACK_ROWS {
                     let group = packed.group(g);
                     for tok in 0..n_tokens {
                         let range = tok * n_blocks..(tok + 1) * n_blocks;
-                        let got =
-                            (kernels.one)(group, n_blocks, &blocks[range.clone()], &scales[range]);
+                        let row = OneToken {
+                            blocks: blocks.get(range.clone()).unwrap_or(&[]),
+                            scales: scales.get(range.clone()).unwrap_or(&[]),
+                            q8_k: &acts[tok * a_row..(tok + 1) * a_row],
+                            sub_sums: sub_sums.get(range).unwrap_or(&[]),
+                        };
+                        let got = (kernels.one)(group, n_blocks, &row);
                         for (r, v) in got.iter().enumerate() {
-                            let want = want(tok, PACK_ROWS * g + r);
+                            let want = want(tok, 1, PACK_ROWS * g + r);
                             assert_eq!(v.to_bits(), want.to_bits(), "{t}: token {tok}, row {r}");
                         }
                     }
-                    for n in [1, 4, 5, n_tokens] {
+                    for n in [4, 5, n_tokens] {
                         let mut out = vec![[f32::NAN; 8]; n];
                         (kernels.lanes)(
                             group,
                             n_blocks,
-                            &quants[..n * n_blocks],
+                            &quants[..n * per_token],
                             &lane_scales[..n * n_blocks],
                             &mut out,
                         );
                         for (tok, got) in out.iter().enumerate() {
                             for (r, v) in got.iter().enumerate() {
-                                let want = want(tok, PACK_ROWS * g + r);
+                                let want = want(tok, n, PACK_ROWS * g + r);
                                 assert_eq!(
                                     v.to_bits(),
                                     want.to_bits(),
@@ -490,9 +606,9 @@ mod tests {
     #[test]
     fn packed_matmul_equals_the_files_matmul_bit_for_bit() {
         use crate::matmul::{matmul_many, quantize_activations, Product};
-        let (n_out, n_in) = (40, 256);
+        let (n_out, n_in) = (40, 512);
         let pool = crate::pool::ThreadPool::new(2);
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0] {
+        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
             if packed_kernels(t).is_none() {
                 eprintln!("no packed kernels for {t} on this CPU");
                 continue;

@@ -99,12 +99,18 @@ impl Model {
         let c = Config::from_gguf(&file)?;
         let l = Loader { file: &file };
         let (e, d, dv) = (c.n_embd, c.head_dim, c.head_dim_v);
-        let tok_embd = l.linear("token_embd.weight", e, c.n_vocab)?;
         let output = if file.tensor("output.weight").is_some() {
-            l.product_weight("output.weight", e, c.n_vocab)?
+            Some(l.product_weight("output.weight", e, c.n_vocab)?)
         } else {
-            tok_embd.clone()
+            None
         };
+        // Tied embeddings are the output projection too: packed like the other product
+        // weights (the embedding rows are then read from the packed copy).
+        let tok_embd = match output {
+            Some(_) => l.linear("token_embd.weight", e, c.n_vocab)?,
+            None => l.product_weight("token_embd.weight", e, c.n_vocab)?,
+        };
+        let output = output.unwrap_or_else(|| tok_embd.clone());
         let output_norm = l.vector("output_norm.weight", e)?;
         let rope_factors = match file.tensor("rope_freqs.weight") {
             Some(_) => Some(l.vector("rope_freqs.weight", c.n_rot / 2)?),
@@ -368,11 +374,15 @@ impl Model {
         let all_tokens = seqs.iter().flat_map(|q| q.tokens.iter());
         for (row, &tok) in s.x.chunks_exact_mut(e).zip(all_tokens) {
             let t = tok as usize;
-            huarizo_kernels::dequantize_row(
-                self.tok_embd.ty(),
-                &embd[t * embd_row..(t + 1) * embd_row],
-                row,
-            );
+            let quants = match &self.tok_embd.packed {
+                Some(packed) => {
+                    s.acts.resize(embd_row, 0);
+                    packed.unpack_row(t, &mut s.acts);
+                    &s.acts[..]
+                }
+                None => &embd[t * embd_row..(t + 1) * embd_row],
+            };
+            huarizo_kernels::dequantize_row(self.tok_embd.ty(), quants, row);
         }
         if c.spec.scale_embeddings {
             let scale = (e as f32).sqrt();

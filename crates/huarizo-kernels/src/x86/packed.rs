@@ -3,10 +3,15 @@
 //! of eight rows costs two (Q5_0) or four (Q8_0) loads and a few logic steps to unpack, and
 //! four `vpdpbusd` to sum.
 
-use super::row_lanes::{ggml_q5_0, ggml_q8_0, hsum_pairs, TileBlock, TILE};
+use super::row_lanes::{
+    f16x8, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock, TileBlock,
+    Q4K_TILE, TILE,
+};
 use super::*;
 use crate::ggml_lanes::LaneQuants;
-use crate::packed::{group_bytes, BlockOffsets, OneTokenBlock, PackedKernels};
+use crate::packed::{
+    group_bytes, BlockOffsets, OneToken, OneTokenBlock, PackedKernels, Q4_K_BLOCK,
+};
 
 /// How far ahead of the block being multiplied the one-token kernel prefetches, in bytes.
 /// Without it one thread read packed weights from memory at 8–11 GB/s (the hardware
@@ -14,6 +19,10 @@ use crate::packed::{group_bytes, BlockOffsets, OneTokenBlock, PackedKernels};
 /// about what a plain summing loop reads (`benches/membw.rs`). `matmul_bench 1 1 151936 896
 /// Q5_0`, alternating: 1024 bytes 5.4–6.0 ms, 2048 4.9–5.4, 4096 5.2–5.4, none 7.2–15.5.
 const PREFETCH_AHEAD: usize = 2048;
+
+/// [`PREFETCH_AHEAD`] for Q4_K, whose super-blocks are 1184 bytes: `matmul_bench 2 1 32768
+/// 4864 Q4_K`, alternating, 3.4–5.0 ms at 4096 bytes against 4.5–7.5 at 2048.
+const Q4_K_PREFETCH_AHEAD: usize = 4096;
 
 /// Lane `2r` and `2r + 1` ← lane r: the rows' scales beside their two groups.
 #[inline]
@@ -160,15 +169,10 @@ macro_rules! packed_kernels {
                 }
             }
 
-            pub(super) fn one(
-                group: &[u8],
-                n_blocks: usize,
-                acts: &[OneTokenBlock],
-                scales: &[f32],
-            ) -> [f32; 8] {
+            pub(super) fn one(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> [f32; 8] {
                 // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and
                 // VNNI (and AVX2, FMA, F16C) were detected.
-                let v = unsafe { one_token(group, n_blocks, acts, scales) };
+                let v = unsafe { one_token(group, n_blocks, row.blocks, row.scales) };
                 let mut out = [0f32; 8];
                 // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as
                 // above.)
@@ -202,6 +206,171 @@ macro_rules! packed_kernels {
 packed_kernels!(q5_0, GgmlType::Q5_0, q5_0_block, 4, 176, 3, ggml_q5_0);
 packed_kernels!(q8_0, GgmlType::Q8_0, q8_0_block, 7, 272, 5, ggml_q8_0);
 
+/// Packed Q4_K in the orders of llama.cpp's repacked Q4_K kernels (`crate::repacked`): one
+/// token in the GEMV order, eight rows in the eight lanes of 256-bit vectors.
+mod q4_k {
+    use super::*;
+    use crate::blocks::QK_K;
+    use crate::ggml_lanes::LaneQuants;
+
+    /// Super-block `i` of a packed group against one Q8_K block `y` (its quants and its
+    /// 32-value sums): the exact `Σ sc·Σq·y` and `Σ m·Σy` of the eight rows.
+    ///
+    /// # Safety
+    /// `group` must hold more than `i` super-blocks; `y` must point at a Q8_K block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn sums(
+        group: *const u8,
+        i: usize,
+        y: *const u8,
+        sub_sums: &[i32; 8],
+    ) -> (__m256i, __m256i) {
+        let low = _mm256_set1_epi8(0x0F);
+        // SAFETY: the caller guarantees both sizes: the super-block's bytes are
+        // `Q4_K_BLOCK·i..Q4_K_BLOCK·(i + 1)` of the group, the quants bytes 4..260 of `y`.
+        unsafe {
+            let at = group.add(Q4_K_BLOCK * i);
+            let qs = y.add(4);
+            let (mut isum, mut imin) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for p in 0..4 {
+                let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for g in 0..8 {
+                    let x = _mm256_load_si256(at.add(256 * p + 32 * g).cast());
+                    let y_lo =
+                        _mm256_set1_epi32(qs.add(64 * p + 4 * g).cast::<i32>().read_unaligned());
+                    let y_hi = _mm256_set1_epi32(
+                        qs.add(64 * p + 32 + 4 * g).cast::<i32>().read_unaligned(),
+                    );
+                    lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(x, low), y_lo);
+                    hi = _mm256_dpbusd_epi32(
+                        hi,
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(x), low),
+                        y_hi,
+                    );
+                }
+                for (j, s) in [(2 * p, lo), (2 * p + 1, hi)] {
+                    let sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(at.add(1024 + 8 * j).cast()));
+                    let m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(at.add(1088 + 8 * j).cast()));
+                    isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(s, sc));
+                    imin = _mm256_add_epi32(
+                        imin,
+                        _mm256_mullo_epi32(m, _mm256_set1_epi32(sub_sums[j])),
+                    );
+                }
+            }
+            (isum, imin)
+        }
+    }
+
+    /// One packed group against one Q8_K row, in the GEMV order: lane r = row r · the row.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn one_token(group: &[u8], n_blocks: usize, y: &[u8], sub_sums: &[[i32; 8]]) -> __m256 {
+        assert!(
+            group.len() >= group_bytes(GgmlType::Q4_K, n_blocks)
+                && group.as_ptr().addr().is_multiple_of(32),
+            "packed group shorter than its blocks, or not aligned"
+        );
+        let ys: &[BlockQ8_K] = as_blocks(&y[..n_blocks * std::mem::size_of::<BlockQ8_K>()]);
+        let sub_sums = &sub_sums[..n_blocks];
+        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for (i, (y, sub_sums)) in ys.iter().zip(sub_sums).enumerate() {
+            let ahead = group
+                .as_ptr()
+                .wrapping_add(Q4_K_BLOCK * i + Q4_K_PREFETCH_AHEAD);
+            for line in 0..Q4_K_BLOCK.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
+            }
+            // SAFETY: the group's size was checked above, `i < n_blocks`, `y` is a block.
+            let (isum, imin) =
+                unsafe { sums(group.as_ptr(), i, (y as *const BlockQ8_K).cast(), sub_sums) };
+            // SAFETY: as above; the scales are at 1152 and 1168 of the super-block.
+            let (d, dmin) = unsafe {
+                let at = group.as_ptr().add(Q4_K_BLOCK * i);
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(at.add(1152).cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(at.add(1168).cast())),
+                )
+            };
+            let dy = _mm256_set1_ps(y.d());
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, dy), acc);
+            acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(dmin, dy), acc_min);
+        }
+        _mm256_sub_ps(acc, acc_min)
+    }
+
+    /// A packed group unpacked into the tile of the repacked-Q4_K lane kernel.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn unpack_tile(group: &[u8], n_blocks: usize, buf: &mut Vec<Q4KBlock>) {
+        assert!(
+            group.len() >= group_bytes(GgmlType::Q4_K, n_blocks)
+                && group.as_ptr().addr().is_multiple_of(32),
+            "packed group shorter than its blocks, or not aligned"
+        );
+        buf.clear();
+        let low = _mm256_set1_epi8(0x0F);
+        for i in 0..n_blocks {
+            let at = &group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
+            let mut w = [_mm256_setzero_si256(); 64];
+            for p in 0..4 {
+                for g in 0..8 {
+                    let x = load_u8x32(at[256 * p + 32 * g..][..32].try_into().expect("32 bytes"));
+                    w[8 * (2 * p) + g] = _mm256_and_si256(x, low);
+                    w[8 * (2 * p + 1) + g] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
+                }
+            }
+            let bytes8 = |o: usize| {
+                _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
+                    at[o..o + 8].try_into().expect("eight bytes"),
+                )))
+            };
+            let h8 = |o: usize| {
+                f16x8(std::array::from_fn(|r| {
+                    u16::from_le_bytes([at[o + 2 * r], at[o + 2 * r + 1]])
+                }))
+            };
+            buf.push(Q4KBlock {
+                start: std::array::from_fn(|j| start_of(&w[8 * j..8 * j + 8])),
+                w,
+                scale: std::array::from_fn(|j| bytes8(1024 + 8 * j)),
+                min: std::array::from_fn(|j| bytes8(1088 + 8 * j)),
+                d: h8(1152),
+                dmin: h8(1168),
+            });
+        }
+    }
+
+    pub(super) fn one(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> [f32; 8] {
+        // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and VNNI (and
+        // AVX2, FMA, F16C) were detected.
+        let v = unsafe { one_token(group, n_blocks, row.q8_k, row.sub_sums) };
+        let mut out = [0f32; 8];
+        // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as above.)
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+
+    pub(super) fn lanes(
+        group: &[u8],
+        n_blocks: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        debug_assert_eq!(QK_K, 256);
+        Q4K_TILE.with_borrow_mut(|buf| {
+            // SAFETY: as in `one`.
+            unsafe {
+                unpack_tile(group, n_blocks, buf);
+                q4_k_repacked::tile_tokens(buf, 8, quants, scales, out);
+            }
+        });
+    }
+}
+
 /// The packed kernels for weights of type `t`, if this CPU has AVX-512 F, BW, VL and VNNI.
 pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
     if !vnni_detected() || !is_x86_feature_detected!("avx512f") {
@@ -215,6 +384,10 @@ pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
         GgmlType::Q8_0 => Some(PackedKernels {
             one: q8_0::one,
             lanes: q8_0::lanes,
+        }),
+        GgmlType::Q4_K => Some(PackedKernels {
+            one: q4_k::one,
+            lanes: q4_k::lanes,
         }),
         _ => None,
     }

@@ -72,7 +72,7 @@ fn transpose_tile(values: &[[__m256i; 8]; 8]) -> [__m256i; 64] {
 /// `Σ (y + 128)·q` into `Σ y·q`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-fn start_of(ws: &[__m256i]) -> __m256i {
+pub(in crate::x86) fn start_of(ws: &[__m256i]) -> __m256i {
     let mut sum = _mm256_setzero_si256();
     for w in ws {
         sum = _mm256_dpbusd_epi32(sum, _mm256_set1_epi8(-128), *w);
@@ -91,7 +91,7 @@ fn i32x8(v: [i32; 8]) -> __m256i {
 /// Eight f16 bit patterns as eight f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16x8(h: [u16; 8]) -> __m256 {
+pub(in crate::x86) fn f16x8(h: [u16; 8]) -> __m256 {
     _mm256_cvtph_ps(_mm_setr_epi16(
         h[0] as i16,
         h[1] as i16,
@@ -734,18 +734,18 @@ pub(in crate::x86) mod q6_k_tiled {
 /// scales and mins as i32; the rows' `d` and `dmin` as f32.
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct Q4KBlock {
-    w: [__m256i; 64],
-    start: [__m256i; 8],
-    scale: [__m256i; 8],
-    min: [__m256i; 8],
-    d: __m256,
-    dmin: __m256,
+pub(in crate::x86) struct Q4KBlock {
+    pub(in crate::x86) w: [__m256i; 64],
+    pub(in crate::x86) start: [__m256i; 8],
+    pub(in crate::x86) scale: [__m256i; 8],
+    pub(in crate::x86) min: [__m256i; 8],
+    pub(in crate::x86) d: __m256,
+    pub(in crate::x86) dmin: __m256,
 }
 
 thread_local! {
     /// The current Q4_K row tile, unpacked (reused across calls).
-    static Q4K_TILE: std::cell::RefCell<Vec<Q4KBlock>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub(in crate::x86) static Q4K_TILE: std::cell::RefCell<Vec<Q4KBlock>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Repacked Q4_K batches in the orders of ggml's interleaved Q4_K kernels
@@ -850,21 +850,34 @@ pub(in crate::x86) mod q4_k_repacked {
     ) {
         let (n_rows, x) = tile_rows::<BlockQ4_K>(w, w_row);
         let n = x[0].len();
-        let n_tokens = out.len();
-        assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);
-        let grouped = n_tokens - n_tokens % 4;
         Q4K_TILE.with_borrow_mut(|buf| {
             unpack(&x, n, buf);
-            for (t, o) in out.iter_mut().enumerate() {
-                let v = token(
-                    buf,
-                    &quants[t * 9 * n..(t + 1) * 9 * n],
-                    &scales[t * n..(t + 1) * n],
-                    t < grouped,
-                );
-                store_rows(o, v, n_rows);
-            }
+            tile_tokens(buf, n_rows, quants, scales, out);
         });
+    }
+
+    /// An unpacked tile of `n_rows` rows against the batch: `out[t]` lane r = row r · token
+    /// t, in the GEMM order for the tokens of whole groups of four, else the GEMV order.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(in crate::x86) fn tile_tokens(
+        buf: &[Q4KBlock],
+        n_rows: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        let (n, n_tokens) = (buf.len(), out.len());
+        assert!(quants.len() >= n_tokens * 9 * n && scales.len() >= n_tokens * n);
+        let grouped = n_tokens - n_tokens % 4;
+        for (t, o) in out.iter_mut().enumerate() {
+            let v = token(
+                buf,
+                &quants[t * 9 * n..(t + 1) * 9 * n],
+                &scales[t * n..(t + 1) * n],
+                t < grouped,
+            );
+            store_rows(o, v, n_rows);
+        }
     }
 
     /// The [`crate::ggml_lanes::GgmlLanesFn`] of repacked Q4_K.
