@@ -3,8 +3,12 @@
 //! thread its own contiguous slice, as a matrix-vector product splits rows) and prints the
 //! best of several passes in GB/s (1e9 bytes/s).
 //!
+//! With `huge` as third argument the buffer is first advised to the kernel as wanting
+//! transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux), as huarizo's packed weights are:
+//! the bound is the better of the two.
+//!
 //! Standalone (not a workspace member):
-//!   rustc -C opt-level=3 -C target-cpu=native benches/membw.rs -o /tmp/membw && /tmp/membw [MiB] [passes]
+//!   rustc -C opt-level=3 -C target-cpu=native benches/membw.rs -o /tmp/membw && /tmp/membw [MiB] [passes] [huge]
 
 use std::time::Instant;
 
@@ -19,11 +23,17 @@ fn main() {
     let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
     let passes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let n = mib * 1024 * 1024 / 8;
+    let huge = args.get(3).is_some_and(|s| s == "huge");
+    let mut buf: Vec<u64> = Vec::with_capacity(n);
+    if huge {
+        advise_huge_pages(buf.as_mut_ptr().cast(), n * 8);
+    }
     // Written (not just allocated) so every page is backed by real memory.
-    let buf: Vec<u64> = (0..n as u64).collect();
+    buf.extend(0..n as u64);
     let bytes = (n * 8) as f64;
     let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("buffer {mib} MiB, best of {passes} passes");
+    let pages = if huge { "huge pages advised" } else { "default pages" };
+    println!("buffer {mib} MiB ({pages}), best of {passes} passes");
     let mut check = 0u64;
     for threads in 1..=max_threads {
         let part = n.div_ceil(threads);
@@ -53,3 +63,25 @@ fn main() {
         println!("{check}");
     }
 }
+
+/// Asks for transparent huge pages on the whole 2 MiB pages inside `len` bytes at `p`.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(p: *mut u8, len: usize) {
+    extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+    }
+    const MADV_HUGEPAGE: i32 = 14;
+    let page = 2 << 20;
+    let start = (p as usize).next_multiple_of(page);
+    let end = (p as usize + len) / page * page;
+    if end > start {
+        // SAFETY: the range lies inside the allocation at `p`; the advice changes no contents.
+        let rc = unsafe { madvise(start as *mut _, end - start, MADV_HUGEPAGE) };
+        if rc != 0 {
+            eprintln!("madvise(MADV_HUGEPAGE) failed");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_: *mut u8, _: usize) {}

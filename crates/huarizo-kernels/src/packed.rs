@@ -99,9 +99,49 @@ pub struct PackedRows {
     n_in: usize,
     stride: usize,
     /// The groups, from `base` on (a 64-byte boundary, so that every group starts on a
-    /// cache line).
-    bytes: Vec<u8>,
+    /// cache line), in storage that may hold other matrices too (see [`PackedRows::pack_all`]).
+    bytes: std::sync::Arc<Storage>,
     base: usize,
+}
+
+/// The bytes of a packed matrix: anonymous memory the kernel is asked to back with huge
+/// pages (a generated token reads every page of every weight, and 4 KiB pages cost a TLB
+/// miss per 4 KiB), or a plain vector where that is not possible.
+enum Storage {
+    Mapped(memmap2::MmapMut),
+    Vec(Vec<u8>),
+}
+
+impl Storage {
+    fn zeroed(len: usize) -> Storage {
+        match memmap2::MmapMut::map_anon(len) {
+            Ok(map) => {
+                #[cfg(target_os = "linux")]
+                let _ = map.advise(memmap2::Advice::HugePage);
+                Storage::Mapped(map)
+            }
+            Err(_) => Storage::Vec(vec![0u8; len]),
+        }
+    }
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(map) => map,
+            Storage::Vec(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Storage {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Mapped(map) => map,
+            Storage::Vec(v) => v,
+        }
+    }
 }
 
 impl std::fmt::Debug for PackedRows {
@@ -226,147 +266,67 @@ impl PackedRows {
     /// Packs `w`, `n_out` rows of `n_in` values of type `t` in the file's layout, or `None`
     /// when [`PackedRows::supported`] says no.
     pub fn pack(t: GgmlType, w: &[u8], n_out: usize, n_in: usize) -> Option<PackedRows> {
-        if !Self::supported(t, n_out, n_in) {
-            return None;
+        Self::pack_all(&[(t, w, n_out, n_in)], |_| {})
+            .pop()
+            .flatten()
+    }
+
+    /// [`PackedRows::pack`] for several matrices `(type, bytes, n_out, n_in)` at once, into
+    /// one allocation: one mapping whose 2 MiB pages can all be huge pages, where separate
+    /// ones of a few MiB each mostly could not be. `packed(i)` is called as soon as weight `i`
+    /// is packed (to release its source, for instance).
+    pub fn pack_all(
+        weights: &[(GgmlType, &[u8], usize, usize)],
+        mut packed: impl FnMut(usize),
+    ) -> Vec<Option<PackedRows>> {
+        let len = |&(t, _, n_out, n_in): &(GgmlType, &[u8], usize, usize)| {
+            Self::supported(t, n_out, n_in)
+                .then(|| n_out / PACK_ROWS * group_bytes(t, n_in / t.block_size()))
+        };
+        let total: usize = weights.iter().filter_map(len).sum();
+        if total == 0 {
+            return weights.iter().map(|_| None).collect();
         }
-        Some(match t {
-            GgmlType::Q5_0 => Self::pack_q5_0(w, n_out, n_in),
-            GgmlType::Q4_K => Self::pack_q4_k(w, n_out, n_in),
-            _ => Self::pack_q8_0(w, n_out, n_in),
-        })
-    }
-
-    /// Room for `n_out` rows of `n_in` values of type `t`: the bytes (zeros), the offset of
-    /// the first group in them and the groups' stride.
-    fn room(t: GgmlType, w: &[u8], n_out: usize, n_in: usize) -> (Vec<u8>, usize, usize) {
-        let w_row = t.row_bytes(n_in).expect("whole blocks");
-        assert!(
-            w.len() >= n_out * w_row,
-            "weight shorter than (n_out, n_in)"
-        );
-        let stride = group_bytes(t, n_in / t.block_size());
-        let bytes = vec![0u8; n_out / PACK_ROWS * stride + 63];
-        let base = bytes.as_ptr().align_offset(64).min(63);
-        (bytes, base, stride)
-    }
-
-    /// Q4_K packed, per super-block `i` of a group at `Q4_K_BLOCK·i`:
-    /// - at `256p + 32g` (pair of sub-blocks `p`, group of four `g`): byte `4r + l` = byte
-    ///   `32p + 4g + l` of row r's nibbles (low nibble: sub-block `2p`; high: `2p + 1`);
-    /// - at 1024 + 8j + r: row r's scale of sub-block j (six bits, decoded); at 1088 + 8j + r
-    ///   its minimum;
-    /// - at 1152 + 2r: row r's `d`; at 1168 + 2r its `dmin`.
-    fn pack_q4_k(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
-        let (mut bytes, base, stride) = Self::room(GgmlType::Q4_K, w, n_out, n_in);
-        let w_row = 144 * n_in / QK_K;
-        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
-            for r in 0..PACK_ROWS {
-                let row = PACK_ROWS * g + r;
-                let blocks: &[BlockQ4_K] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-                for (i, b) in blocks.iter().enumerate() {
-                    let at = &mut group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
-                    for p in 0..4 {
-                        for gr in 0..8 {
-                            let src = &b.qs[32 * p + 4 * gr..32 * p + 4 * gr + 4];
-                            at[256 * p + 32 * gr + 4 * r..][..4].copy_from_slice(src);
-                        }
-                    }
-                    for j in 0..8 {
-                        let (sc, m) = scale_min_k4(j, &b.scales);
-                        at[1024 + 8 * j + r] = sc;
-                        at[1088 + 8 * j + r] = m;
-                    }
-                    at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
-                    at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
-                }
+        let mut storage = Storage::zeroed(total + 63);
+        let first = storage.as_ptr().align_offset(64).min(63);
+        let mut bases = Vec::with_capacity(weights.len());
+        let mut at = first;
+        for (i, weight) in weights.iter().enumerate() {
+            let Some(n) = len(weight) else {
+                bases.push(None);
+                continue;
+            };
+            let &(t, w, n_out, n_in) = weight;
+            let w_row = t.row_bytes(n_in).expect("whole blocks");
+            assert!(
+                w.len() >= n_out * w_row,
+                "weight shorter than (n_out, n_in)"
+            );
+            let dst = &mut storage[at..at + n];
+            match t {
+                GgmlType::Q5_0 => pack_q5_0(w, n_in, dst),
+                GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
+                _ => pack_q8_0(w, n_in, dst),
             }
+            bases.push(Some(at));
+            at += n;
+            packed(i);
         }
-        PackedRows {
-            ty: GgmlType::Q4_K,
-            n_out,
-            n_in,
-            stride,
-            bytes,
-            base,
-        }
-    }
-
-    /// Q8_0 packed: vector k of a block, bytes `8r..8r + 8` = row r's values `8k..8k + 8`
-    /// as unsigned `q + 128`.
-    fn pack_q8_0(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
-        let (mut bytes, base, stride) = Self::room(GgmlType::Q8_0, w, n_out, n_in);
-        let w_row = 34 * n_in / QK;
-        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
-            for r in 0..PACK_ROWS {
-                let row = PACK_ROWS * g + r;
-                let blocks: &[BlockQ8_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-                for (i, b) in blocks.iter().enumerate() {
-                    let at = BlockOffsets::q8_0(i);
-                    for k in 0..4 {
-                        let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
-                        for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
-                            *dst = (q as u8) ^ 0x80;
-                        }
-                    }
-                    group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
-                }
-            }
-        }
-        PackedRows {
-            ty: GgmlType::Q8_0,
-            n_out,
-            n_in,
-            stride,
-            bytes,
-            base,
-        }
-    }
-
-    /// The packing itself, on any CPU (the kernels are what need AVX-512).
-    fn pack_q5_0(w: &[u8], n_out: usize, n_in: usize) -> PackedRows {
-        let (mut bytes, base, stride) = Self::room(GgmlType::Q5_0, w, n_out, n_in);
-        let (n_blocks, w_row) = (n_in / QK, 22 * n_in / QK);
-        for (g, group) in bytes[base..].chunks_exact_mut(stride).enumerate() {
-            let rows: [&[BlockQ5_0]; PACK_ROWS] = std::array::from_fn(|r| {
-                let row = PACK_ROWS * g + r;
-                as_blocks(&w[row * w_row..(row + 1) * w_row])
-            });
-            for i in 0..n_blocks {
-                let at = BlockOffsets::q5_0(i);
-                let (qs, qh, d) = (&mut group[at.qs..], at.qh, at.d);
-                // Vector k, bytes 8r..8r + 8 = row r's values 8k..8k + 8: the low nibbles
-                // of the row's bytes 0–7 (k = 0) and 8–15 (k = 1), then their high nibbles.
-                const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
-                let mut masks = [0u64; 4];
-                for (r, row) in rows.iter().enumerate() {
-                    let b = &row[i];
-                    let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
-                    let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
-                    let half0 = (a & LOW) | ((c & LOW) << 4);
-                    let half1 = ((a >> 4) & LOW) | (c & !LOW);
-                    qs[8 * r..8 * r + 8].copy_from_slice(&half0.to_le_bytes());
-                    qs[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
-                    let fifth = u32::from_le_bytes(b.qh);
-                    for (k, mask) in masks.iter_mut().enumerate() {
-                        *mask |= u64::from((fifth >> (8 * k)) & 0xFF) << (8 * r);
-                    }
-                }
-                for (k, mask) in masks.iter().enumerate() {
-                    group[qh + 8 * k..qh + 8 * k + 8].copy_from_slice(&mask.to_le_bytes());
-                }
-                for (r, row) in rows.iter().enumerate() {
-                    group[d + 2 * r..d + 2 * r + 2].copy_from_slice(&row[i].d.0);
-                }
-            }
-        }
-        PackedRows {
-            ty: GgmlType::Q5_0,
-            n_out,
-            n_in,
-            stride,
-            bytes,
-            base,
-        }
+        let storage = std::sync::Arc::new(storage);
+        weights
+            .iter()
+            .zip(bases)
+            .map(|(&(ty, _, n_out, n_in), base)| {
+                Some(PackedRows {
+                    ty,
+                    n_out,
+                    n_in,
+                    stride: group_bytes(ty, n_in / ty.block_size()),
+                    bytes: storage.clone(),
+                    base: base?,
+                })
+            })
+            .collect()
     }
 
     /// The weights' type (of the file's blocks).
@@ -460,6 +420,101 @@ impl PackedRows {
     }
 }
 
+/// Q4_K packed, per super-block `i` of a group at `Q4_K_BLOCK·i`:
+/// - at `256p + 32g` (pair of sub-blocks `p`, group of four `g`): byte `4r + l` = byte
+///   `32p + 4g + l` of row r's nibbles (low nibble: sub-block `2p`; high: `2p + 1`);
+/// - at 1024 + 8j + r: row r's scale of sub-block j (six bits, decoded); at 1088 + 8j + r
+///   its minimum;
+/// - at 1152 + 2r: row r's `d`; at 1168 + 2r its `dmin`.
+fn pack_q4_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    let stride = group_bytes(GgmlType::Q4_K, n_in / GgmlType::Q4_K.block_size());
+    let w_row = 144 * n_in / QK_K;
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        for r in 0..PACK_ROWS {
+            let row = PACK_ROWS * g + r;
+            let blocks: &[BlockQ4_K] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+            for (i, b) in blocks.iter().enumerate() {
+                let at = &mut group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
+                for p in 0..4 {
+                    for gr in 0..8 {
+                        let src = &b.qs[32 * p + 4 * gr..32 * p + 4 * gr + 4];
+                        at[256 * p + 32 * gr + 4 * r..][..4].copy_from_slice(src);
+                    }
+                }
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, &b.scales);
+                    at[1024 + 8 * j + r] = sc;
+                    at[1088 + 8 * j + r] = m;
+                }
+                at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
+                at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
+            }
+        }
+    }
+}
+
+/// Q8_0 packed: vector k of a block, bytes `8r..8r + 8` = row r's values `8k..8k + 8`
+/// as unsigned `q + 128`.
+fn pack_q8_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    let stride = group_bytes(GgmlType::Q8_0, n_in / GgmlType::Q8_0.block_size());
+    let w_row = 34 * n_in / QK;
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        for r in 0..PACK_ROWS {
+            let row = PACK_ROWS * g + r;
+            let blocks: &[BlockQ8_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+            for (i, b) in blocks.iter().enumerate() {
+                let at = BlockOffsets::q8_0(i);
+                for k in 0..4 {
+                    let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
+                    for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
+                        *dst = (q as u8) ^ 0x80;
+                    }
+                }
+                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
+            }
+        }
+    }
+}
+
+/// Q5_0 packed (see the module documentation).
+fn pack_q5_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    let stride = group_bytes(GgmlType::Q5_0, n_in / GgmlType::Q5_0.block_size());
+    let (n_blocks, w_row) = (n_in / QK, 22 * n_in / QK);
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        let rows: [&[BlockQ5_0]; PACK_ROWS] = std::array::from_fn(|r| {
+            let row = PACK_ROWS * g + r;
+            as_blocks(&w[row * w_row..(row + 1) * w_row])
+        });
+        for i in 0..n_blocks {
+            let at = BlockOffsets::q5_0(i);
+            let (qs, qh, d) = (&mut group[at.qs..], at.qh, at.d);
+            // Vector k, bytes 8r..8r + 8 = row r's values 8k..8k + 8: the low nibbles
+            // of the row's bytes 0–7 (k = 0) and 8–15 (k = 1), then their high nibbles.
+            const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+            let mut masks = [0u64; 4];
+            for (r, row) in rows.iter().enumerate() {
+                let b = &row[i];
+                let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
+                let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
+                let half0 = (a & LOW) | ((c & LOW) << 4);
+                let half1 = ((a >> 4) & LOW) | (c & !LOW);
+                qs[8 * r..8 * r + 8].copy_from_slice(&half0.to_le_bytes());
+                qs[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
+                let fifth = u32::from_le_bytes(b.qh);
+                for (k, mask) in masks.iter_mut().enumerate() {
+                    *mask |= u64::from((fifth >> (8 * k)) & 0xFF) << (8 * r);
+                }
+            }
+            for (k, mask) in masks.iter().enumerate() {
+                group[qh + 8 * k..qh + 8 * k + 8].copy_from_slice(&mask.to_le_bytes());
+            }
+            for (r, row) in rows.iter().enumerate() {
+                group[d + 2 * r..d + 2 * r + 2].copy_from_slice(&row[i].d.0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,10 +554,21 @@ mod tests {
             let n_in = 3 * t.block_size();
             let w_row = t.row_bytes(n_in).unwrap();
             let w = Rng(5).bytes(n_out * w_row);
-            let packed = match t {
-                GgmlType::Q5_0 => PackedRows::pack_q5_0(&w, n_out, n_in),
-                GgmlType::Q4_K => PackedRows::pack_q4_k(&w, n_out, n_in),
-                _ => PackedRows::pack_q8_0(&w, n_out, n_in),
+            // Packed on any CPU (the kernels are what need AVX-512).
+            let stride = group_bytes(t, n_in / t.block_size());
+            let mut dst = vec![0u8; n_out / PACK_ROWS * stride];
+            match t {
+                GgmlType::Q5_0 => pack_q5_0(&w, n_in, &mut dst),
+                GgmlType::Q4_K => pack_q4_k(&w, n_in, &mut dst),
+                _ => pack_q8_0(&w, n_in, &mut dst),
+            }
+            let packed = PackedRows {
+                ty: t,
+                n_out,
+                n_in,
+                stride,
+                bytes: std::sync::Arc::new(Storage::Vec(dst)),
+                base: 0,
             };
             let mut row = vec![0u8; w_row];
             for r in 0..n_out {

@@ -99,18 +99,12 @@ impl Model {
         let c = Config::from_gguf(&file)?;
         let l = Loader { file: &file };
         let (e, d, dv) = (c.n_embd, c.head_dim, c.head_dim_v);
-        let output = if file.tensor("output.weight").is_some() {
-            Some(l.product_weight("output.weight", e, c.n_vocab)?)
+        let mut tok_embd = l.linear("token_embd.weight", e, c.n_vocab)?;
+        let mut output = if file.tensor("output.weight").is_some() {
+            Some(l.linear("output.weight", e, c.n_vocab)?)
         } else {
             None
         };
-        // Tied embeddings are the output projection too: packed like the other product
-        // weights (the embedding rows are then read from the packed copy).
-        let tok_embd = match output {
-            Some(_) => l.linear("token_embd.weight", e, c.n_vocab)?,
-            None => l.product_weight("token_embd.weight", e, c.n_vocab)?,
-        };
-        let output = output.unwrap_or_else(|| tok_embd.clone());
         let output_norm = l.vector("output_norm.weight", e)?;
         let rope_factors = match file.tensor("rope_freqs.weight") {
             Some(_) => Some(l.vector("rope_freqs.weight", c.n_rot / 2)?),
@@ -136,10 +130,10 @@ impl Model {
                 };
             layers.push(Layer {
                 attn_norm: l.vector(&n("attn_norm.weight"), e)?,
-                wq: l.product_weight(&n("attn_q.weight"), e, c.n_head * d)?,
-                wk: l.product_weight(&n("attn_k.weight"), e, c.n_head_kv * d)?,
-                wv: l.product_weight(&n("attn_v.weight"), e, c.n_head_kv * dv)?,
-                wo: l.product_weight(&n("attn_output.weight"), c.n_head * dv, e)?,
+                wq: l.linear(&n("attn_q.weight"), e, c.n_head * d)?,
+                wk: l.linear(&n("attn_k.weight"), e, c.n_head_kv * d)?,
+                wv: l.linear(&n("attn_v.weight"), e, c.n_head_kv * dv)?,
+                wo: l.linear(&n("attn_output.weight"), c.n_head * dv, e)?,
                 bq: opt_vec("attn_q.bias", c.n_head * d)?,
                 bk: opt_vec("attn_k.bias", c.n_head_kv * d)?,
                 bv: opt_vec("attn_v.bias", c.n_head_kv * dv)?,
@@ -147,12 +141,30 @@ impl Model {
                 k_norm: req_if(spec.qk_norm, "attn_k_norm.weight", d)?,
                 attn_post_norm: req_if(spec.post_norms, "post_attention_norm.weight", e)?,
                 ffn_norm: l.vector(&n("ffn_norm.weight"), e)?,
-                w_gate: l.product_weight(&n("ffn_gate.weight"), e, c.n_ff)?,
-                w_up: l.product_weight(&n("ffn_up.weight"), e, c.n_ff)?,
-                w_down: l.product_weight(&n("ffn_down.weight"), c.n_ff, e)?,
+                w_gate: l.linear(&n("ffn_gate.weight"), e, c.n_ff)?,
+                w_up: l.linear(&n("ffn_up.weight"), e, c.n_ff)?,
+                w_down: l.linear(&n("ffn_down.weight"), c.n_ff, e)?,
                 ffn_post_norm: req_if(spec.post_norms, "post_ffw_norm.weight", e)?,
             });
         }
+        // Every weight that only enters products is packed where that is faster; tied
+        // embeddings are the output projection too, so they are packed as well (their rows
+        // are then read back from the packed copy).
+        let mut products: Vec<&mut Linear> = Vec::with_capacity(7 * layers.len() + 1);
+        products.push(output.as_mut().unwrap_or(&mut tok_embd));
+        for layer in &mut layers {
+            products.extend([
+                &mut layer.wq,
+                &mut layer.wk,
+                &mut layer.wv,
+                &mut layer.wo,
+                &mut layer.w_gate,
+                &mut layer.w_up,
+                &mut layer.w_down,
+            ]);
+        }
+        pack_products(&file, products);
+        let output = output.unwrap_or_else(|| tok_embd.clone());
         Ok(Model {
             config: c,
             tok_embd,
@@ -803,6 +815,21 @@ struct Loader<'a> {
     file: &'a GgufFile,
 }
 
+/// Packs `weights` where this CPU multiplies their types faster packed, all into one
+/// allocation ([`PackedRows::pack_all`]), and releases the file's pages of those it packed.
+fn pack_products(file: &GgufFile, weights: Vec<&mut Linear>) {
+    let items: Vec<_> = weights
+        .iter()
+        .map(|w| (w.ty(), file.tensor_data(&w.info), w.n_out, w.n_in))
+        .collect();
+    // Each source is released as soon as it is packed: the peak stays one weight above the
+    // packed copies.
+    let packed = PackedRows::pack_all(&items, |i| file.release_pages(&weights[i].info));
+    for (w, packed) in weights.into_iter().zip(packed) {
+        w.packed = packed.map(std::sync::Arc::new);
+    }
+}
+
 impl Loader<'_> {
     fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
         self.file
@@ -840,18 +867,6 @@ impl Loader<'_> {
             n_in,
             n_out,
         })
-    }
-
-    /// [`Loader::linear`] packed where the CPU has packed kernels for its type: for weights
-    /// that only ever enter products (not the token embeddings, whose rows are read).
-    fn product_weight(&self, name: &str, n_in: usize, n_out: usize) -> Result<Linear, ModelError> {
-        let mut w = self.linear(name, n_in, n_out)?;
-        let data = self.file.tensor_data(&w.info);
-        if let Some(packed) = PackedRows::pack(w.info.ggml_type, data, n_out, n_in) {
-            w.packed = Some(std::sync::Arc::new(packed));
-            self.file.release_pages(&w.info);
-        }
-        Ok(w)
     }
 
     /// A vector of `len` values, converted to f32.
