@@ -230,21 +230,25 @@ pub fn matmul_many_rows(
         }
         b.one_token_blocks.clear();
         b.one_token_scales.clear();
+        b.one_token_sums.clear();
         b.sub_sums.clear();
         if need_one_token && act_type == GgmlType::Q8_K {
             crate::packed::q8_k_sub_sums(acts, a_row, n_tokens, &mut b.sub_sums);
         } else if need_one_token {
             crate::packed::one_token_activations(
+                act_type,
                 acts,
                 a_row,
                 n_tokens,
                 &mut b.one_token_blocks,
                 &mut b.one_token_scales,
+                &mut b.one_token_sums,
             );
         }
         let tables = BatchTables {
             sub_sums: &b.sub_sums,
             one_token_blocks: &b.one_token_blocks,
+            one_token_sums: &b.one_token_sums,
             one_token_scales: &b.one_token_scales,
             scales: &b.scales,
             n_blocks,
@@ -282,6 +286,8 @@ struct BatchBuffers {
     one_token_blocks: Vec<crate::packed::OneTokenBlock>,
     /// See [`BatchTables::one_token_scales`].
     one_token_scales: Vec<f32>,
+    /// See [`BatchTables::one_token_sums`].
+    one_token_sums: Vec<f32>,
     /// See [`BatchTables::sub_sums`].
     sub_sums: Vec<[i32; 8]>,
 }
@@ -356,6 +362,8 @@ struct BatchTables<'a> {
     one_token_blocks: &'a [crate::packed::OneTokenBlock],
     /// As `one_token_blocks`: the blocks' scales.
     one_token_scales: &'a [f32],
+    /// As `one_token_blocks`: Q8_1's `s` (`d·Σy`) per block.
+    one_token_sums: &'a [f32],
     /// Per token and Q8_K super-block, its 32-value sums (see `packed::q8_k_sub_sums`).
     sub_sums: &'a [[i32; 8]],
 }
@@ -536,6 +544,7 @@ impl<'a> TilePlan<'a> {
                     let row = crate::packed::OneToken {
                         blocks: tables.one_token_blocks.get(blocks.clone()).unwrap_or(&[]),
                         scales: tables.one_token_scales.get(blocks.clone()).unwrap_or(&[]),
+                        sums: tables.one_token_sums.get(blocks.clone()).unwrap_or(&[]),
                         q8_k: &acts[t * a_row..(t + 1) * a_row],
                         sub_sums: tables.sub_sums.get(blocks).unwrap_or(&[]),
                     };

@@ -27,7 +27,8 @@
 //! file's pages); everything else (embedding rows, training, export) reads the file.
 
 use crate::blocks::{
-    as_blocks, scale_min_k4, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_K, QK, QK_K,
+    as_blocks, scale_min_k4, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK,
+    QK_K,
 };
 use crate::ggml_lanes::LaneQuants;
 use crate::GgmlType;
@@ -39,6 +40,10 @@ pub const PACK_ROWS: usize = 8;
 /// 4 × 16 of scales; eleven cache lines.
 pub const Q5_0_CHUNK: usize = 4 * PACK_ROWS * 22;
 
+/// Bytes of four Q4_1 blocks of a group: 4 × 128 bytes of nibbles, 4 × 16 of scales, 4 × 16
+/// of minimums; ten cache lines.
+pub const Q4_1_CHUNK: usize = 4 * PACK_ROWS * 20;
+
 /// Bytes of four Q8_0 blocks of a group: 4 × 256 bytes of values, 4 × 16 of scales;
 /// seventeen cache lines.
 pub const Q8_0_CHUNK: usize = 4 * PACK_ROWS * 34;
@@ -48,7 +53,7 @@ pub const Q8_0_CHUNK: usize = 4 * PACK_ROWS * 34;
 pub struct BlockOffsets {
     /// The values (Q5_0: 128 bytes of nibbles; Q8_0: 256 bytes).
     pub qs: usize,
-    /// Q5_0's fifth bits (four u64).
+    /// Q5_0's fifth bits (four u64); Q4_1's minimums (eight f16).
     pub qh: usize,
     /// The scales (eight f16).
     pub d: usize,
@@ -63,6 +68,17 @@ impl BlockOffsets {
             qs: chunk + 128 * j,
             qh: chunk + 512 + 32 * j,
             d: chunk + 640 + 16 * j,
+        }
+    }
+
+    /// The offsets of block `i` of a Q4_1 group (`qh`: the minimums).
+    #[inline(always)]
+    pub fn q4_1(i: usize) -> BlockOffsets {
+        let (chunk, j) = (Q4_1_CHUNK * (i / 4), i % 4);
+        BlockOffsets {
+            qs: chunk + 128 * j,
+            qh: chunk + 576 + 16 * j,
+            d: chunk + 512 + 16 * j,
         }
     }
 
@@ -82,10 +98,11 @@ impl BlockOffsets {
 /// minimums, 16 of `d`, 16 of `dmin`.
 pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
 
-/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q5_0, Q8_0 or Q4_K).
+/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_1, Q5_0, Q8_0 or Q4_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
     match t {
         GgmlType::Q5_0 => n_blocks.div_ceil(4) * Q5_0_CHUNK,
+        GgmlType::Q4_1 => n_blocks.div_ceil(4) * Q4_1_CHUNK,
         GgmlType::Q4_K => (n_blocks * Q4_K_BLOCK).next_multiple_of(64),
         _ => n_blocks.div_ceil(4) * Q8_0_CHUNK,
     }
@@ -160,8 +177,10 @@ impl std::fmt::Debug for PackedRows {
 pub struct OneToken<'a> {
     /// Q5_0, Q8_0: per block, from [`one_token_activations`].
     pub blocks: &'a [OneTokenBlock],
-    /// Q5_0, Q8_0: per block its scale.
+    /// Q5_0, Q8_0, Q4_1: per block its scale.
     pub scales: &'a [f32],
+    /// Q4_1: per block the activations' `s` (`d·Σy`).
+    pub sums: &'a [f32],
     /// Q4_K: the row (Q8_K blocks).
     pub q8_k: &'a [u8],
     /// Q4_K: per super-block its eight 32-value sums (see [`q8_k_sub_sums`]).
@@ -215,28 +234,43 @@ pub struct OneTokenBlock {
     pub neg_sums: [i32; 8],
 }
 
-/// The tables the one-token packed kernels read for `n_tokens` Q8_0 activation rows, `a_row`
-/// bytes apart: per block an [`OneTokenBlock`] and its scale as f32. The capacity of both
-/// vectors is reused.
+/// The tables the one-token packed kernels read for `n_tokens` activation rows of
+/// `act_type` (Q8_0 or Q8_1), `a_row` bytes apart: per block an [`OneTokenBlock`], its scale
+/// as f32 and (Q8_1) its `s` as f32. The capacity of the vectors is reused.
 pub fn one_token_activations(
+    act_type: GgmlType,
     acts: &[u8],
     a_row: usize,
     n_tokens: usize,
     blocks: &mut Vec<OneTokenBlock>,
     scales: &mut Vec<f32>,
+    sums: &mut Vec<f32>,
 ) {
     blocks.clear();
     scales.clear();
+    sums.clear();
+    let block = |qs: &[i8; QK]| OneTokenBlock {
+        y: *qs,
+        neg_sums: std::array::from_fn(|g| {
+            -qs[4 * g..4 * g + 4]
+                .iter()
+                .map(|&q| i32::from(q))
+                .sum::<i32>()
+        }),
+    };
     for t in 0..n_tokens {
-        for b in as_blocks::<BlockQ8_0>(&acts[t * a_row..(t + 1) * a_row]) {
-            let neg_sums = std::array::from_fn(|g| {
-                -b.qs[4 * g..4 * g + 4]
-                    .iter()
-                    .map(|&q| i32::from(q))
-                    .sum::<i32>()
-            });
-            blocks.push(OneTokenBlock { y: b.qs, neg_sums });
-            scales.push(b.d.get());
+        let row = &acts[t * a_row..(t + 1) * a_row];
+        if act_type == GgmlType::Q8_1 {
+            for b in as_blocks::<BlockQ8_1>(row) {
+                blocks.push(block(&b.qs));
+                scales.push(b.d.get());
+                sums.push(b.s.get());
+            }
+        } else {
+            for b in as_blocks::<BlockQ8_0>(row) {
+                blocks.push(block(&b.qs));
+                scales.push(b.d.get());
+            }
         }
     }
 }
@@ -256,8 +290,10 @@ impl PackedRows {
     /// Whether weights of type `t` and shape `(n_out, n_in)` can be packed and multiplied
     /// packed on this CPU.
     pub fn supported(t: GgmlType, n_out: usize, n_in: usize) -> bool {
-        matches!(t, GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K)
-            && n_out.is_multiple_of(PACK_ROWS)
+        matches!(
+            t,
+            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K
+        ) && n_out.is_multiple_of(PACK_ROWS)
             && n_in.is_multiple_of(t.block_size())
             && n_in > 0
             && packed_kernels(t).is_some()
@@ -305,6 +341,7 @@ impl PackedRows {
             let dst = &mut storage[at..at + n];
             match t {
                 GgmlType::Q5_0 => pack_q5_0(w, n_in, dst),
+                GgmlType::Q4_1 => pack_q4_1(w, n_in, dst),
                 GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
                 _ => pack_q8_0(w, n_in, dst),
             }
@@ -386,6 +423,21 @@ impl PackedRows {
             }
             return;
         }
+        if self.ty == GgmlType::Q4_1 {
+            for (i, block) in out.chunks_exact_mut(20).take(n_blocks).enumerate() {
+                let at = BlockOffsets::q4_1(i);
+                block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
+                block[2..4].copy_from_slice(&group[at.qh + 2 * row..at.qh + 2 * row + 2]);
+                let half = |h: usize| &group[at.qs + 64 * h + 8 * row..][..8];
+                for l in 0..8 {
+                    // Values l, 8 + l (low nibbles) and 16 + l, 24 + l (high nibbles).
+                    let (a, b) = (half(0)[l], half(1)[l]);
+                    block[4 + l] = (a & 0x0F) | ((b & 0x0F) << 4);
+                    block[12 + l] = (a >> 4) | (b & 0xF0);
+                }
+            }
+            return;
+        }
         if self.ty == GgmlType::Q8_0 {
             for (i, block) in out.chunks_exact_mut(34).take(n_blocks).enumerate() {
                 let at = BlockOffsets::q8_0(i);
@@ -448,6 +500,30 @@ fn pack_q4_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
                 }
                 at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
                 at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
+            }
+        }
+    }
+}
+
+/// Q4_1 packed: as Q5_0's nibbles (no fifth bits), then the scales and the minimums.
+fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    let stride = group_bytes(GgmlType::Q4_1, n_in / QK);
+    let w_row = 20 * n_in / QK;
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        for r in 0..PACK_ROWS {
+            let row = PACK_ROWS * g + r;
+            let blocks: &[BlockQ4_1] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+            for (i, b) in blocks.iter().enumerate() {
+                let at = BlockOffsets::q4_1(i);
+                let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
+                let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
+                let half0 = (a & LOW) | ((c & LOW) << 4);
+                let half1 = ((a >> 4) & LOW) | (c & !LOW);
+                group[at.qs + 8 * r..][..8].copy_from_slice(&half0.to_le_bytes());
+                group[at.qs + 64 + 8 * r..][..8].copy_from_slice(&half1.to_le_bytes());
+                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
+                group[at.qh + 2 * r..at.qh + 2 * r + 2].copy_from_slice(&b.m.0);
             }
         }
     }
@@ -550,7 +626,12 @@ mod tests {
     #[test]
     fn unpacked_rows_are_the_files_rows() {
         let n_out = 16;
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+        for t in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+        ] {
             let n_in = 3 * t.block_size();
             let w_row = t.row_bytes(n_in).unwrap();
             let w = Rng(5).bytes(n_out * w_row);
@@ -559,6 +640,7 @@ mod tests {
             let mut dst = vec![0u8; n_out / PACK_ROWS * stride];
             match t {
                 GgmlType::Q5_0 => pack_q5_0(&w, n_in, &mut dst),
+                GgmlType::Q4_1 => pack_q4_1(&w, n_in, &mut dst),
                 GgmlType::Q4_K => pack_q4_k(&w, n_in, &mut dst),
                 _ => pack_q8_0(&w, n_in, &mut dst),
             }
@@ -583,7 +665,12 @@ mod tests {
     /// treat differently.
     #[test]
     fn packed_products_equal_the_one_row_kernel_bit_for_bit() {
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+        for t in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+        ] {
             let Some(kernels) = packed_kernels(t) else {
                 eprintln!("no packed kernels for {t} on this CPU");
                 continue;
@@ -611,10 +698,19 @@ mod tests {
                     )
                 };
                 let (mut blocks, mut scales, mut sub_sums) = (Vec::new(), Vec::new(), Vec::new());
+                let mut sums = Vec::new();
                 if t == GgmlType::Q4_K {
                     q8_k_sub_sums(&acts, a_row, n_tokens, &mut sub_sums);
                 } else {
-                    one_token_activations(&acts, a_row, n_tokens, &mut blocks, &mut scales);
+                    one_token_activations(
+                        act,
+                        &acts,
+                        a_row,
+                        n_tokens,
+                        &mut blocks,
+                        &mut scales,
+                        &mut sums,
+                    );
                 }
                 let (mut quants, mut lane_scales) = (Vec::new(), Vec::new());
                 crate::ggml_lanes::lane_activations(
@@ -633,6 +729,7 @@ mod tests {
                         let row = OneToken {
                             blocks: blocks.get(range.clone()).unwrap_or(&[]),
                             scales: scales.get(range.clone()).unwrap_or(&[]),
+                            sums: sums.get(range.clone()).unwrap_or(&[]),
                             q8_k: &acts[tok * a_row..(tok + 1) * a_row],
                             sub_sums: sub_sums.get(range).unwrap_or(&[]),
                         };
@@ -674,7 +771,12 @@ mod tests {
         use crate::matmul::{matmul_many, quantize_activations, Product};
         let (n_out, n_in) = (40, 512);
         let pool = crate::pool::ThreadPool::new(2);
-        for t in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+        for t in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+        ] {
             if packed_kernels(t).is_none() {
                 eprintln!("no packed kernels for {t} on this CPU");
                 continue;

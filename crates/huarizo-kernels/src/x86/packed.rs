@@ -4,14 +4,12 @@
 //! four `vpdpbusd` to sum.
 
 use super::row_lanes::{
-    f16x8, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock, TileBlock,
-    Q4K_TILE, TILE,
+    f16x8, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock,
+    TileBlock, Q4K_TILE, TILE,
 };
 use super::*;
 use crate::ggml_lanes::LaneQuants;
-use crate::packed::{
-    group_bytes, BlockOffsets, OneToken, OneTokenBlock, PackedKernels, Q4_K_BLOCK,
-};
+use crate::packed::{group_bytes, BlockOffsets, OneToken, PackedKernels, Q4_K_BLOCK};
 
 /// How far ahead of the block being multiplied the one-token kernel prefetches, in bytes.
 /// Without it one thread read packed weights from memory at 8–11 GB/s (the hardware
@@ -41,7 +39,7 @@ fn pairs(v: __m256) -> __m512 {
 /// `group` must hold the chunks of more than `i` blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
+unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
     let low = _mm512_set1_epi8(0x0F);
     let sixteen = _mm512_set1_epi8(16);
     let at = BlockOffsets::q5_0(i);
@@ -64,7 +62,37 @@ unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
             _mm512_mask_add_epi8(nibbles[k], fifth, nibbles[k], sixteen)
         });
         let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        (w, d)
+        (w, d, _mm256_setzero_ps())
+    }
+}
+
+/// Block `i` of a packed Q4_1 group: its four vectors of nibbles, and the eight rows' scales
+/// and minimums as f32.
+///
+/// # Safety
+/// As [`q5_0_block`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn q4_1_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
+    let low = _mm512_set1_epi8(0x0F);
+    let at = BlockOffsets::q4_1(i);
+    // SAFETY: the caller guarantees the group's size, so block i's nibbles, scales and
+    // minimums are in it.
+    unsafe {
+        let qs = group.add(at.qs);
+        let x = [
+            _mm512_loadu_si512(qs.cast()),
+            _mm512_loadu_si512(qs.add(64).cast()),
+        ];
+        let w = [
+            _mm512_and_si512(x[0], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
+            _mm512_and_si512(x[1], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
+        ];
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
+        let m = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.qh).cast()));
+        (w, d, m)
     }
 }
 
@@ -75,14 +103,14 @@ unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q8_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256) {
+unsafe fn q8_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
     let at = BlockOffsets::q8_0(i);
     // SAFETY: as in `q5_0_block`.
     unsafe {
         let qs = group.add(at.qs);
         let w = std::array::from_fn(|k| _mm512_loadu_si512(qs.add(64 * k).cast()));
         let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        (w, d)
+        (w, d, _mm256_setzero_ps())
     }
 }
 
@@ -95,28 +123,35 @@ fn eight<T: Copy>(p: &[T]) -> i64 {
     unsafe { p.as_ptr().cast::<i64>().read_unaligned() }
 }
 
-/// The kernels of one packed type: `$block` unpacks a block to unsigned `q + 2^$shift`;
-/// `$bytes` bytes per block of a group (eight rows), `$lines` cache lines prefetched per
-/// block.
+/// The kernels of one packed type: `$block` unpacks a block to unsigned `q + 2^$shift`
+/// (Q4_1, `$min`: its nibbles, plus the minimums, whose `Σ m·s` is added after the lanes as
+/// ggml adds it); `$bytes` bytes per block of a group (eight rows), `$lines` cache lines
+/// prefetched per block.
 macro_rules! packed_kernels {
-    ($module:ident, $ty:expr, $block:ident, $shift:literal, $bytes:literal, $lines:literal, $lanes:ident) => {
+    (
+        $module:ident,
+        $ty:expr,
+        $block:ident,
+        $shift:literal,
+        $min:literal,
+        $bytes:literal,
+        $lines:literal,
+        $lanes:ident
+    ) => {
         mod $module {
             use super::*;
 
             /// One packed group against one activation row: lane r = row r · the row.
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-            fn one_token(
-                group: &[u8],
-                n_blocks: usize,
-                acts: &[OneTokenBlock],
-                scales: &[f32],
-            ) -> __m256 {
+            fn one_token(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> __m256 {
                 assert!(
                     group.len() >= group_bytes($ty, n_blocks),
                     "packed group shorter than its blocks"
                 );
-                let (acts, scales) = (&acts[..n_blocks], &scales[..n_blocks]);
+                let (acts, scales) = (&row.blocks[..n_blocks], &row.scales[..n_blocks]);
+                let sums = if $min { &row.sums[..n_blocks] } else { &[] };
                 let mut acc = [_mm512_setzero_ps(); 4];
+                let mut mins = _mm256_setzero_ps();
                 for (i, (a, &dy)) in acts.iter().zip(scales).enumerate() {
                     // The bytes of a block `PREFETCH_AHEAD` ahead: past the group's end, the
                     // next group's, which the same thread usually takes next. (Prefetches
@@ -126,17 +161,30 @@ macro_rules! packed_kernels {
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
                     }
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (w, d) = unsafe { $block(group.as_ptr(), i) };
+                    let (w, d, m) = unsafe { $block(group.as_ptr(), i) };
                     let scale = pairs(_mm256_mul_ps(d, _mm256_set1_ps(dy)));
+                    if $min {
+                        mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(sums[i])));
+                    }
                     for k in 0..4 {
-                        let neg_sums = _mm512_set1_epi64(eight(&a.neg_sums[2 * k..2 * k + 2]));
-                        let start = _mm512_slli_epi32::<$shift>(neg_sums);
+                        let start = if $min {
+                            _mm512_setzero_si512()
+                        } else {
+                            let pair = eight(&a.neg_sums[2 * k..2 * k + 2]);
+                            _mm512_slli_epi32::<$shift>(_mm512_set1_epi64(pair))
+                        };
                         let y = _mm512_set1_epi64(eight(&a.y[8 * k..8 * k + 8]));
                         let s = _mm512_dpbusd_epi32(start, w[k], y);
                         acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[k]);
                     }
                 }
-                hsum_pairs(&acc)
+                // ggml's `hsum_float_8`, lane by lane; then Q4_1's `Σ m·s`.
+                let out = hsum_pairs(&acc);
+                if $min {
+                    _mm256_add_ps(out, mins)
+                } else {
+                    out
+                }
             }
 
             /// A packed group unpacked into the lane kernels' tile (signed values, `−128·Σq`
@@ -148,11 +196,11 @@ macro_rules! packed_kernels {
                     "packed group shorter than its blocks"
                 );
                 buf.clear();
-                let offset = _mm512_set1_epi8((1i32 << $shift) as i8);
+                let offset = _mm512_set1_epi8(if $min { 0 } else { (1i32 << $shift) as i8 });
                 let minus_128 = _mm512_set1_epi8(-128);
                 for i in 0..n_blocks {
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (u, d) = unsafe { $block(group.as_ptr(), i) };
+                    let (u, d, m) = unsafe { $block(group.as_ptr(), i) };
                     let w = u.map(|u| _mm512_sub_epi8(u, offset));
                     let start = w.map(|w| {
                         _mm512_sub_epi32(
@@ -164,7 +212,7 @@ macro_rules! packed_kernels {
                         w,
                         start,
                         d: pairs(d),
-                        m: _mm256_setzero_ps(),
+                        m,
                     });
                 }
             }
@@ -172,7 +220,7 @@ macro_rules! packed_kernels {
             pub(super) fn one(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> [f32; 8] {
                 // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and
                 // VNNI (and AVX2, FMA, F16C) were detected.
-                let v = unsafe { one_token(group, n_blocks, row.blocks, row.scales) };
+                let v = unsafe { one_token(group, n_blocks, row) };
                 let mut out = [0f32; 8];
                 // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as
                 // above.)
@@ -202,9 +250,28 @@ macro_rules! packed_kernels {
     };
 }
 
-// The (·)_0 offsets: 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0.
-packed_kernels!(q5_0, GgmlType::Q5_0, q5_0_block, 4, 176, 3, ggml_q5_0);
-packed_kernels!(q8_0, GgmlType::Q8_0, q8_0_block, 7, 272, 5, ggml_q8_0);
+// The (·)_0 offsets: 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0 (none for Q4_1).
+packed_kernels!(q4_1, GgmlType::Q4_1, q4_1_block, 0, true, 160, 3, ggml_q4_1);
+packed_kernels!(
+    q5_0,
+    GgmlType::Q5_0,
+    q5_0_block,
+    4,
+    false,
+    176,
+    3,
+    ggml_q5_0
+);
+packed_kernels!(
+    q8_0,
+    GgmlType::Q8_0,
+    q8_0_block,
+    7,
+    false,
+    272,
+    5,
+    ggml_q8_0
+);
 
 /// Packed Q4_K in the orders of llama.cpp's repacked Q4_K kernels (`crate::repacked`): one
 /// token in the GEMV order, eight rows in the eight lanes of 256-bit vectors.
@@ -377,6 +444,10 @@ pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
         return None;
     }
     match t {
+        GgmlType::Q4_1 => Some(PackedKernels {
+            one: q4_1::one,
+            lanes: q4_1::lanes,
+        }),
         GgmlType::Q5_0 => Some(PackedKernels {
             one: q5_0::one,
             lanes: q5_0::lanes,
