@@ -27,8 +27,8 @@
 //! file's pages); everything else (embedding rows, training, export) reads the file.
 
 use crate::blocks::{
-    as_blocks, scale_min_k4, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK,
-    QK_K,
+    as_blocks, scale_min_k4, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_1,
+    BlockQ8_K, QK, QK_K,
 };
 use crate::ggml_lanes::LaneQuants;
 use crate::GgmlType;
@@ -39,6 +39,10 @@ pub const PACK_ROWS: usize = 8;
 /// Bytes of four Q5_0 blocks of a group: 4 × 128 bytes of nibbles, 4 × 32 of fifth bits,
 /// 4 × 16 of scales; eleven cache lines.
 pub const Q5_0_CHUNK: usize = 4 * PACK_ROWS * 22;
+
+/// Bytes of four Q4_0 blocks of a group: 4 × 128 bytes of nibbles, 4 × 16 of scales; nine
+/// cache lines.
+pub const Q4_0_CHUNK: usize = 4 * PACK_ROWS * 18;
 
 /// Bytes of four Q4_1 blocks of a group: 4 × 128 bytes of nibbles, 4 × 16 of scales, 4 × 16
 /// of minimums; ten cache lines.
@@ -71,6 +75,17 @@ impl BlockOffsets {
         }
     }
 
+    /// The offsets of block `i` of a Q4_0 group.
+    #[inline(always)]
+    pub fn q4_0(i: usize) -> BlockOffsets {
+        let (chunk, j) = (Q4_0_CHUNK * (i / 4), i % 4);
+        BlockOffsets {
+            qs: chunk + 128 * j,
+            qh: 0,
+            d: chunk + 512 + 16 * j,
+        }
+    }
+
     /// The offsets of block `i` of a Q4_1 group (`qh`: the minimums).
     #[inline(always)]
     pub fn q4_1(i: usize) -> BlockOffsets {
@@ -98,10 +113,11 @@ impl BlockOffsets {
 /// minimums, 16 of `d`, 16 of `dmin`.
 pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
 
-/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_1, Q5_0, Q8_0 or Q4_K).
+/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_0, Q4_1, Q5_0, Q8_0 or Q4_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
     match t {
         GgmlType::Q5_0 => n_blocks.div_ceil(4) * Q5_0_CHUNK,
+        GgmlType::Q4_0 => n_blocks.div_ceil(4) * Q4_0_CHUNK,
         GgmlType::Q4_1 => n_blocks.div_ceil(4) * Q4_1_CHUNK,
         GgmlType::Q4_K => (n_blocks * Q4_K_BLOCK).next_multiple_of(64),
         _ => n_blocks.div_ceil(4) * Q8_0_CHUNK,
@@ -292,7 +308,7 @@ impl PackedRows {
     pub fn supported(t: GgmlType, n_out: usize, n_in: usize) -> bool {
         matches!(
             t,
-            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K
         ) && n_out.is_multiple_of(PACK_ROWS)
             && n_in.is_multiple_of(t.block_size())
             && n_in > 0
@@ -341,6 +357,7 @@ impl PackedRows {
             let dst = &mut storage[at..at + n];
             match t {
                 GgmlType::Q5_0 => pack_q5_0(w, n_in, dst),
+                GgmlType::Q4_0 => pack_q4_0(w, n_in, dst),
                 GgmlType::Q4_1 => pack_q4_1(w, n_in, dst),
                 GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
                 _ => pack_q8_0(w, n_in, dst),
@@ -423,17 +440,25 @@ impl PackedRows {
             }
             return;
         }
-        if self.ty == GgmlType::Q4_1 {
-            for (i, block) in out.chunks_exact_mut(20).take(n_blocks).enumerate() {
-                let at = BlockOffsets::q4_1(i);
+        if matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q4_1) {
+            // Q4_0: d and 16 bytes of nibbles; Q4_1: d, m and the nibbles.
+            let (size, at_of): (usize, fn(usize) -> BlockOffsets) = match self.ty {
+                GgmlType::Q4_0 => (18, BlockOffsets::q4_0),
+                _ => (20, BlockOffsets::q4_1),
+            };
+            for (i, block) in out.chunks_exact_mut(size).take(n_blocks).enumerate() {
+                let at = at_of(i);
                 block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
-                block[2..4].copy_from_slice(&group[at.qh + 2 * row..at.qh + 2 * row + 2]);
+                if size == 20 {
+                    block[2..4].copy_from_slice(&group[at.qh + 2 * row..at.qh + 2 * row + 2]);
+                }
+                let qs = &mut block[size - 16..];
                 let half = |h: usize| &group[at.qs + 64 * h + 8 * row..][..8];
                 for l in 0..8 {
                     // Values l, 8 + l (low nibbles) and 16 + l, 24 + l (high nibbles).
                     let (a, b) = (half(0)[l], half(1)[l]);
-                    block[4 + l] = (a & 0x0F) | ((b & 0x0F) << 4);
-                    block[12 + l] = (a >> 4) | (b & 0xF0);
+                    qs[l] = (a & 0x0F) | ((b & 0x0F) << 4);
+                    qs[8 + l] = (a >> 4) | (b & 0xF0);
                 }
             }
             return;
@@ -505,9 +530,38 @@ fn pack_q4_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
     }
 }
 
+/// A block's 16 bytes of nibbles as packed row r of its two 64-byte halves (vector k, bytes
+/// `8r..8r + 8` = values `8k..8k + 8`: the low nibbles of bytes 0–7 and 8–15, then their high
+/// nibbles).
+fn pack_nibbles(qs: &[u8; 16], r: usize, dst: &mut [u8]) {
+    const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    let a = u64::from_le_bytes(qs[..8].try_into().expect("eight bytes"));
+    let c = u64::from_le_bytes(qs[8..].try_into().expect("eight bytes"));
+    let half0 = (a & LOW) | ((c & LOW) << 4);
+    let half1 = ((a >> 4) & LOW) | (c & !LOW);
+    dst[8 * r..8 * r + 8].copy_from_slice(&half0.to_le_bytes());
+    dst[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
+}
+
+/// Q4_0 packed: as Q5_0's nibbles (no fifth bits), then the scales.
+fn pack_q4_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    let stride = group_bytes(GgmlType::Q4_0, n_in / QK);
+    let w_row = 18 * n_in / QK;
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        for r in 0..PACK_ROWS {
+            let row = PACK_ROWS * g + r;
+            let blocks: &[BlockQ4_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
+            for (i, b) in blocks.iter().enumerate() {
+                let at = BlockOffsets::q4_0(i);
+                pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
+                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
+            }
+        }
+    }
+}
+
 /// Q4_1 packed: as Q5_0's nibbles (no fifth bits), then the scales and the minimums.
 fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
     let stride = group_bytes(GgmlType::Q4_1, n_in / QK);
     let w_row = 20 * n_in / QK;
     for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
@@ -516,12 +570,7 @@ fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
             let blocks: &[BlockQ4_1] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
             for (i, b) in blocks.iter().enumerate() {
                 let at = BlockOffsets::q4_1(i);
-                let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
-                let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
-                let half0 = (a & LOW) | ((c & LOW) << 4);
-                let half1 = ((a >> 4) & LOW) | (c & !LOW);
-                group[at.qs + 8 * r..][..8].copy_from_slice(&half0.to_le_bytes());
-                group[at.qs + 64 + 8 * r..][..8].copy_from_slice(&half1.to_le_bytes());
+                pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
                 group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
                 group[at.qh + 2 * r..at.qh + 2 * r + 2].copy_from_slice(&b.m.0);
             }
@@ -627,6 +676,7 @@ mod tests {
     fn unpacked_rows_are_the_files_rows() {
         let n_out = 16;
         for t in [
+            GgmlType::Q4_0,
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
@@ -640,6 +690,7 @@ mod tests {
             let mut dst = vec![0u8; n_out / PACK_ROWS * stride];
             match t {
                 GgmlType::Q5_0 => pack_q5_0(&w, n_in, &mut dst),
+                GgmlType::Q4_0 => pack_q4_0(&w, n_in, &mut dst),
                 GgmlType::Q4_1 => pack_q4_1(&w, n_in, &mut dst),
                 GgmlType::Q4_K => pack_q4_k(&w, n_in, &mut dst),
                 _ => pack_q8_0(&w, n_in, &mut dst),
@@ -666,6 +717,7 @@ mod tests {
     #[test]
     fn packed_products_equal_the_one_row_kernel_bit_for_bit() {
         for t in [
+            GgmlType::Q4_0,
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
@@ -772,6 +824,7 @@ mod tests {
         let (n_out, n_in) = (40, 512);
         let pool = crate::pool::ThreadPool::new(2);
         for t in [
+            GgmlType::Q4_0,
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,

@@ -4,8 +4,8 @@
 //! four `vpdpbusd` to sum.
 
 use super::row_lanes::{
-    f16x8, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock,
-    TileBlock, Q4K_TILE, TILE,
+    f16x8, ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of,
+    Q4KBlock, TileBlock, Q4K_TILE, TILE,
 };
 use super::*;
 use crate::ggml_lanes::LaneQuants;
@@ -61,6 +61,35 @@ unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m25
             let fifth = group.add(at.qh + 8 * k).cast::<u64>().read_unaligned();
             _mm512_mask_add_epi8(nibbles[k], fifth, nibbles[k], sixteen)
         });
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
+        (w, d, _mm256_setzero_ps())
+    }
+}
+
+/// Block `i` of a packed Q4_0 group: its four vectors of nibbles (`q + 8`), and the eight
+/// rows' scales as f32.
+///
+/// # Safety
+/// As [`q5_0_block`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn q4_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
+    let low = _mm512_set1_epi8(0x0F);
+    let at = BlockOffsets::q4_0(i);
+    // SAFETY: the caller guarantees the group's size, so block i's nibbles and scales are
+    // in it.
+    unsafe {
+        let qs = group.add(at.qs);
+        let x = [
+            _mm512_loadu_si512(qs.cast()),
+            _mm512_loadu_si512(qs.add(64).cast()),
+        ];
+        let w = [
+            _mm512_and_si512(x[0], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
+            _mm512_and_si512(x[1], low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
+        ];
         let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
         (w, d, _mm256_setzero_ps())
     }
@@ -250,7 +279,17 @@ macro_rules! packed_kernels {
     };
 }
 
-// The (·)_0 offsets: 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0 (none for Q4_1).
+// The (·)_0 offsets: 8 = 2³ for Q4_0, 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0 (none for Q4_1).
+packed_kernels!(
+    q4_0,
+    GgmlType::Q4_0,
+    q4_0_block,
+    3,
+    false,
+    144,
+    3,
+    ggml_q4_0
+);
 packed_kernels!(q4_1, GgmlType::Q4_1, q4_1_block, 0, true, 160, 3, ggml_q4_1);
 packed_kernels!(
     q5_0,
@@ -444,6 +483,10 @@ pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
         return None;
     }
     match t {
+        GgmlType::Q4_0 => Some(PackedKernels {
+            one: q4_0::one,
+            lanes: q4_0::lanes,
+        }),
         GgmlType::Q4_1 => Some(PackedKernels {
             one: q4_1::one,
             lanes: q4_1::lanes,
