@@ -214,11 +214,13 @@ impl GgufFile {
             .map(|&i| &self.header.tensors[i])
     }
 
-    /// Drops this process's pages of tensor `t`'s bytes (those whole pages inside them) from
-    /// memory, for a tensor the caller has copied elsewhere: the mapping stays valid and a
-    /// later read brings the bytes back from the file. Best effort: an error of the system
-    /// call is ignored (the pages then just stay).
-    pub fn release_pages(&self, t: &TensorInfo) {
+    /// Drops this process's pages of bytes `range` of tensor `t` from memory (from the page
+    /// holding the range's start to the last page that ends inside it), for bytes the caller
+    /// has copied elsewhere: the mapping stays valid and a later read brings the bytes back
+    /// from the file. Best effort: an error of the system call is ignored (the pages then
+    /// just stay).
+    pub fn release_pages(&self, t: &TensorInfo, range: std::ops::Range<usize>) {
+        let range = range.start.min(t.n_bytes)..range.end.min(t.n_bytes);
         let Some(pos) = self.header.data_offset.checked_add(t.offset) else {
             return;
         };
@@ -230,8 +232,12 @@ impl GgufFile {
         };
         let map = &self.maps[i];
         let page = 4096;
-        let first = start.next_multiple_of(page);
-        let end = start.saturating_add(t.n_bytes).min(map.len()) / page * page;
+        // The page holding the range's first byte goes too (its earlier bytes, if any, are
+        // the tensor's previous range or another tensor's: dropping them only costs a
+        // re-read), so that consecutive ranges release every page between them; the page
+        // holding its end stays (its later bytes may still be read).
+        let first = (start + range.start) / page * page;
+        let end = (start + range.end).min(map.len()) / page * page;
         if end > first {
             // SAFETY: the map is a read-only mapping of a file: its pages are the file's, so
             // dropping them from this process loses nothing (the next access reads them

@@ -11,7 +11,8 @@
 //! same bits as the one-row kernel.
 //!
 //! Layout of a Q5_0 matrix: group `g` (rows `8g..8g + 8`) at `g · stride`; in a group, the
-//! blocks in chunks of four (704 bytes, eleven cache lines, the last chunk padded), so that
+//! blocks in chunks of four (704 bytes, eleven cache lines; a last chunk of fewer blocks is
+//! as long as they are, its parts moved up accordingly), so that
 //! a group is read as one sequential stream (this machine's prefetchers follow one stream
 //! far better than several: a layout with the nibbles, fifth bits and scales of a group in
 //! three regions read at half the speed from memory). Block `j` of a chunk:
@@ -36,22 +37,6 @@ use crate::GgmlType;
 /// Rows per packed group.
 pub const PACK_ROWS: usize = 8;
 
-/// Bytes of four Q5_0 blocks of a group: 4 × 128 bytes of nibbles, 4 × 32 of fifth bits,
-/// 4 × 16 of scales; eleven cache lines.
-pub const Q5_0_CHUNK: usize = 4 * PACK_ROWS * 22;
-
-/// Bytes of four Q4_0 blocks of a group: 4 × 128 bytes of nibbles, 4 × 16 of scales; nine
-/// cache lines.
-pub const Q4_0_CHUNK: usize = 4 * PACK_ROWS * 18;
-
-/// Bytes of four Q4_1 blocks of a group: 4 × 128 bytes of nibbles, 4 × 16 of scales, 4 × 16
-/// of minimums; ten cache lines.
-pub const Q4_1_CHUNK: usize = 4 * PACK_ROWS * 20;
-
-/// Bytes of four Q8_0 blocks of a group: 4 × 256 bytes of values, 4 × 16 of scales;
-/// seventeen cache lines.
-pub const Q8_0_CHUNK: usize = 4 * PACK_ROWS * 34;
-
 /// Where block `i`'s parts start in its group.
 #[derive(Clone, Copy)]
 pub struct BlockOffsets {
@@ -64,48 +49,50 @@ pub struct BlockOffsets {
 }
 
 impl BlockOffsets {
-    /// The offsets of block `i` of a Q5_0 group.
+    /// Block `i` of `n`, in chunks of four blocks of `size` bytes each whose parts start at
+    /// `parts` (per block of the chunk) of a full chunk; a last chunk of `m < 4` blocks is as
+    /// long as its blocks (its parts start at `parts · m / 4`), so no padding is read.
     #[inline(always)]
-    pub fn q5_0(i: usize) -> BlockOffsets {
-        let (chunk, j) = (Q5_0_CHUNK * (i / 4), i % 4);
+    fn chunked(
+        i: usize,
+        n: usize,
+        size: usize,
+        parts: [usize; 3],
+        per_block: [usize; 3],
+    ) -> BlockOffsets {
+        let (chunk, j) = (i / 4, i % 4);
+        let m = (n - 4 * chunk).min(4);
+        let base = 4 * size * chunk;
+        let at = |p: usize| base + parts[p] * m / 4 + per_block[p] * j;
         BlockOffsets {
-            qs: chunk + 128 * j,
-            qh: chunk + 512 + 32 * j,
-            d: chunk + 640 + 16 * j,
+            qs: at(0),
+            qh: at(1),
+            d: at(2),
         }
     }
 
-    /// The offsets of block `i` of a Q4_0 group.
+    /// The offsets of block `i` of `n` of a Q5_0 group.
     #[inline(always)]
-    pub fn q4_0(i: usize) -> BlockOffsets {
-        let (chunk, j) = (Q4_0_CHUNK * (i / 4), i % 4);
-        BlockOffsets {
-            qs: chunk + 128 * j,
-            qh: 0,
-            d: chunk + 512 + 16 * j,
-        }
+    pub fn q5_0(i: usize, n: usize) -> BlockOffsets {
+        Self::chunked(i, n, 176, [0, 512, 640], [128, 32, 16])
     }
 
-    /// The offsets of block `i` of a Q4_1 group (`qh`: the minimums).
+    /// The offsets of block `i` of `n` of a Q4_0 group.
     #[inline(always)]
-    pub fn q4_1(i: usize) -> BlockOffsets {
-        let (chunk, j) = (Q4_1_CHUNK * (i / 4), i % 4);
-        BlockOffsets {
-            qs: chunk + 128 * j,
-            qh: chunk + 576 + 16 * j,
-            d: chunk + 512 + 16 * j,
-        }
+    pub fn q4_0(i: usize, n: usize) -> BlockOffsets {
+        Self::chunked(i, n, 144, [0, 0, 512], [128, 0, 16])
     }
 
-    /// The offsets of block `i` of a Q8_0 group.
+    /// The offsets of block `i` of `n` of a Q4_1 group (`qh`: the minimums).
     #[inline(always)]
-    pub fn q8_0(i: usize) -> BlockOffsets {
-        let (chunk, j) = (Q8_0_CHUNK * (i / 4), i % 4);
-        BlockOffsets {
-            qs: chunk + 256 * j,
-            qh: 0,
-            d: chunk + 1024 + 16 * j,
-        }
+    pub fn q4_1(i: usize, n: usize) -> BlockOffsets {
+        Self::chunked(i, n, 160, [0, 576, 512], [128, 16, 16])
+    }
+
+    /// The offsets of block `i` of `n` of a Q8_0 group.
+    #[inline(always)]
+    pub fn q8_0(i: usize, n: usize) -> BlockOffsets {
+        Self::chunked(i, n, 272, [0, 0, 1024], [256, 0, 16])
     }
 }
 
@@ -115,13 +102,14 @@ pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
 
 /// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_0, Q4_1, Q5_0, Q8_0 or Q4_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
-    match t {
-        GgmlType::Q5_0 => n_blocks.div_ceil(4) * Q5_0_CHUNK,
-        GgmlType::Q4_0 => n_blocks.div_ceil(4) * Q4_0_CHUNK,
-        GgmlType::Q4_1 => n_blocks.div_ceil(4) * Q4_1_CHUNK,
-        GgmlType::Q4_K => (n_blocks * Q4_K_BLOCK).next_multiple_of(64),
-        _ => n_blocks.div_ceil(4) * Q8_0_CHUNK,
-    }
+    let block = match t {
+        GgmlType::Q5_0 => 176,
+        GgmlType::Q4_0 => 144,
+        GgmlType::Q4_1 => 160,
+        GgmlType::Q4_K => Q4_K_BLOCK,
+        _ => 272,
+    };
+    (n_blocks * block).next_multiple_of(64)
 }
 
 /// A weight matrix `(n_out, n_in)` repacked into groups of eight rows (see the module
@@ -318,18 +306,19 @@ impl PackedRows {
     /// Packs `w`, `n_out` rows of `n_in` values of type `t` in the file's layout, or `None`
     /// when [`PackedRows::supported`] says no.
     pub fn pack(t: GgmlType, w: &[u8], n_out: usize, n_in: usize) -> Option<PackedRows> {
-        Self::pack_all(&[(t, w, n_out, n_in)], |_| {})
+        Self::pack_all(&[(t, w, n_out, n_in)], |_, _| {})
             .pop()
             .flatten()
     }
 
     /// [`PackedRows::pack`] for several matrices `(type, bytes, n_out, n_in)` at once, into
     /// one allocation: one mapping whose 2 MiB pages can all be huge pages, where separate
-    /// ones of a few MiB each mostly could not be. `packed(i)` is called as soon as weight `i`
-    /// is packed (to release its source, for instance).
+    /// ones of a few MiB each mostly could not be. `packed(i, bytes)` is called as soon as
+    /// the byte range `bytes` of weight `i` is packed (about 1 MiB at a time, so that a caller
+    /// that releases its sources keeps the peak about 1 MiB above the packed copies).
     pub fn pack_all(
         weights: &[(GgmlType, &[u8], usize, usize)],
-        mut packed: impl FnMut(usize),
+        mut packed: impl FnMut(usize, std::ops::Range<usize>),
     ) -> Vec<Option<PackedRows>> {
         let len = |&(t, _, n_out, n_in): &(GgmlType, &[u8], usize, usize)| {
             Self::supported(t, n_out, n_in)
@@ -354,17 +343,27 @@ impl PackedRows {
                 w.len() >= n_out * w_row,
                 "weight shorter than (n_out, n_in)"
             );
-            let dst = &mut storage[at..at + n];
-            match t {
-                GgmlType::Q5_0 => pack_q5_0(w, n_in, dst),
-                GgmlType::Q4_0 => pack_q4_0(w, n_in, dst),
-                GgmlType::Q4_1 => pack_q4_1(w, n_in, dst),
-                GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
-                _ => pack_q8_0(w, n_in, dst),
+            let stride = group_bytes(t, n_in / t.block_size());
+            let group_source = PACK_ROWS * w_row;
+            // Groups per step: about 1 MiB of source (the peak while packing is one step above
+            // the packed copies, when the caller releases each step's source).
+            let step = (1 << 20) / group_source + 1;
+            for first in (0..n_out / PACK_ROWS).step_by(step) {
+                let last = (first + step).min(n_out / PACK_ROWS);
+                let src = first * group_source..last * group_source;
+                let dst = &mut storage[at + first * stride..at + last * stride];
+                let w = &w[src.clone()];
+                match t {
+                    GgmlType::Q5_0 => pack_q5_0(w, n_in, dst),
+                    GgmlType::Q4_0 => pack_q4_0(w, n_in, dst),
+                    GgmlType::Q4_1 => pack_q4_1(w, n_in, dst),
+                    GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
+                    _ => pack_q8_0(w, n_in, dst),
+                }
+                packed(i, src);
             }
             bases.push(Some(at));
             at += n;
-            packed(i);
         }
         let storage = std::sync::Arc::new(storage);
         weights
@@ -442,12 +441,12 @@ impl PackedRows {
         }
         if matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q4_1) {
             // Q4_0: d and 16 bytes of nibbles; Q4_1: d, m and the nibbles.
-            let (size, at_of): (usize, fn(usize) -> BlockOffsets) = match self.ty {
+            let (size, at_of): (usize, fn(usize, usize) -> BlockOffsets) = match self.ty {
                 GgmlType::Q4_0 => (18, BlockOffsets::q4_0),
                 _ => (20, BlockOffsets::q4_1),
             };
             for (i, block) in out.chunks_exact_mut(size).take(n_blocks).enumerate() {
-                let at = at_of(i);
+                let at = at_of(i, n_blocks);
                 block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
                 if size == 20 {
                     block[2..4].copy_from_slice(&group[at.qh + 2 * row..at.qh + 2 * row + 2]);
@@ -465,7 +464,7 @@ impl PackedRows {
         }
         if self.ty == GgmlType::Q8_0 {
             for (i, block) in out.chunks_exact_mut(34).take(n_blocks).enumerate() {
-                let at = BlockOffsets::q8_0(i);
+                let at = BlockOffsets::q8_0(i, n_blocks);
                 block[..2].copy_from_slice(&group[at.d + 2 * row..at.d + 2 * row + 2]);
                 for v in 0..QK {
                     block[2 + v] = group[at.qs + 64 * (v / 8) + 8 * row + v % 8] ^ 0x80;
@@ -474,7 +473,7 @@ impl PackedRows {
             return;
         }
         for (i, block) in out.chunks_exact_mut(22).take(n_blocks).enumerate() {
-            let at = BlockOffsets::q5_0(i);
+            let at = BlockOffsets::q5_0(i, n_blocks);
             let mut values = [0u8; QK];
             for (v, value) in values.iter_mut().enumerate() {
                 let (k, b) = (v / 8, 8 * row + v % 8);
@@ -546,13 +545,13 @@ fn pack_nibbles(qs: &[u8; 16], r: usize, dst: &mut [u8]) {
 /// Q4_0 packed: as Q5_0's nibbles (no fifth bits), then the scales.
 fn pack_q4_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
     let stride = group_bytes(GgmlType::Q4_0, n_in / QK);
-    let w_row = 18 * n_in / QK;
+    let (n_blocks, w_row) = (n_in / QK, 18 * n_in / QK);
     for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
         for r in 0..PACK_ROWS {
             let row = PACK_ROWS * g + r;
             let blocks: &[BlockQ4_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
             for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q4_0(i);
+                let at = BlockOffsets::q4_0(i, n_blocks);
                 pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
                 group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
             }
@@ -563,13 +562,13 @@ fn pack_q4_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
 /// Q4_1 packed: as Q5_0's nibbles (no fifth bits), then the scales and the minimums.
 fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
     let stride = group_bytes(GgmlType::Q4_1, n_in / QK);
-    let w_row = 20 * n_in / QK;
+    let (n_blocks, w_row) = (n_in / QK, 20 * n_in / QK);
     for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
         for r in 0..PACK_ROWS {
             let row = PACK_ROWS * g + r;
             let blocks: &[BlockQ4_1] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
             for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q4_1(i);
+                let at = BlockOffsets::q4_1(i, n_blocks);
                 pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
                 group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
                 group[at.qh + 2 * r..at.qh + 2 * r + 2].copy_from_slice(&b.m.0);
@@ -582,13 +581,13 @@ fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
 /// as unsigned `q + 128`.
 fn pack_q8_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
     let stride = group_bytes(GgmlType::Q8_0, n_in / GgmlType::Q8_0.block_size());
-    let w_row = 34 * n_in / QK;
+    let (n_blocks, w_row) = (n_in / QK, 34 * n_in / QK);
     for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
         for r in 0..PACK_ROWS {
             let row = PACK_ROWS * g + r;
             let blocks: &[BlockQ8_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
             for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q8_0(i);
+                let at = BlockOffsets::q8_0(i, n_blocks);
                 for k in 0..4 {
                     let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
                     for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
@@ -611,7 +610,7 @@ fn pack_q5_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
             as_blocks(&w[row * w_row..(row + 1) * w_row])
         });
         for i in 0..n_blocks {
-            let at = BlockOffsets::q5_0(i);
+            let at = BlockOffsets::q5_0(i, n_blocks);
             let (qs, qh, d) = (&mut group[at.qs..], at.qh, at.d);
             // Vector k, bytes 8r..8r + 8 = row r's values 8k..8k + 8: the low nibbles
             // of the row's bytes 0–7 (k = 0) and 8–15 (k = 1), then their high nibbles.

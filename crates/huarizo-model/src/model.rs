@@ -824,7 +824,9 @@ fn pack_products(file: &GgufFile, weights: Vec<&mut Linear>) {
         .collect();
     // Each source is released as soon as it is packed: the peak stays one weight above the
     // packed copies.
-    let packed = PackedRows::pack_all(&items, |i| file.release_pages(&weights[i].info));
+    let packed = PackedRows::pack_all(&items, |i, bytes| {
+        file.release_pages(&weights[i].info, bytes)
+    });
     for (w, packed) in weights.into_iter().zip(packed) {
         w.packed = packed.map(std::sync::Arc::new);
     }

@@ -39,10 +39,14 @@ fn pairs(v: __m256) -> __m512 {
 /// `group` must hold the chunks of more than `i` blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
+unsafe fn q5_0_block(
+    group: *const u8,
+    i: usize,
+    n_blocks: usize,
+) -> ([__m512i; 4], __m256, __m256) {
     let low = _mm512_set1_epi8(0x0F);
     let sixteen = _mm512_set1_epi8(16);
-    let at = BlockOffsets::q5_0(i);
+    let at = BlockOffsets::q5_0(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles, fifth bits and
     // scales are in it.
     unsafe {
@@ -73,9 +77,13 @@ unsafe fn q5_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m25
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q4_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
+unsafe fn q4_0_block(
+    group: *const u8,
+    i: usize,
+    n_blocks: usize,
+) -> ([__m512i; 4], __m256, __m256) {
     let low = _mm512_set1_epi8(0x0F);
-    let at = BlockOffsets::q4_0(i);
+    let at = BlockOffsets::q4_0(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles and scales are
     // in it.
     unsafe {
@@ -102,9 +110,13 @@ unsafe fn q4_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m25
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q4_1_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
+unsafe fn q4_1_block(
+    group: *const u8,
+    i: usize,
+    n_blocks: usize,
+) -> ([__m512i; 4], __m256, __m256) {
     let low = _mm512_set1_epi8(0x0F);
-    let at = BlockOffsets::q4_1(i);
+    let at = BlockOffsets::q4_1(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles, scales and
     // minimums are in it.
     unsafe {
@@ -132,8 +144,12 @@ unsafe fn q4_1_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m25
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q8_0_block(group: *const u8, i: usize) -> ([__m512i; 4], __m256, __m256) {
-    let at = BlockOffsets::q8_0(i);
+unsafe fn q8_0_block(
+    group: *const u8,
+    i: usize,
+    n_blocks: usize,
+) -> ([__m512i; 4], __m256, __m256) {
+    let at = BlockOffsets::q8_0(i, n_blocks);
     // SAFETY: as in `q5_0_block`.
     unsafe {
         let qs = group.add(at.qs);
@@ -190,7 +206,7 @@ macro_rules! packed_kernels {
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
                     }
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (w, d, m) = unsafe { $block(group.as_ptr(), i) };
+                    let (w, d, m) = unsafe { $block(group.as_ptr(), i, n_blocks) };
                     let scale = pairs(_mm256_mul_ps(d, _mm256_set1_ps(dy)));
                     if $min {
                         mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(sums[i])));
@@ -229,7 +245,7 @@ macro_rules! packed_kernels {
                 let minus_128 = _mm512_set1_epi8(-128);
                 for i in 0..n_blocks {
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (u, d, m) = unsafe { $block(group.as_ptr(), i) };
+                    let (u, d, m) = unsafe { $block(group.as_ptr(), i, n_blocks) };
                     let w = u.map(|u| _mm512_sub_epi8(u, offset));
                     let start = w.map(|w| {
                         _mm512_sub_epi32(
