@@ -24,8 +24,13 @@
 //!   `b` of vector `k`.
 //! - at `640 + 16·j`: the eight rows' scales (f16).
 //!
-//! A packed matrix replaces the file's bytes for products (the model then releases the
-//! file's pages); everything else (embedding rows, training, export) reads the file.
+//! Q4_0 and Q4_1 groups are laid out as Q5_0's without the fifth bits (Q4_1's minimums after
+//! the scales), Q8_0's as its four vectors per block, Q4_K's per super-block in the order of
+//! llama.cpp's repacked GEMV (see `pack_q4_k`).
+//!
+//! A packed matrix replaces the file's bytes for products (the model releases the file's
+//! pages as it packs); tied embeddings read their rows back from it ([`PackedRows::unpack_row`]);
+//! training and export read the file.
 
 use crate::blocks::{
     as_blocks, scale_min_k4, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_1,
@@ -209,8 +214,8 @@ pub struct PackedKernels {
     pub lanes: PackedLanesFn,
 }
 
-/// The packed kernels for weights of type `t` on this CPU, if it has them (Q5_0 with
-/// AVX-512 F, BW and VNNI, unless SIMD is disabled).
+/// The packed kernels for weights of type `t` on this CPU, if it has them (Q4_0, Q4_1, Q5_0,
+/// Q8_0 and Q4_K with AVX-512 F, BW, VL and VNNI, unless SIMD is disabled).
 pub fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
     #[cfg(target_arch = "x86_64")]
     {
