@@ -1,7 +1,8 @@
-//! The kernels of packed Q5_0 and Q8_0 weights (`crate::packed`): eight rows per group, in
-//! the 512-bit lane layout of the llama.cpp-order lane kernels (`row_lanes`), so that a block
-//! of eight rows costs two (Q5_0) or four (Q8_0) loads and a few logic steps to unpack, and
-//! four `vpdpbusd` to sum.
+//! The kernels of packed weights (`crate::packed`): eight rows per group. Q4_0, Q4_1, Q5_0
+//! and Q8_0 are in the 512-bit lane layout of the llama.cpp-order lane kernels (`row_lanes`),
+//! so that a block of eight rows costs two (four for Q8_0) loads and a few logic steps to
+//! unpack, and four `vpdpbusd` to sum; Q4_K has row r in lane r of 256-bit vectors, in the
+//! order of llama.cpp's repacked GEMV. Batches unpack a group into the lane kernels' tiles.
 
 use super::row_lanes::{
     f16x8, ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of,
@@ -36,7 +37,7 @@ fn pairs(v: __m256) -> __m512 {
 /// eight rows' scales as f32.
 ///
 /// # Safety
-/// `group` must hold the chunks of more than `i` blocks.
+/// `group` must hold a group of `n_blocks > i` blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 unsafe fn q5_0_block(
