@@ -33,8 +33,8 @@
 //! training and export read the file.
 
 use crate::blocks::{
-    as_blocks, scale_min_k4, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0, BlockQ8_1,
-    BlockQ8_K, QK, QK_K,
+    as_blocks, scale_min_k4, Block, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0,
+    BlockQ8_1, BlockQ8_K, QK, QK_K,
 };
 use crate::ggml_lanes::LaneQuants;
 use crate::GgmlType;
@@ -118,7 +118,8 @@ pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
 }
 
 /// A weight matrix `(n_out, n_in)` repacked into groups of eight rows (see the module
-/// documentation).
+/// documentation). Cloning shares the bytes.
+#[derive(Clone)]
 pub struct PackedRows {
     ty: GgmlType,
     n_out: usize,
@@ -407,11 +408,6 @@ impl PackedRows {
         self.n_in / self.ty.block_size()
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// The bytes of group `g` (rows `8g..8g + 8`).
     pub fn group(&self, g: usize) -> &[u8] {
         &self.bytes[self.base + g * self.stride..self.base + (g + 1) * self.stride]
@@ -501,6 +497,29 @@ impl PackedRows {
     }
 }
 
+/// Calls `put(group, r, i, block)` for block `i` of row `r` of every group of eight rows of
+/// `w` (rows of `n_blocks` blocks of `B`), `group` being the group's `stride` bytes in `dst`.
+fn for_each_block<B: Block>(
+    w: &[u8],
+    n_blocks: usize,
+    stride: usize,
+    dst: &mut [u8],
+    mut put: impl FnMut(&mut [u8], usize, usize, &B),
+) {
+    let w_row = n_blocks * std::mem::size_of::<B>();
+    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
+        for r in 0..PACK_ROWS {
+            let row = PACK_ROWS * g + r;
+            for (i, b) in as_blocks::<B>(&w[row * w_row..(row + 1) * w_row])
+                .iter()
+                .enumerate()
+            {
+                put(group, r, i, b);
+            }
+        }
+    }
+}
+
 /// Q4_K packed, per super-block `i` of a group at `Q4_K_BLOCK·i`:
 /// - at `256p + 32g` (pair of sub-blocks `p`, group of four `g`): byte `4r + l` = byte
 ///   `32p + 4g + l` of row r's nibbles (low nibble: sub-block `2p`; high: `2p + 1`);
@@ -508,30 +527,24 @@ impl PackedRows {
 ///   its minimum;
 /// - at 1152 + 2r: row r's `d`; at 1168 + 2r its `dmin`.
 fn pack_q4_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    let stride = group_bytes(GgmlType::Q4_K, n_in / GgmlType::Q4_K.block_size());
-    let w_row = 144 * n_in / QK_K;
-    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
-        for r in 0..PACK_ROWS {
-            let row = PACK_ROWS * g + r;
-            let blocks: &[BlockQ4_K] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-            for (i, b) in blocks.iter().enumerate() {
-                let at = &mut group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
-                for p in 0..4 {
-                    for gr in 0..8 {
-                        let src = &b.qs[32 * p + 4 * gr..32 * p + 4 * gr + 4];
-                        at[256 * p + 32 * gr + 4 * r..][..4].copy_from_slice(src);
-                    }
-                }
-                for j in 0..8 {
-                    let (sc, m) = scale_min_k4(j, &b.scales);
-                    at[1024 + 8 * j + r] = sc;
-                    at[1088 + 8 * j + r] = m;
-                }
-                at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
-                at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
+    let n_blocks = n_in / QK_K;
+    let stride = group_bytes(GgmlType::Q4_K, n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ4_K| {
+        let at = &mut group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
+        for p in 0..4 {
+            for gr in 0..8 {
+                let src = &b.qs[32 * p + 4 * gr..32 * p + 4 * gr + 4];
+                at[256 * p + 32 * gr + 4 * r..][..4].copy_from_slice(src);
             }
         }
-    }
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &b.scales);
+            at[1024 + 8 * j + r] = sc;
+            at[1088 + 8 * j + r] = m;
+        }
+        at[1152 + 2 * r..1152 + 2 * r + 2].copy_from_slice(&b.d.0);
+        at[1168 + 2 * r..1168 + 2 * r + 2].copy_from_slice(&b.dmin.0);
+    });
 }
 
 /// A block's 16 bytes of nibbles as packed row r of its two 64-byte halves (vector k, bytes
@@ -547,101 +560,64 @@ fn pack_nibbles(qs: &[u8; 16], r: usize, dst: &mut [u8]) {
     dst[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
 }
 
+/// Row r's f16 `value` among a group's eight at `at`.
+fn put_f16(group: &mut [u8], at: usize, r: usize, value: crate::blocks::F16) {
+    group[at + 2 * r..at + 2 * r + 2].copy_from_slice(&value.0);
+}
+
 /// Q4_0 packed: as Q5_0's nibbles (no fifth bits), then the scales.
 fn pack_q4_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    let stride = group_bytes(GgmlType::Q4_0, n_in / QK);
-    let (n_blocks, w_row) = (n_in / QK, 18 * n_in / QK);
-    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
-        for r in 0..PACK_ROWS {
-            let row = PACK_ROWS * g + r;
-            let blocks: &[BlockQ4_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-            for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q4_0(i, n_blocks);
-                pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
-                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
-            }
-        }
-    }
+    let n_blocks = n_in / QK;
+    let stride = group_bytes(GgmlType::Q4_0, n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ4_0| {
+        let at = BlockOffsets::q4_0(i, n_blocks);
+        pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
+        put_f16(group, at.d, r, b.d);
+    });
 }
 
 /// Q4_1 packed: as Q5_0's nibbles (no fifth bits), then the scales and the minimums.
 fn pack_q4_1(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    let stride = group_bytes(GgmlType::Q4_1, n_in / QK);
-    let (n_blocks, w_row) = (n_in / QK, 20 * n_in / QK);
-    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
-        for r in 0..PACK_ROWS {
-            let row = PACK_ROWS * g + r;
-            let blocks: &[BlockQ4_1] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-            for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q4_1(i, n_blocks);
-                pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
-                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
-                group[at.qh + 2 * r..at.qh + 2 * r + 2].copy_from_slice(&b.m.0);
-            }
-        }
-    }
+    let n_blocks = n_in / QK;
+    let stride = group_bytes(GgmlType::Q4_1, n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ4_1| {
+        let at = BlockOffsets::q4_1(i, n_blocks);
+        pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
+        put_f16(group, at.d, r, b.d);
+        put_f16(group, at.qh, r, b.m);
+    });
 }
 
 /// Q8_0 packed: vector k of a block, bytes `8r..8r + 8` = row r's values `8k..8k + 8`
 /// as unsigned `q + 128`.
 fn pack_q8_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    let stride = group_bytes(GgmlType::Q8_0, n_in / GgmlType::Q8_0.block_size());
-    let (n_blocks, w_row) = (n_in / QK, 34 * n_in / QK);
-    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
-        for r in 0..PACK_ROWS {
-            let row = PACK_ROWS * g + r;
-            let blocks: &[BlockQ8_0] = as_blocks(&w[row * w_row..(row + 1) * w_row]);
-            for (i, b) in blocks.iter().enumerate() {
-                let at = BlockOffsets::q8_0(i, n_blocks);
-                for k in 0..4 {
-                    let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
-                    for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
-                        *dst = (q as u8) ^ 0x80;
-                    }
-                }
-                group[at.d + 2 * r..at.d + 2 * r + 2].copy_from_slice(&b.d.0);
+    let n_blocks = n_in / QK;
+    let stride = group_bytes(GgmlType::Q8_0, n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ8_0| {
+        let at = BlockOffsets::q8_0(i, n_blocks);
+        for k in 0..4 {
+            let dst = &mut group[at.qs + 64 * k + 8 * r..][..8];
+            for (dst, &q) in dst.iter_mut().zip(&b.qs[8 * k..8 * k + 8]) {
+                *dst = (q as u8) ^ 0x80;
             }
         }
-    }
+        put_f16(group, at.d, r, b.d);
+    });
 }
 
-/// Q5_0 packed (see the module documentation).
+/// Q5_0 packed (see the module documentation): the nibbles as Q4_0's; byte r of the `k`-th
+/// fifth-bit mask is row r's fifth bits of values `8k..8k + 8`.
 fn pack_q5_0(w: &[u8], n_in: usize, dst: &mut [u8]) {
-    let stride = group_bytes(GgmlType::Q5_0, n_in / GgmlType::Q5_0.block_size());
-    let (n_blocks, w_row) = (n_in / QK, 22 * n_in / QK);
-    for (g, group) in dst.chunks_exact_mut(stride).enumerate() {
-        let rows: [&[BlockQ5_0]; PACK_ROWS] = std::array::from_fn(|r| {
-            let row = PACK_ROWS * g + r;
-            as_blocks(&w[row * w_row..(row + 1) * w_row])
-        });
-        for i in 0..n_blocks {
-            let at = BlockOffsets::q5_0(i, n_blocks);
-            let (qs, qh, d) = (&mut group[at.qs..], at.qh, at.d);
-            // Vector k, bytes 8r..8r + 8 = row r's values 8k..8k + 8: the low nibbles
-            // of the row's bytes 0–7 (k = 0) and 8–15 (k = 1), then their high nibbles.
-            const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
-            let mut masks = [0u64; 4];
-            for (r, row) in rows.iter().enumerate() {
-                let b = &row[i];
-                let a = u64::from_le_bytes(b.qs[..8].try_into().expect("eight bytes"));
-                let c = u64::from_le_bytes(b.qs[8..].try_into().expect("eight bytes"));
-                let half0 = (a & LOW) | ((c & LOW) << 4);
-                let half1 = ((a >> 4) & LOW) | (c & !LOW);
-                qs[8 * r..8 * r + 8].copy_from_slice(&half0.to_le_bytes());
-                qs[64 + 8 * r..64 + 8 * r + 8].copy_from_slice(&half1.to_le_bytes());
-                let fifth = u32::from_le_bytes(b.qh);
-                for (k, mask) in masks.iter_mut().enumerate() {
-                    *mask |= u64::from((fifth >> (8 * k)) & 0xFF) << (8 * r);
-                }
-            }
-            for (k, mask) in masks.iter().enumerate() {
-                group[qh + 8 * k..qh + 8 * k + 8].copy_from_slice(&mask.to_le_bytes());
-            }
-            for (r, row) in rows.iter().enumerate() {
-                group[d + 2 * r..d + 2 * r + 2].copy_from_slice(&row[i].d.0);
-            }
+    let n_blocks = n_in / QK;
+    let stride = group_bytes(GgmlType::Q5_0, n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ5_0| {
+        let at = BlockOffsets::q5_0(i, n_blocks);
+        pack_nibbles(&b.qs, r, &mut group[at.qs..at.qs + 128]);
+        for (k, &fifth) in b.qh.iter().enumerate() {
+            group[at.qh + 8 * k + r] = fifth;
         }
-    }
+        put_f16(group, at.d, r, b.d);
+    });
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct Linear {
     info: TensorInfo,
     /// The weight packed for the products ([`huarizo_kernels::packed`]), where this CPU
     /// multiplies packed weights of its type faster; the file's pages are then released.
-    packed: Option<std::sync::Arc<huarizo_kernels::packed::PackedRows>>,
+    packed: Option<PackedRows>,
     /// Input width.
     pub n_in: usize,
     /// Output width.
@@ -267,7 +267,7 @@ impl Model {
             Product {
                 w_type: w.ty(),
                 w: self.data(w),
-                packed: w.packed.as_deref(),
+                packed: w.packed.as_ref(),
                 n_out: w.n_out,
                 out,
             }
@@ -828,7 +828,7 @@ fn pack_products(file: &GgufFile, weights: Vec<&mut Linear>) {
         file.release_pages(&weights[i].info, bytes)
     });
     for (w, packed) in weights.into_iter().zip(packed) {
-        w.packed = packed.map(std::sync::Arc::new);
+        w.packed = packed;
     }
 }
 

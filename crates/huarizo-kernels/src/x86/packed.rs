@@ -5,8 +5,8 @@
 //! order of llama.cpp's repacked GEMV. Batches unpack a group into the lane kernels' tiles.
 
 use super::row_lanes::{
-    f16x8, ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of,
-    Q4KBlock, TileBlock, Q4K_TILE, TILE,
+    ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock,
+    TileBlock, Q4K_TILE, TILE,
 };
 use super::*;
 use crate::ggml_lanes::LaneQuants;
@@ -33,6 +33,41 @@ fn pairs(v: __m256) -> __m512 {
     )
 }
 
+/// The 128 four-bit values of eight rows at `qs` (two 64-byte loads) as four vectors: the
+/// low nibbles of bytes 0–63, their high nibbles, then the same for bytes 64–127.
+///
+/// # Safety
+/// `qs` must point at 128 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn nibbles(qs: *const u8) -> [__m512i; 4] {
+    let low = _mm512_set1_epi8(0x0F);
+    // SAFETY: the caller guarantees the 128 bytes.
+    let x = unsafe {
+        [
+            _mm512_loadu_si512(qs.cast()),
+            _mm512_loadu_si512(qs.add(64).cast()),
+        ]
+    };
+    [
+        _mm512_and_si512(x[0], low),
+        _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
+        _mm512_and_si512(x[1], low),
+        _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
+    ]
+}
+
+/// Eight f16 at `p` as f32.
+///
+/// # Safety
+/// `p` must point at 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x8_at(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees the 16 bytes; the load is unaligned.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+}
+
 /// Block `i` of a packed Q5_0 group: its four vectors of unsigned values `q + 16`, and the
 /// eight rows' scales as f32.
 ///
@@ -45,29 +80,16 @@ unsafe fn q5_0_block(
     i: usize,
     n_blocks: usize,
 ) -> ([__m512i; 4], __m256, __m256) {
-    let low = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(16);
     let at = BlockOffsets::q5_0(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles, fifth bits and
     // scales are in it.
     unsafe {
-        let qs = group.add(at.qs);
-        let x = [
-            _mm512_loadu_si512(qs.cast()),
-            _mm512_loadu_si512(qs.add(64).cast()),
-        ];
-        let nibbles = [
-            _mm512_and_si512(x[0], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
-            _mm512_and_si512(x[1], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
-        ];
-        let w = std::array::from_fn(|k| {
+        let mut w = nibbles(group.add(at.qs));
+        for (k, w) in w.iter_mut().enumerate() {
             let fifth = group.add(at.qh + 8 * k).cast::<u64>().read_unaligned();
-            _mm512_mask_add_epi8(nibbles[k], fifth, nibbles[k], sixteen)
-        });
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        (w, d, _mm256_setzero_ps())
+            *w = _mm512_mask_add_epi8(*w, fifth, *w, _mm512_set1_epi8(16));
+        }
+        (w, f16x8_at(group.add(at.d)), _mm256_setzero_ps())
     }
 }
 
@@ -83,24 +105,12 @@ unsafe fn q4_0_block(
     i: usize,
     n_blocks: usize,
 ) -> ([__m512i; 4], __m256, __m256) {
-    let low = _mm512_set1_epi8(0x0F);
     let at = BlockOffsets::q4_0(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles and scales are
     // in it.
     unsafe {
-        let qs = group.add(at.qs);
-        let x = [
-            _mm512_loadu_si512(qs.cast()),
-            _mm512_loadu_si512(qs.add(64).cast()),
-        ];
-        let w = [
-            _mm512_and_si512(x[0], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
-            _mm512_and_si512(x[1], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
-        ];
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        (w, d, _mm256_setzero_ps())
+        let w = nibbles(group.add(at.qs));
+        (w, f16x8_at(group.add(at.d)), _mm256_setzero_ps())
     }
 }
 
@@ -116,25 +126,12 @@ unsafe fn q4_1_block(
     i: usize,
     n_blocks: usize,
 ) -> ([__m512i; 4], __m256, __m256) {
-    let low = _mm512_set1_epi8(0x0F);
     let at = BlockOffsets::q4_1(i, n_blocks);
     // SAFETY: the caller guarantees the group's size, so block i's nibbles, scales and
     // minimums are in it.
     unsafe {
-        let qs = group.add(at.qs);
-        let x = [
-            _mm512_loadu_si512(qs.cast()),
-            _mm512_loadu_si512(qs.add(64).cast()),
-        ];
-        let w = [
-            _mm512_and_si512(x[0], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[0]), low),
-            _mm512_and_si512(x[1], low),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(x[1]), low),
-        ];
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        let m = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.qh).cast()));
-        (w, d, m)
+        let w = nibbles(group.add(at.qs));
+        (w, f16x8_at(group.add(at.d)), f16x8_at(group.add(at.qh)))
     }
 }
 
@@ -154,9 +151,11 @@ unsafe fn q8_0_block(
     // SAFETY: as in `q5_0_block`.
     unsafe {
         let qs = group.add(at.qs);
-        let w = std::array::from_fn(|k| _mm512_loadu_si512(qs.add(64 * k).cast()));
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(group.add(at.d).cast()));
-        (w, d, _mm256_setzero_ps())
+        let mut w = [_mm512_setzero_si512(); 4];
+        for (k, w) in w.iter_mut().enumerate() {
+            *w = _mm512_loadu_si512(qs.add(64 * k).cast());
+        }
+        (w, f16x8_at(group.add(at.d)), _mm256_setzero_ps())
     }
 }
 
@@ -247,13 +246,12 @@ macro_rules! packed_kernels {
                 for i in 0..n_blocks {
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
                     let (u, d, m) = unsafe { $block(group.as_ptr(), i, n_blocks) };
-                    let w = u.map(|u| _mm512_sub_epi8(u, offset));
-                    let start = w.map(|w| {
-                        _mm512_sub_epi32(
-                            _mm512_setzero_si512(),
-                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), minus_128, w),
-                        )
-                    });
+                    let (mut w, mut start) = (u, [_mm512_setzero_si512(); 4]);
+                    for k in 0..4 {
+                        w[k] = _mm512_sub_epi8(u[k], offset);
+                        let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), minus_128, w[k]);
+                        start[k] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+                    }
                     buf.push(TileBlock {
                         w,
                         start,
@@ -410,10 +408,7 @@ mod q4_k {
             // SAFETY: as above; the scales are at 1152 and 1168 of the super-block.
             let (d, dmin) = unsafe {
                 let at = group.as_ptr().add(Q4_K_BLOCK * i);
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(at.add(1152).cast())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(at.add(1168).cast())),
-                )
+                (f16x8_at(at.add(1152)), f16x8_at(at.add(1168)))
             };
             let dy = _mm256_set1_ps(y.d());
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, dy), acc);
@@ -442,23 +437,36 @@ mod q4_k {
                     w[8 * (2 * p + 1) + g] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
                 }
             }
-            let bytes8 = |o: usize| {
-                _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
-                    at[o..o + 8].try_into().expect("eight bytes"),
-                )))
-            };
-            let h8 = |o: usize| {
-                f16x8(std::array::from_fn(|r| {
-                    u16::from_le_bytes([at[o + 2 * r], at[o + 2 * r + 1]])
-                }))
+            let (mut start, mut scale, mut min) = (
+                [_mm256_setzero_si256(); 8],
+                [_mm256_setzero_si256(); 8],
+                [_mm256_setzero_si256(); 8],
+            );
+            for j in 0..8 {
+                start[j] = start_of(&w[8 * j..8 * j + 8]);
+                // SAFETY: the super-block's scales and minimums are 8 bytes each at these
+                // offsets of `at` (`Q4_K_BLOCK` bytes).
+                unsafe {
+                    scale[j] =
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(at.as_ptr().add(1024 + 8 * j).cast()));
+                    min[j] =
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(at.as_ptr().add(1088 + 8 * j).cast()));
+                }
+            }
+            // SAFETY: the rows' `d` and `dmin` are 16 bytes each at 1152 and 1168 of `at`.
+            let (d, dmin) = unsafe {
+                (
+                    f16x8_at(at.as_ptr().add(1152)),
+                    f16x8_at(at.as_ptr().add(1168)),
+                )
             };
             buf.push(Q4KBlock {
-                start: std::array::from_fn(|j| start_of(&w[8 * j..8 * j + 8])),
                 w,
-                scale: std::array::from_fn(|j| bytes8(1024 + 8 * j)),
-                min: std::array::from_fn(|j| bytes8(1088 + 8 * j)),
-                d: h8(1152),
-                dmin: h8(1168),
+                start,
+                scale,
+                min,
+                d,
+                dmin,
             });
         }
     }
