@@ -9,7 +9,7 @@
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// How many times an idle worker polls for new work with a pause instruction before it
@@ -50,6 +50,8 @@ pub struct ThreadPool {
     workers: Vec<JoinHandle<()>>,
     /// Serialises `run` callers: the protocol supports one job at a time.
     dispatch: Mutex<()>,
+    /// One per thread, for [`ThreadPool::for_claimed_chunks_on`].
+    shares: Box<[Share]>,
 }
 
 impl ThreadPool {
@@ -79,6 +81,7 @@ impl ThreadPool {
             shared,
             workers,
             dispatch: Mutex::new(()),
+            shares: (0..n_threads).map(|_| Share(AtomicU64::new(0))).collect(),
         }
     }
 
@@ -95,12 +98,17 @@ impl ThreadPool {
     /// Runs `f(i)` for every thread index `i` in `0..n_threads()`, in parallel, and returns
     /// when all calls have returned. Panics if any call panicked.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
-        let shared = &*self.shared;
-        if shared.n_threads == 1 {
+        if self.shared.n_threads == 1 {
             f(0);
             return;
         }
-        let _one_job_at_a_time = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        let one_job_at_a_time = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        self.run_locked(&one_job_at_a_time, f);
+    }
+
+    /// [`ThreadPool::run`] for a caller that holds the dispatch lock (`_dispatch`).
+    fn run_locked(&self, _dispatch: &MutexGuard<'_, ()>, f: &(dyn Fn(usize) + Sync)) {
+        let shared = &*self.shared;
         // SAFETY: erasing the lifetime is sound because this function does not return until
         // every worker has finished calling the job (`remaining` reaches 0 below), so the
         // pointer never outlives the borrow of `f`.
@@ -135,13 +143,16 @@ impl ThreadPool {
         }
     }
 
-    /// Runs `f(range)` over pieces of `0..n` that the threads claim one after another from
-    /// a shared counter, so that a thread that starts late (a worker waking up) or runs
-    /// slower takes fewer pieces and both finish together. For work whose pieces are
-    /// independent: which thread computes a piece must not change its result. Each index is
-    /// in exactly one piece. A piece is a `1 / (4 · n_threads)` share of what is left
-    /// ("guided" scheduling): large at first, single indices at the end, so that no thread
-    /// waits long for another's last piece.
+    /// Runs `f(range)` over pieces of `0..n` that the threads claim, so that a thread that
+    /// starts late (a worker waking up) or runs slower takes fewer pieces and both finish
+    /// together. For work whose pieces are independent: which thread computes a piece must
+    /// not change its result. Each index is in exactly one piece.
+    ///
+    /// Each thread owns a contiguous share of `0..n` and claims pieces from its front, in
+    /// order (one stream through memory, and a claim counter in its own cache line); a
+    /// thread done with its share then takes pieces from the backs of the others' shares.
+    /// Pieces shrink as a share empties ("guided": an eighth of what is left), so that no
+    /// thread waits long for another's last piece.
     pub fn for_claimed_chunks(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
         self.for_claimed_chunks_on(n, &|_, range| f(range));
     }
@@ -160,6 +171,32 @@ impl ThreadPool {
             }
             return;
         }
+        if n > u32::MAX as usize {
+            return self.for_guided_chunks_on(n, f);
+        }
+        let dispatch = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        // The shares are the pool's, reused job after job: only the holder of the dispatch
+        // lock sets them, before the job starts.
+        let shares = &self.shares;
+        for (t, share) in shares.iter().enumerate() {
+            share.set(chunk(n, n_threads, t));
+        }
+        self.run_locked(&dispatch, &|thread| {
+            while let Some(range) = shares[thread].take_front() {
+                f(thread, range);
+            }
+            for other in (1..n_threads).map(|k| (thread + k) % n_threads) {
+                while let Some(range) = shares[other].take_back() {
+                    f(thread, range);
+                }
+            }
+        });
+    }
+
+    /// [`ThreadPool::for_claimed_chunks_on`] from one shared counter, for more indices than
+    /// a share holds.
+    fn for_guided_chunks_on(&self, n: usize, f: &(dyn Fn(usize, std::ops::Range<usize>) + Sync)) {
+        let n_threads = self.n_threads();
         let next = AtomicUsize::new(0);
         self.run(&|thread| {
             let mut start = next.load(Ordering::Relaxed);
@@ -250,6 +287,60 @@ pub fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let start = i * base + i.min(extra);
     let len = base + usize::from(i < extra);
     start..start + len
+}
+
+/// One thread's share of the indices of [`ThreadPool::for_claimed_chunks_on`]: what is left
+/// of it, `start..end`, packed in one word (`start | end << 32`) so that the owner (from the
+/// front) and other threads (from the back) claim pieces with one compare-and-swap. Aligned
+/// to its own pair of cache lines, so the owner's claims stay in its own cache.
+#[repr(align(128))]
+struct Share(AtomicU64);
+
+impl Share {
+    fn set(&self, range: std::ops::Range<usize>) {
+        let packed = range.start as u64 | (range.end as u64) << 32;
+        self.0.store(packed, Ordering::Relaxed);
+    }
+
+    /// Claims a piece from the front of what is left.
+    fn take_front(&self) -> Option<std::ops::Range<usize>> {
+        self.take(|start, end| {
+            let len = ((end - start) / 8).max(1);
+            (start..start + len, start + len, end)
+        })
+    }
+
+    /// Claims a piece from the back of what is left.
+    fn take_back(&self) -> Option<std::ops::Range<usize>> {
+        self.take(|start, end| {
+            let len = ((end - start) / 8).max(1);
+            (end - len..end, start, end - len)
+        })
+    }
+
+    /// Claims `piece(start, end)`'s range, leaving its `(start, end)` when nothing took a
+    /// piece in between; `None` once the share is empty.
+    fn take(
+        &self,
+        piece: impl Fn(usize, usize) -> (std::ops::Range<usize>, usize, usize),
+    ) -> Option<std::ops::Range<usize>> {
+        let mut now = self.0.load(Ordering::Relaxed);
+        loop {
+            let (start, end) = ((now & 0xFFFF_FFFF) as usize, (now >> 32) as usize);
+            if start >= end {
+                return None;
+            }
+            let (range, start, end) = piece(start, end);
+            let left = start as u64 | (end as u64) << 32;
+            match self
+                .0
+                .compare_exchange_weak(now, left, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(range),
+                Err(seen) => now = seen,
+            }
+        }
+    }
 }
 
 fn worker_loop(shared: &Shared, index: usize) {
@@ -348,6 +439,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_slow_threads_share_is_taken_by_the_others() {
+        let pool = ThreadPool::new(3);
+        let n = 300;
+        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        let by_thread: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        pool.for_claimed_chunks_on(n, &|thread, range| {
+            if thread == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            by_thread[thread].fetch_add(range.len(), Ordering::Relaxed);
+            for i in range {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        // Thread 1's share is 100 indices; its first piece is an eighth of them, and the
+        // others take most of the rest while it sleeps.
+        let slow = by_thread[1].load(Ordering::Relaxed);
+        assert!(
+            slow < 50,
+            "the sleeping thread did {slow} of its 100 indices"
+        );
     }
 
     #[test]
