@@ -1119,6 +1119,7 @@ mod tests {
             (4, 1, 256, 256),
             (7, 1, 128, 32),
             (8, 8, 64, 96),
+            (6, 2, 64, 48),
         ] {
             let q: Vec<f32> = (0..spans.len() * h * d).map(|_| rng.f32() * 2.0).collect();
             let caches: Vec<(Vec<f16>, Vec<f16>)> = spans

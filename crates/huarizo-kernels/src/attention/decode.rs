@@ -12,10 +12,15 @@
 //!    tree of 512-bit additions, which adds the same pairs as `_mm512_reduce_add_ps` does for
 //!    each.
 //! 2. **Softmax** per (sequence, query head), then the probabilities rounded to f16.
-//! 3. **Values**, per (sequence, 8 of the 64 slots), every head and column: the job's rows
-//!    (runs of 8 consecutive positions, 64 apart) read once in order, then each slot's chain
-//!    in registers, each value row converted once for the query heads that share it.
-//! 4. **Reduction** of each output column's 64 slots.
+//! 3. **Values**, per (sequence, 4 of the 16 lanes of the reduction), every head and
+//!    column: the job's rows (runs of 4 consecutive positions, 16 apart) read once in order,
+//!    then each slot's chain in registers, each value row converted once for the query heads
+//!    that share it. The four slots that `GGML_F16_VEC_REDUCE` adds first into a lane (l,
+//!    l + 16, l + 32, l + 48) are one job's and are added there, so that the jobs store 16
+//!    lanes per head and column, not 64 slots. At short depth those stores had been most of
+//!    the cost: every layer's sums had left the caches while the weights streamed in
+//!    between (`attention_bench` at depth 64: 2× faster; at 4096 unchanged within noise).
+//! 4. **Reduction** of each output column's 16 lanes.
 //!
 //! At depth the cache does not fit in the caches, and reading rows whole and in runs is what
 //! made this path fast (PERF.md, session 13). Every result is bit for bit the per-key path's
@@ -29,10 +34,12 @@ use half::f16;
 
 /// Positions per scores job.
 const CHUNK: usize = 256;
-/// Slots per values job.
-const SLOT_GROUP: usize = 8;
 /// Slots of ggml's AVX-512 f16 vector dot product (4 accumulators × 16 lanes).
 const SLOTS: usize = 64;
+/// Lanes of the reduction (`GGML_F16_VEC_REDUCE` first adds slots l, l+16, l+32, l+48).
+const LANES: usize = 16;
+/// Lanes per values job.
+const JOB_LANES: usize = 4;
 /// The most query heads per key/value head this path takes.
 const MAX_GROUP: usize = 8;
 
@@ -196,15 +203,15 @@ pub(super) fn decode<'c>(
         }
     });
 
-    // 3. Values, per slot: each job a set of slots for every head and column, so that the
-    // value rows are read whole, in runs of consecutive positions; the chains accumulate in
-    // the shared buffer.
+    // 3. Values, per lanes: each job the slots of some lanes for every head and column, so
+    // that the value rows are read whole, in runs of consecutive positions; the lanes' sums
+    // go to the shared buffer.
     let sums_at = n_rows * (stride + d);
-    let n_groups = SLOTS / SLOT_GROUP;
-    pool.for_claimed_chunks_on(spans.len() * n_groups, &|thread, jobs| {
+    let per_seq = LANES / JOB_LANES;
+    pool.for_claimed_chunks_on(spans.len() * per_seq, &|thread, jobs| {
         let (_, buf) = shared(thread);
         for job in jobs {
-            let (s, sg) = (job / n_groups, job % n_groups);
+            let (s, part) = (job / per_seq, job % per_seq);
             let span = &spans[s];
             let job = SlotJob {
                 values: kv(s).1,
@@ -215,8 +222,8 @@ pub(super) fn decode<'c>(
                 probs: unsafe { buf.add(s * h * stride) },
                 probs_stride: stride,
                 positions: window_start(p, span.pos0)..span.pos0 + 1,
-                slots: sg * SLOT_GROUP..(sg + 1) * SLOT_GROUP,
-                // SAFETY: the span's slot sums; this job alone writes its slots of them.
+                lanes: part * JOB_LANES..(part + 1) * JOB_LANES,
+                // SAFETY: the span's lane sums; this job alone writes its heads' lanes.
                 sums: unsafe { buf.add(sums_at + s * h * head_sums(dv)) },
             };
             #[cfg(target_arch = "x86_64")]
@@ -227,7 +234,7 @@ pub(super) fn decode<'c>(
         }
     });
 
-    // 4. Each output column: its 64 slots reduced as `GGML_F16_VEC_REDUCE` reduces them.
+    // 4. Each output column: its 16 lanes reduced as `GGML_F16_VEC_REDUCE` reduces them.
     let out_ptr = SharedOut(out.as_mut_ptr());
     let n_cols = dv / 16;
     pool.for_claimed_chunks_on(n_rows * n_cols, &|thread, jobs| {
@@ -237,7 +244,7 @@ pub(super) fn decode<'c>(
             let (r, cc) = (job / n_cols, job % n_cols);
             let span = &spans[r / h];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: row r's slot sums, written by the pass above; this job alone writes
+            // SAFETY: row r's lane sums, written by the pass above; this job alone writes
             // columns cc·16..+16 of its head's output.
             unsafe {
                 x86::reduce_slots(
@@ -250,11 +257,11 @@ pub(super) fn decode<'c>(
     });
 }
 
-/// Floats between two heads' slot sums: the 64 slots of `dv` values and 128 bytes more, so
-/// that the same slot and column of successive heads do not share their address's low 12
+/// Floats between two heads' lane sums: the 16 lanes of `dv` values and 128 bytes more, so
+/// that the same lane and column of successive heads do not share their address's low 12
 /// bits (loads after stores 4 KiB apart wait as if they depended on them).
 fn head_sums(dv: usize) -> usize {
-    SLOTS * dv + 32
+    LANES * dv + 32
 }
 
 /// Where one key/value head's rows sit in a cache: row j at `j·row_stride + offset`,
@@ -266,7 +273,8 @@ struct KeyLayout {
     d: usize,
 }
 
-/// One values job: some of the 64 slots, for every query head and column of a sequence.
+/// One values job: some of the 16 lanes (each the sum of four of the 64 slots), for every
+/// query head and column of a sequence.
 struct SlotJob<'a> {
     /// The value cache: row j, key/value head g at `(j·hkv + g)·dv`.
     values: &'a [f16],
@@ -279,15 +287,15 @@ struct SlotJob<'a> {
     probs_stride: usize,
     /// The positions `lo..=pos` the query sees.
     positions: std::ops::Range<usize>,
-    /// The slots of this job.
-    slots: std::ops::Range<usize>,
-    /// Head i's slot s sums at `sums[i·head_sums(dv) + s·dv..][..dv]`.
+    /// The lanes of this job.
+    lanes: std::ops::Range<usize>,
+    /// Head i's lane l sums at `sums[i·head_sums(dv) + l·dv..][..dv]`.
     sums: *mut f32,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{head_sums, KeyLayout, SlotJob, KEY_BLOCK, SLOTS};
+    use super::{head_sums, KeyLayout, SlotJob, KEY_BLOCK, LANES, SLOTS};
 
     use half::f16;
     use std::arch::x86_64::*;
@@ -440,21 +448,24 @@ mod x86 {
         }
     }
 
-    /// A values job: for each of its slots s and every head, the chains `Σ p_j·v_j` over
-    /// the positions j ≡ s (mod 64) in order, zero probabilities skipped, each value row
-    /// converted once for the heads that share it.
+    /// A values job: for each of its lanes l and its query heads, the chains `Σ p_j·v_j`
+    /// over the positions j ≡ s (mod 64) in order for the four slots s = l + 16k, zero
+    /// probabilities skipped, each value row converted once for the heads that share it;
+    /// then the lane `(s_l + s_{l+32}) + (s_{l+16} + s_{l+48})`, as `GGML_F16_VEC_REDUCE`
+    /// adds it.
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     pub(super) unsafe fn slot_values(job: &SlotJob) {
         let (hkv, dv) = (job.hkv, job.dv);
         let (lo, end) = (job.positions.start, job.positions.end);
         assert!(end > lo && end * hkv * dv <= job.values.len() && dv.is_multiple_of(16));
-        // The job's rows come in runs of consecutive positions, 64 positions apart: one pass
+        assert!(job.lanes.end <= LANES);
+        // The job's rows come in runs of consecutive positions, 16 positions apart: one pass
         // over them in order first brings them into L2 at the memory's streaming rate; the
         // chains then visit them slot by slot.
         let mut x = 0u16;
-        for tile in lo / SLOTS..=(end - 1) / SLOTS {
-            let first = (tile * SLOTS + job.slots.start).max(lo);
-            let last = (tile * SLOTS + job.slots.end).min(end);
+        for base in (lo / LANES * LANES..end).step_by(LANES) {
+            let first = (base + job.lanes.start).max(lo);
+            let last = (base + job.lanes.end).min(end);
             if first < last {
                 let run = &job.values[first * hkv * dv..last * hkv * dv];
                 for h in run.iter().step_by(32) {
@@ -478,46 +489,88 @@ mod x86 {
         }
     }
 
+    /// One slot's chains for the `G` query heads of key/value head `g` and `W` vectors of 16
+    /// columns from column `c` (`wide`: the second vector is inside the row; else it sums
+    /// zeros).
+    ///
+    /// # Safety
+    /// As [`slot_values`]'s.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn chain<const G: usize, const W: usize>(
+        job: &SlotJob,
+        g: usize,
+        slot: usize,
+        c: usize,
+        wide: bool,
+    ) -> [[__m512; W]; G] {
+        let (hkv, dv) = (job.hkv, job.dv);
+        let (lo, end) = (job.positions.start, job.positions.end);
+        let v = job.values.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); W]; G];
+        let mut j = lo + (slot + SLOTS - lo % SLOTS) % SLOTS;
+        // SAFETY: rows j < end lie inside `values` (asserted by `slot_values`); the
+        // probability rows hold positions lo..end.
+        unsafe {
+            while j < end {
+                let row = v.add((j * hkv + g) * dv + c);
+                let mut x = [_mm512_setzero_ps(); W];
+                for (w, x) in x.iter_mut().enumerate() {
+                    if w == 0 || wide {
+                        *x = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * w).cast()));
+                    }
+                }
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let head = g * G + i;
+                    let pr = *job.probs.add(head * job.probs_stride + j);
+                    let k: __mmask16 = if pr != 0.0 { 0xffff } else { 0 };
+                    let pv = _mm512_set1_ps(pr);
+                    for (a, &x) in a.iter_mut().zip(&x) {
+                        *a = _mm512_mask3_fmadd_ps(x, pv, *a, k);
+                    }
+                }
+                j += SLOTS;
+            }
+        }
+        acc
+    }
+
+    /// `a ← a + b`, vector by vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add_into<const G: usize, const W: usize>(a: &mut [[__m512; W]; G], b: &[[__m512; W]; G]) {
+        for (a, b) in a.iter_mut().zip(b) {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a = _mm512_add_ps(*a, b);
+            }
+        }
+    }
+
     /// [`slot_values`] for groups of `G` query heads, 32 columns at a time, each chain in
     /// registers.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     unsafe fn slot_values_for<const G: usize>(job: &SlotJob) {
-        let (hkv, dv) = (job.hkv, job.dv);
-        let (lo, end) = (job.positions.start, job.positions.end);
-        let v = job.values.as_ptr();
-        // SAFETY (throughout): rows j < end lie inside `values` (asserted by the caller);
-        // the probability rows hold positions lo..end and the sums every head's 64 slots.
+        const W: usize = 2;
+        let dv = job.dv;
+        // SAFETY (throughout): as the caller's; the sums hold every head's 16 lanes.
         unsafe {
-            for g in 0..hkv {
-                for c in (0..dv).step_by(32) {
-                    let wide = c + 32 <= dv;
-                    for s in job.slots.clone() {
-                        let mut acc = [[_mm512_setzero_ps(); 2]; G];
-                        let mut j = lo + (s + SLOTS - lo % SLOTS) % SLOTS;
-                        while j < end {
-                            let row = v.add((j * hkv + g) * dv + c);
-                            let x0 = _mm512_cvtph_ps(_mm256_loadu_si256(row.cast()));
-                            let x1 = if wide {
-                                _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16).cast()))
-                            } else {
-                                _mm512_setzero_ps()
-                            };
-                            for (i, a) in acc.iter_mut().enumerate() {
-                                let head = g * G + i;
-                                let pr = *job.probs.add(head * job.probs_stride + j);
-                                let k: __mmask16 = if pr != 0.0 { 0xffff } else { 0 };
-                                let pv = _mm512_set1_ps(pr);
-                                a[0] = _mm512_mask3_fmadd_ps(x0, pv, a[0], k);
-                                a[1] = _mm512_mask3_fmadd_ps(x1, pv, a[1], k);
-                            }
-                            j += SLOTS;
-                        }
-                        for (i, a) in acc.iter().enumerate() {
-                            let dst = job.sums.add((g * G + i) * head_sums(dv) + s * dv + c);
-                            _mm512_storeu_ps(dst, a[0]);
-                            if wide {
-                                _mm512_storeu_ps(dst.add(16), a[1]);
+            for g in 0..job.hkv {
+                for c in (0..dv).step_by(16 * W) {
+                    let wide = c + 16 * W <= dv;
+                    for l in job.lanes.clone() {
+                        let mut near = chain::<G, W>(job, g, l, c, wide);
+                        add_into(&mut near, &chain::<G, W>(job, g, l + 32, c, wide));
+                        let mut far = chain::<G, W>(job, g, l + 16, c, wide);
+                        add_into(&mut far, &chain::<G, W>(job, g, l + 48, c, wide));
+                        add_into(&mut near, &far);
+                        for (i, a) in near.iter().enumerate() {
+                            let head = g * G + i;
+                            let dst = job.sums.add(head * head_sums(dv) + l * dv + c);
+                            for (w, &a) in a.iter().enumerate() {
+                                if w == 0 || wide {
+                                    _mm512_storeu_ps(dst.add(16 * w), a);
+                                }
                             }
                         }
                     }
@@ -526,20 +579,15 @@ mod x86 {
         }
     }
 
-    /// Sixteen output columns from their 64 slot sums (`sums[s·dv..][..16]` for slot s):
-    /// per lane `(s_l + s_{32+l}) + (s_{16+l} + s_{48+l})`, then `_mm512_reduce_add_ps`'s
-    /// tree across l, column by column; into `out[..16]`.
+    /// Sixteen output columns from their 16 lane sums (`sums[l·dv..][..16]` for lane l):
+    /// `_mm512_reduce_add_ps`'s tree across l, column by column; into `out[..16]`.
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     pub(super) unsafe fn reduce_slots(sums: *const f32, dv: usize, out: *mut f32) {
-        // SAFETY: the caller's sums hold 64 slots of `dv` values from `sums`, and `out` 16.
+        // SAFETY: the caller's sums hold 16 lanes of `dv` values from `sums`, and `out` 16.
         unsafe {
             let mut lane = [_mm512_setzero_ps(); 16];
             for (l, x) in lane.iter_mut().enumerate() {
-                let at = |s: usize| _mm512_loadu_ps(sums.add(s * dv));
-                *x = _mm512_add_ps(
-                    _mm512_add_ps(at(l), at(32 + l)),
-                    _mm512_add_ps(at(16 + l), at(48 + l)),
-                );
+                *x = _mm512_loadu_ps(sums.add(l * dv));
             }
             _mm512_storeu_ps(out, super::super::x86::tree16x16(&lane));
         }
