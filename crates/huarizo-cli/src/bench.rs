@@ -63,6 +63,11 @@ pub struct BenchArgs {
     /// Print llama-bench's JSON (a list of objects) instead of a markdown table.
     #[arg(long)]
     pub json: bool,
+    /// After each generation test, read the weights' own pages as fast as a plain sum can
+    /// (best of 5 passes on the same threads) and print, on stderr, the bound that rate puts
+    /// on generation and the share of it the test reached.
+    #[arg(long)]
+    pub bandwidth: bool,
 }
 
 /// What the model is, as llama-bench describes it.
@@ -498,6 +503,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         };
         printer.test(&mut out, &desc, &result)?;
         out.flush()?;
+        if args.bandwidth && n > 0 {
+            let (bytes, rate) = engine.weight_read_rate(5);
+            let bound = rate / bytes as f64;
+            let ts = mean(&result.samples_ts());
+            eprintln!(
+                "{}: weights {:.1} MB per token, their pages read at {:.1} GB/s here: bound \
+                 {bound:.1} t/s; {ts:.2} t/s is {:.1}% of it",
+                result.name(),
+                bytes as f64 / 1e6,
+                rate / 1e9,
+                100.0 * ts / bound
+            );
+        }
     }
     printer.footer(&mut out)?;
     Ok(())

@@ -168,6 +168,22 @@ impl Engine {
         self.pool.n_threads()
     }
 
+    /// The bound on generation speed, measured in this process: the bytes one token reads
+    /// from the weights, and the best rate over `passes` plain reads of those very pages on
+    /// the pool, in bytes per second. (A buffer of another process can sit on faster or
+    /// slower memory; on a virtual machine the host decides where.)
+    pub fn weight_read_rate(&self, passes: usize) -> (usize, f64) {
+        let parts = self.model.weights_read_per_token();
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        let mut best = f64::INFINITY;
+        for _ in 0..passes.max(1) {
+            let start = std::time::Instant::now();
+            std::hint::black_box(self.model.read_weights(&self.pool));
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        (bytes, bytes as f64 / best)
+    }
+
     /// Runs `f(thread)` once on each of the pool's threads and waits for all of them.
     pub(crate) fn run_on_pool(&self, f: &(dyn Fn(usize) + Sync)) {
         self.pool.run(f);

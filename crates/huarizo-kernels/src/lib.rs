@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod bandwidth;
 pub mod block_sums;
 pub mod blocks;
 pub mod gemm;

@@ -408,6 +408,12 @@ impl PackedRows {
         self.n_in / self.ty.block_size()
     }
 
+    /// The whole packed matrix: every group's bytes, in order.
+    pub fn bytes(&self) -> &[u8] {
+        let n_groups = self.n_out / PACK_ROWS;
+        &self.bytes[self.base..self.base + n_groups * self.stride]
+    }
+
     /// The bytes of group `g` (rows `8g..8g + 8`).
     pub fn group(&self, g: usize) -> &[u8] {
         &self.bytes[self.base + g * self.stride..self.base + (g + 1) * self.stride]

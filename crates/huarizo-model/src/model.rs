@@ -177,6 +177,41 @@ impl Model {
         })
     }
 
+    /// The weight bytes one token's forward reads, in the order it reads them: every
+    /// product's weight (its packed copy where there is one), the output projection last.
+    /// Generation's speed is bounded by how fast these can be read.
+    pub fn weights_read_per_token(&self) -> Vec<&[u8]> {
+        fn bytes<'a>(model: &'a Model, w: &'a Linear) -> &'a [u8] {
+            match &w.packed {
+                Some(packed) => packed.bytes(),
+                None => model.data(w),
+            }
+        }
+        let mut parts = Vec::with_capacity(7 * self.layers.len() + 1);
+        for layer in &self.layers {
+            parts.extend(
+                [
+                    &layer.wq,
+                    &layer.wk,
+                    &layer.wv,
+                    &layer.wo,
+                    &layer.w_gate,
+                    &layer.w_up,
+                    &layer.w_down,
+                ]
+                .map(|w| bytes(self, w)),
+            );
+        }
+        parts.push(bytes(self, &self.output));
+        parts
+    }
+
+    /// Reads every byte of [`Model::weights_read_per_token`] once on the pool, a plain sum
+    /// at the memory's speed, and returns its checksum: the yardstick for generation.
+    pub fn read_weights(&self, pool: &ThreadPool) -> u64 {
+        huarizo_kernels::bandwidth::read_all(pool, &self.weights_read_per_token())
+    }
+
     /// Applies `adapter` beside the weights from now on (`None` removes it), as llama.cpp's
     /// `--lora` does: the base weights stay as they are.
     pub fn set_lora(
