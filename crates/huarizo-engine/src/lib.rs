@@ -109,19 +109,22 @@ impl Engine {
     /// Loads the model at `path` with its tokenizer and chat template.
     pub fn load(path: &Path, options: &EngineOptions) -> Result<Engine, EngineError> {
         let display = path.display().to_string();
-        let mut model =
-            Model::from_gguf(open_model_file(path)?).map_err(|source| EngineError::Model {
-                path: display.clone(),
-                source: Box::new(source),
-            })?;
-        let gguf = model.gguf();
-        let tokenizer = Tokenizer::from_gguf(gguf).map_err(|e| EngineError::Tokenizer {
+        let model_err = |source: ModelError| EngineError::Model {
+            path: display.clone(),
+            source: Box::new(source),
+        };
+        let mut file = open_model_file(path)?;
+        // The configuration first, so that an unsupported model is named as such.
+        Config::from_gguf(&file).map_err(model_err)?;
+        let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| EngineError::Tokenizer {
             path: display.clone(),
             message: e.to_string(),
         })?;
-        let (template, has_template) = load_template(gguf, &tokenizer, &model.config)?;
-        // The vocabulary now lives in the tokenizer; its parsed metadata copy is freed.
-        model.gguf_mut().release_arrays("tokenizer.ggml.");
+        // The vocabulary now lives in the tokenizer: its parsed metadata copy is freed before
+        // the weights are loaded and packed, so that the two never take memory together.
+        file.release_arrays("tokenizer.ggml.");
+        let model = Model::from_gguf(file).map_err(model_err)?;
+        let (template, has_template) = load_template(model.gguf(), &tokenizer, &model.config)?;
         let pool = if options.n_threads == 0 {
             ThreadPool::with_available_parallelism()
         } else {

@@ -251,12 +251,6 @@ impl Model {
         &self.file
     }
 
-    /// The GGUF file, to release metadata a tokenizer has consumed
-    /// ([`GgufFile::release_arrays`]).
-    pub fn gguf_mut(&mut self) -> &mut GgufFile {
-        &mut self.file
-    }
-
     pub(crate) fn data(&self, w: &Linear) -> &[u8] {
         self.file.tensor_data(&w.info)
     }

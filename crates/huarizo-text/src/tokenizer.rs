@@ -300,7 +300,7 @@ pub struct Tokenizer {
     /// Control, user-defined and unknown tokens, longest text first.
     special: Vec<u32>,
     /// `token_to_piece(id, special = true)` for every id.
-    pieces: Vec<Vec<u8>>,
+    pieces: Pieces,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -312,6 +312,37 @@ pub struct Tokenizer {
     add_eos: bool,
     add_space_prefix: bool,
     eog: BTreeSet<u32>,
+}
+
+/// Byte strings by index, stored end to end: one allocation for a whole vocabulary's pieces
+/// (a vector per piece took 30 bytes of headers and allocator overhead for each of a
+/// 262,144-token vocabulary's few-byte pieces).
+#[derive(Clone, Default)]
+struct Pieces {
+    bytes: Vec<u8>,
+    /// Where piece i ends in `bytes` (it starts where piece i − 1 ends).
+    ends: Vec<usize>,
+}
+
+impl Pieces {
+    fn collect(pieces: impl Iterator<Item = Vec<u8>>) -> Pieces {
+        let mut all = Pieces::default();
+        for piece in pieces {
+            all.bytes.extend_from_slice(&piece);
+            all.ends.push(all.bytes.len());
+        }
+        all.bytes.shrink_to_fit();
+        all.ends.shrink_to_fit();
+        all
+    }
+
+    /// Piece `i`, or empty past the end.
+    fn get(&self, i: usize) -> &[u8] {
+        match self.ends.get(i) {
+            Some(&end) => &self.bytes[i.checked_sub(1).map_or(0, |j| self.ends[j])..end],
+            None => &[],
+        }
+    }
 }
 
 impl fmt::Debug for Tokenizer {
@@ -574,7 +605,7 @@ impl Tokenizer {
             to_id,
             bpe,
             special,
-            pieces: Vec::new(),
+            pieces: Pieces::default(),
             bos,
             eos,
             eot,
@@ -587,7 +618,7 @@ impl Tokenizer {
             add_space_prefix,
             eog,
         };
-        tok.pieces = (0..n as u32).map(|id| tok.piece(id)).collect();
+        tok.pieces = Pieces::collect((0..n as u32).map(|id| tok.piece(id)));
 
         // Phi-3: special tokens swallow the white space after them (except these three).
         let name = spec.name.unwrap_or_default().to_lowercase();
@@ -715,7 +746,7 @@ impl Tokenizer {
     /// give their text, unused/undefined tokens give nothing. A piece may be part of a
     /// UTF-8 character. Out of range: empty.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.pieces.get(id as usize).map_or(&[], Vec::as_slice)
+        self.pieces.get(id as usize)
     }
 
     /// The concatenated [`token_bytes`](Self::token_bytes) of `ids`, decoded lossily
@@ -975,6 +1006,17 @@ mod tests {
             ..VocabSpec::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn pieces_come_back_by_index() {
+        let words: [&[u8]; 4] = [b"ab", b"", b"\xff c", b"d"];
+        let pieces = Pieces::collect(words.iter().map(|w| w.to_vec()));
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(pieces.get(i), *w);
+        }
+        assert_eq!(pieces.get(4), b"");
+        assert_eq!(Pieces::default().get(0), b"");
     }
 
     #[test]
