@@ -256,15 +256,18 @@ pub fn matmul_many_rows(
             lane_quants: &b.lane_quants,
             lane_scales: &b.lane_scales,
         };
-        // Tiles claimed piece by piece: a tile's results do not depend on its thread.
+        // Tiles claimed piece by piece: a tile's results do not depend on its thread. A piece
+        // is split where one product's tiles end and the next one's begin.
         pool.for_claimed_chunks(first_tile[n], &|tiles| {
-            for global in tiles {
-                let j = (0..n)
-                    .find(|&j| global < first_tile[j + 1])
-                    .unwrap_or(n - 1);
+            let mut start = tiles.start;
+            while start < tiles.end {
+                let j = (0..n).find(|&j| start < first_tile[j + 1]).unwrap_or(n - 1);
+                let end = tiles.end.min(first_tile[j + 1]).max(start + 1);
                 if let Some(plan) = &plans[j] {
-                    plan.run(global - first_tile[j], acts, a_row, n_tokens, &tables);
+                    let local = start - first_tile[j]..end - first_tile[j];
+                    plan.run_tiles(local, acts, a_row, n_tokens, &tables);
                 }
+                start = end;
             }
         });
     });
@@ -516,6 +519,51 @@ impl<'a> TilePlan<'a> {
     }
 
     /// Computes the rows of tile `tile` for every token.
+    /// [`TilePlan::run`] for each of `tiles`; the one-token packed kernels take them in one
+    /// call per token.
+    fn run_tiles(
+        &self,
+        tiles: std::ops::Range<usize>,
+        acts: &[u8],
+        a_row: usize,
+        n_tokens: usize,
+        tables: &BatchTables<'_>,
+    ) {
+        match self.packed {
+            Some((packed, kernels)) if n_tokens < crate::ggml_lanes::LANES_MIN_TOKENS => {
+                let (n_blocks, n_out) = (packed.n_blocks(), self.n_out);
+                let rows = tiles.start * ROW_TILE..tiles.end * ROW_TILE;
+                let groups = packed.groups(tiles);
+                for t in 0..n_tokens {
+                    let blocks = t * n_blocks..(t + 1) * n_blocks;
+                    let row = crate::packed::OneToken {
+                        blocks: tables.one_token_blocks.get(blocks.clone()).unwrap_or(&[]),
+                        scales: tables.one_token_scales.get(blocks.clone()).unwrap_or(&[]),
+                        sums: tables.one_token_sums.get(blocks.clone()).unwrap_or(&[]),
+                        q8_k: &acts[t * a_row..(t + 1) * a_row],
+                        sub_sums: tables.sub_sums.get(blocks).unwrap_or(&[]),
+                    };
+                    // SAFETY: the output is (T, n_out) and a packed weight's n_out is a
+                    // multiple of the group size, so these rows of token t are inside it;
+                    // this piece of tiles is this thread's alone, so no other thread writes
+                    // them.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            self.out.0.add(t * n_out + rows.start),
+                            rows.len(),
+                        )
+                    };
+                    (kernels.one)(groups, packed.stride(), n_blocks, &row, out);
+                }
+            }
+            _ => {
+                for tile in tiles {
+                    self.run(tile, acts, a_row, n_tokens, tables);
+                }
+            }
+        }
+    }
+
     fn run(
         &self,
         tile: usize,
@@ -528,34 +576,15 @@ impl<'a> TilePlan<'a> {
         let (w, w_row, n_out, out_ptr) = (self.w, self.w_row, self.n_out, &self.out);
         let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(n_out);
         if let Some((packed, kernels)) = self.packed {
-            // A packed group is a row tile (`PACK_ROWS` = `ROW_TILE`).
+            // A packed group is a row tile (`PACK_ROWS` = `ROW_TILE`). Batches too small for
+            // the lanes never come here: `run_tiles` takes them.
             let group = packed.group(tile);
-            if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS {
-                LANES_OUT.with_borrow_mut(|values| {
-                    values.resize(n_tokens, [0f32; 8]);
-                    let (quants, scales) = (tables.lane_quants, tables.lane_scales);
-                    (kernels.lanes)(group, packed.n_blocks(), quants, scales, values);
-                    self.store_lanes(values, rows.clone());
-                });
-            } else {
-                let n_blocks = packed.n_blocks();
-                for t in 0..n_tokens {
-                    let blocks = t * n_blocks..(t + 1) * n_blocks;
-                    let row = crate::packed::OneToken {
-                        blocks: tables.one_token_blocks.get(blocks.clone()).unwrap_or(&[]),
-                        scales: tables.one_token_scales.get(blocks.clone()).unwrap_or(&[]),
-                        sums: tables.one_token_sums.get(blocks.clone()).unwrap_or(&[]),
-                        q8_k: &acts[t * a_row..(t + 1) * a_row],
-                        sub_sums: tables.sub_sums.get(blocks).unwrap_or(&[]),
-                    };
-                    let v = (kernels.one)(group, n_blocks, &row);
-                    // SAFETY: as in `store_lanes`.
-                    unsafe {
-                        let dst = out_ptr.0.add(t * n_out + rows.start);
-                        dst.cast::<[f32; ROW_TILE]>().write_unaligned(v);
-                    }
-                }
-            }
+            LANES_OUT.with_borrow_mut(|values| {
+                values.resize(n_tokens, [0f32; 8]);
+                let (quants, scales) = (tables.lane_quants, tables.lane_scales);
+                (kernels.lanes)(group, packed.n_blocks(), quants, scales, values);
+                self.store_lanes(values, rows.clone());
+            });
             return;
         }
         if self.ggml_lanes.is_some() || self.row_lanes.is_some() {

@@ -197,9 +197,10 @@ pub struct OneToken<'a> {
     pub sub_sums: &'a [[i32; 8]],
 }
 
-/// One token against a packed group: `(group, n_blocks, row)` → the eight rows · the
-/// activation row (`n_blocks` blocks of the weight's type per row).
-pub type PackedOneFn = fn(&[u8], usize, &OneToken<'_>) -> [f32; 8];
+/// One token against consecutive packed groups: `(groups, stride, n_blocks, row, out)` with
+/// group g at `groups[g·stride..]` (`n_blocks` blocks of the weight's type per row) and
+/// `out[8g + r]` ← its row r · the activation row, for the `out.len() / 8` groups.
+pub type PackedOneFn = fn(&[u8], usize, usize, &OneToken<'_>, &mut [f32]);
 
 /// A batch against a packed group: `(group, n_blocks, quants, scales, out)` with
 /// `out[t][r]` = row r · activation row t, from the tables of
@@ -412,6 +413,16 @@ impl PackedRows {
     pub fn bytes(&self) -> &[u8] {
         let n_groups = self.n_out / PACK_ROWS;
         &self.bytes[self.base..self.base + n_groups * self.stride]
+    }
+
+    /// Bytes from one group to the next.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The bytes of groups `range`, one after another.
+    pub fn groups(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.bytes[self.base + range.start * self.stride..self.base + range.end * self.stride]
     }
 
     /// The bytes of group `g` (rows `8g..8g + 8`).
@@ -760,23 +771,30 @@ mod tests {
                     &mut lane_scales,
                 );
                 let per_token = quants.len() / n_tokens;
-                for g in 0..n_out / PACK_ROWS {
-                    let group = packed.group(g);
-                    for tok in 0..n_tokens {
-                        let range = tok * n_blocks..(tok + 1) * n_blocks;
-                        let row = OneToken {
-                            blocks: blocks.get(range.clone()).unwrap_or(&[]),
-                            scales: scales.get(range.clone()).unwrap_or(&[]),
-                            sums: sums.get(range.clone()).unwrap_or(&[]),
-                            q8_k: &acts[tok * a_row..(tok + 1) * a_row],
-                            sub_sums: sub_sums.get(range).unwrap_or(&[]),
-                        };
-                        let got = (kernels.one)(group, n_blocks, &row);
-                        for (r, v) in got.iter().enumerate() {
-                            let want = want(tok, 1, PACK_ROWS * g + r);
+                let n_groups = n_out / PACK_ROWS;
+                for tok in 0..n_tokens {
+                    let range = tok * n_blocks..(tok + 1) * n_blocks;
+                    let row = OneToken {
+                        blocks: blocks.get(range.clone()).unwrap_or(&[]),
+                        scales: scales.get(range.clone()).unwrap_or(&[]),
+                        sums: sums.get(range.clone()).unwrap_or(&[]),
+                        q8_k: &acts[tok * a_row..(tok + 1) * a_row],
+                        sub_sums: sub_sums.get(range).unwrap_or(&[]),
+                    };
+                    // All groups in one call, and the last ones again on their own.
+                    for first in [0, n_groups - 1] {
+                        let mut got = vec![f32::NAN; (n_groups - first) * PACK_ROWS];
+                        let groups = packed.groups(first..n_groups);
+                        (kernels.one)(groups, packed.stride(), n_blocks, &row, &mut got);
+                        for (i, v) in got.iter().enumerate() {
+                            let r = first * PACK_ROWS + i;
+                            let want = want(tok, 1, r);
                             assert_eq!(v.to_bits(), want.to_bits(), "{t}: token {tok}, row {r}");
                         }
                     }
+                }
+                for g in 0..n_groups {
+                    let group = packed.group(g);
                     for n in [4, 5, n_tokens] {
                         let mut out = vec![[f32::NAN; 8]; n];
                         (kernels.lanes)(

@@ -187,6 +187,7 @@ macro_rules! packed_kernels {
             use super::*;
 
             /// One packed group against one activation row: lane r = row r · the row.
+            #[inline]
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
             fn one_token(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> __m256 {
                 assert!(
@@ -261,15 +262,32 @@ macro_rules! packed_kernels {
                 }
             }
 
-            pub(super) fn one(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> [f32; 8] {
+            /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn groups(
+                groups: &[u8],
+                stride: usize,
+                n_blocks: usize,
+                row: &OneToken<'_>,
+                out: &mut [f32],
+            ) {
+                for (g, out) in out.chunks_exact_mut(8).enumerate() {
+                    let v = one_token(&groups[g * stride..(g + 1) * stride], n_blocks, row);
+                    // SAFETY: `out` holds 8 f32; the store is unaligned.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+                }
+            }
+
+            pub(super) fn one(
+                groups: &[u8],
+                stride: usize,
+                n_blocks: usize,
+                row: &OneToken<'_>,
+                out: &mut [f32],
+            ) {
                 // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and
                 // VNNI (and AVX2, FMA, F16C) were detected.
-                let v = unsafe { one_token(group, n_blocks, row) };
-                let mut out = [0f32; 8];
-                // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as
-                // above.)
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-                out
+                unsafe { self::groups(groups, stride, n_blocks, row, out) }
             }
 
             pub(super) fn lanes(
@@ -385,6 +403,7 @@ mod q4_k {
     }
 
     /// One packed group against one Q8_K row, in the GEMV order: lane r = row r · the row.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn one_token(group: &[u8], n_blocks: usize, y: &[u8], sub_sums: &[[i32; 8]]) -> __m256 {
         assert!(
@@ -471,14 +490,27 @@ mod q4_k {
         }
     }
 
-    pub(super) fn one(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> [f32; 8] {
+    /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn groups(groups: &[u8], stride: usize, n_blocks: usize, row: &OneToken<'_>, out: &mut [f32]) {
+        for (g, out) in out.chunks_exact_mut(8).enumerate() {
+            let group = &groups[g * stride..(g + 1) * stride];
+            let v = one_token(group, n_blocks, row.q8_k, row.sub_sums);
+            // SAFETY: `out` holds 8 f32; the store is unaligned.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        }
+    }
+
+    pub(super) fn one(
+        groups: &[u8],
+        stride: usize,
+        n_blocks: usize,
+        row: &OneToken<'_>,
+        out: &mut [f32],
+    ) {
         // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and VNNI (and
         // AVX2, FMA, F16C) were detected.
-        let v = unsafe { one_token(group, n_blocks, row.q8_k, row.sub_sums) };
-        let mut out = [0f32; 8];
-        // SAFETY: `out` holds 8 f32; the store is unaligned. (AVX is present, as above.)
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-        out
+        unsafe { self::groups(groups, stride, n_blocks, row, out) }
     }
 
     pub(super) fn lanes(
