@@ -1139,14 +1139,14 @@ mod tests {
                     window,
                 };
                 let kv = |s: usize| (&caches[s].0[..], &caches[s].1[..]);
-                let run = |blocks: bool| {
+                let run = |spans: &[AttnSpan], blocks: bool| {
                     let mut out = vec![0f32; spans.len() * h * dv];
                     let mut scratch = Vec::new();
                     attention_batch_as(
                         &pool,
                         &p,
                         &q,
-                        &spans,
+                        spans,
                         &kv,
                         &mut out,
                         &mut scratch,
@@ -1155,7 +1155,21 @@ mod tests {
                     );
                     out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
                 };
-                assert_eq!(run(false), run(true), "{window:?} h={h} d={d} dv={dv}");
+                // All the sequences at once, and one alone at short depth (fewer runs of
+                // positions than threads: its key/value heads are scores jobs of their own).
+                let alone = |pos0: usize| AttnSpan {
+                    row0: 0,
+                    n_rows: 1,
+                    pos0,
+                    order_rows: 1,
+                };
+                for set in [spans.clone(), vec![alone(5)], vec![alone(200)]] {
+                    assert_eq!(
+                        run(&set, false),
+                        run(&set, true),
+                        "{window:?} h={h} d={d} dv={dv} {set:?}"
+                    );
+                }
             }
         }
     }

@@ -6,7 +6,8 @@
 //! that share a key/value head read its keys and values once each, and every score is reduced
 //! across lanes on its own. Here the work is split by key/value head instead:
 //!
-//! 1. **Scores**, per (sequence, 256 positions), every head: each block of sixteen key rows is
+//! 1. **Scores**, per (sequence, 256 positions), every head (at short depth, with fewer such
+//!    runs than threads, per key/value head too): each block of sixteen key rows is
 //!    read whole; each key/value head's part is converted to f32 once for the query heads of
 //!    its group; the sixteen per-position lane vectors are reduced together by a transposing
 //!    tree of 512-bit additions, which adds the same pairs as `_mm512_reduce_add_ps` does for
@@ -132,10 +133,15 @@ pub(super) fn decode<'c>(
 
     // 1. Scores: each job a run of positions for every head, so that the key rows are read
     // whole and in order.
-    let n_jobs: usize = spans.iter().map(|s| chunks(p, s)).sum();
-    pool.for_claimed_chunks_on(n_jobs, &|thread, jobs| {
+    // At short depth there are fewer runs than threads: each run's key/value heads are then
+    // jobs of their own (their parts of the key rows read apart).
+    let n_runs: usize = spans.iter().map(|s| chunks(p, s)).sum();
+    let per_run = if n_runs < n_threads { hkv } else { 1 };
+    pool.for_claimed_chunks_on(n_runs * per_run, &|thread, jobs| {
         let (tmp, buf) = shared(thread);
         for job in jobs {
+            let (job, part) = (job / per_run, job % per_run);
+            let heads = if per_run == 1 { 0..hkv } else { part..part + 1 };
             let (mut s, mut base) = (0, 0);
             while job >= base + chunks(p, &spans[s]) {
                 base += chunks(p, &spans[s]);
@@ -147,7 +153,7 @@ pub(super) fn decode<'c>(
             let b0 = lo / KEY_BLOCK + c * (CHUNK / KEY_BLOCK);
             let b1 = (b0 + CHUNK / KEY_BLOCK).min(pos / KEY_BLOCK + 1);
             for b in b0..b1 {
-                for g in 0..hkv {
+                for g in heads.clone() {
                     let head0 = s * h + g * group;
                     // SAFETY: rows head0..head0 + group of the f16-rounded queries lie inside
                     // the shared buffer, which nothing writes during this pass.
