@@ -518,7 +518,6 @@ impl<'a> TilePlan<'a> {
         }
     }
 
-    /// Computes the rows of tile `tile` for every token.
     /// [`TilePlan::run`] for each of `tiles`; the one-token packed kernels take them in one
     /// call per token.
     fn run_tiles(
@@ -564,6 +563,7 @@ impl<'a> TilePlan<'a> {
         }
     }
 
+    /// Computes the rows of tile `tile` for every token.
     fn run(
         &self,
         tile: usize,
