@@ -171,9 +171,11 @@ impl ThreadPool {
             }
             return;
         }
-        if n > u32::MAX as usize {
-            return self.for_guided_chunks_on(n, f);
-        }
+        // Tiles and jobs, never near 2^32; a share packs its two ends in one word.
+        assert!(
+            n <= u32::MAX as usize,
+            "{n} pieces are more than a share holds"
+        );
         let dispatch = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
         // The shares are the pool's, reused job after job: only the holder of the dispatch
         // lock sets them, before the job starts.
@@ -188,31 +190,6 @@ impl ThreadPool {
             for other in (1..n_threads).map(|k| (thread + k) % n_threads) {
                 while let Some(range) = shares[other].take_back() {
                     f(thread, range);
-                }
-            }
-        });
-    }
-
-    /// [`ThreadPool::for_claimed_chunks_on`] from one shared counter, for more indices than
-    /// a share holds.
-    fn for_guided_chunks_on(&self, n: usize, f: &(dyn Fn(usize, std::ops::Range<usize>) + Sync)) {
-        let n_threads = self.n_threads();
-        let next = AtomicUsize::new(0);
-        self.run(&|thread| {
-            let mut start = next.load(Ordering::Relaxed);
-            while start < n {
-                let len = ((n - start) / (4 * n_threads)).max(1);
-                match next.compare_exchange_weak(
-                    start,
-                    start + len,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        f(thread, start..start + len);
-                        start = next.load(Ordering::Relaxed);
-                    }
-                    Err(now) => start = now,
                 }
             }
         });

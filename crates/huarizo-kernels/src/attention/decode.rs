@@ -495,6 +495,9 @@ mod x86 {
         }
     }
 
+    /// Vectors of 16 columns per chain: 32 columns at a time.
+    const W: usize = 2;
+
     /// One slot's chains for the `G` query heads of key/value head `g` and `W` vectors of 16
     /// columns from column `c` (`wide`: the second vector is inside the row; else it sums
     /// zeros).
@@ -503,7 +506,7 @@ mod x86 {
     /// As [`slot_values`]'s.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-    unsafe fn chain<const G: usize, const W: usize>(
+    unsafe fn chain<const G: usize>(
         job: &SlotJob,
         g: usize,
         slot: usize,
@@ -544,7 +547,7 @@ mod x86 {
     /// `a ← a + b`, vector by vector.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn add_into<const G: usize, const W: usize>(a: &mut [[__m512; W]; G], b: &[[__m512; W]; G]) {
+    fn add_into<const G: usize>(a: &mut [[__m512; W]; G], b: &[[__m512; W]; G]) {
         for (a, b) in a.iter_mut().zip(b) {
             for (a, &b) in a.iter_mut().zip(b) {
                 *a = _mm512_add_ps(*a, b);
@@ -557,7 +560,6 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     unsafe fn slot_values_for<const G: usize>(job: &SlotJob) {
-        const W: usize = 2;
         let dv = job.dv;
         // SAFETY (throughout): as the caller's; the sums hold every head's 16 lanes.
         unsafe {
@@ -565,10 +567,10 @@ mod x86 {
                 for c in (0..dv).step_by(16 * W) {
                     let wide = c + 16 * W <= dv;
                     for l in job.lanes.clone() {
-                        let mut near = chain::<G, W>(job, g, l, c, wide);
-                        add_into(&mut near, &chain::<G, W>(job, g, l + 32, c, wide));
-                        let mut far = chain::<G, W>(job, g, l + 16, c, wide);
-                        add_into(&mut far, &chain::<G, W>(job, g, l + 48, c, wide));
+                        let mut near = chain::<G>(job, g, l, c, wide);
+                        add_into(&mut near, &chain::<G>(job, g, l + 32, c, wide));
+                        let mut far = chain::<G>(job, g, l + 16, c, wide);
+                        add_into(&mut far, &chain::<G>(job, g, l + 48, c, wide));
                         add_into(&mut near, &far);
                         for (i, a) in near.iter().enumerate() {
                             let head = g * G + i;

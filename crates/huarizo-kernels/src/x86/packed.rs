@@ -168,6 +168,42 @@ fn eight<T: Copy>(p: &[T]) -> i64 {
     unsafe { p.as_ptr().cast::<i64>().read_unaligned() }
 }
 
+/// A module's [`PackedOneFn`](crate::packed::PackedOneFn), `one`, over its
+/// `one_token(group, n_blocks, row) -> __m256`: the groups of a piece in one call, each
+/// group's eight results stored in turn. (A macro, not a function taking `one_token`: a
+/// closure or function pointer would not inline into the `#[target_feature]` loop.)
+macro_rules! one_token_over_groups {
+    () => {
+        /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn groups(
+            groups: &[u8],
+            stride: usize,
+            n_blocks: usize,
+            row: &OneToken<'_>,
+            out: &mut [f32],
+        ) {
+            for (g, out) in out.chunks_exact_mut(8).enumerate() {
+                let v = one_token(&groups[g * stride..(g + 1) * stride], n_blocks, row);
+                // SAFETY: `out` holds 8 f32; the store is unaligned.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+            }
+        }
+
+        pub(super) fn one(
+            groups: &[u8],
+            stride: usize,
+            n_blocks: usize,
+            row: &OneToken<'_>,
+            out: &mut [f32],
+        ) {
+            // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and VNNI
+            // (and AVX2, FMA, F16C) were detected.
+            unsafe { self::groups(groups, stride, n_blocks, row, out) }
+        }
+    };
+}
+
 /// The kernels of one packed type: `$block` unpacks a block to unsigned `q + 2^$shift`
 /// (Q4_1, `$min`: its nibbles, plus the minimums, whose `Σ m·s` is added after the lanes as
 /// ggml adds it); `$bytes` bytes per block of a group (eight rows), `$lines` cache lines
@@ -262,33 +298,7 @@ macro_rules! packed_kernels {
                 }
             }
 
-            /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-            fn groups(
-                groups: &[u8],
-                stride: usize,
-                n_blocks: usize,
-                row: &OneToken<'_>,
-                out: &mut [f32],
-            ) {
-                for (g, out) in out.chunks_exact_mut(8).enumerate() {
-                    let v = one_token(&groups[g * stride..(g + 1) * stride], n_blocks, row);
-                    // SAFETY: `out` holds 8 f32; the store is unaligned.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-                }
-            }
-
-            pub(super) fn one(
-                groups: &[u8],
-                stride: usize,
-                n_blocks: usize,
-                row: &OneToken<'_>,
-                out: &mut [f32],
-            ) {
-                // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and
-                // VNNI (and AVX2, FMA, F16C) were detected.
-                unsafe { self::groups(groups, stride, n_blocks, row, out) }
-            }
+            one_token_over_groups!();
 
             pub(super) fn lanes(
                 group: &[u8],
@@ -405,7 +415,8 @@ mod q4_k {
     /// One packed group against one Q8_K row, in the GEMV order: lane r = row r · the row.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn one_token(group: &[u8], n_blocks: usize, y: &[u8], sub_sums: &[[i32; 8]]) -> __m256 {
+    fn one_token(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> __m256 {
+        let (y, sub_sums) = (row.q8_k, row.sub_sums);
         assert!(
             group.len() >= group_bytes(GgmlType::Q4_K, n_blocks)
                 && group.as_ptr().addr().is_multiple_of(32),
@@ -490,28 +501,7 @@ mod q4_k {
         }
     }
 
-    /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn groups(groups: &[u8], stride: usize, n_blocks: usize, row: &OneToken<'_>, out: &mut [f32]) {
-        for (g, out) in out.chunks_exact_mut(8).enumerate() {
-            let group = &groups[g * stride..(g + 1) * stride];
-            let v = one_token(group, n_blocks, row.q8_k, row.sub_sums);
-            // SAFETY: `out` holds 8 f32; the store is unaligned.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-        }
-    }
-
-    pub(super) fn one(
-        groups: &[u8],
-        stride: usize,
-        n_blocks: usize,
-        row: &OneToken<'_>,
-        out: &mut [f32],
-    ) {
-        // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and VNNI (and
-        // AVX2, FMA, F16C) were detected.
-        unsafe { self::groups(groups, stride, n_blocks, row, out) }
-    }
+    one_token_over_groups!();
 
     pub(super) fn lanes(
         group: &[u8],
