@@ -1155,15 +1155,21 @@ mod tests {
                     );
                     out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
                 };
-                // All the sequences at once, and one alone at short depth (fewer runs of
-                // positions than threads: its key/value heads are scores jobs of their own).
+                // All the sequences at once, and one alone: at short depth (little work: on
+                // the calling thread alone), and at 256 positions (one run of positions,
+                // fewer than threads: its key/value heads are scores jobs of their own).
                 let alone = |pos0: usize| AttnSpan {
                     row0: 0,
                     n_rows: 1,
                     pos0,
                     order_rows: 1,
                 };
-                for set in [spans.clone(), vec![alone(5)], vec![alone(200)]] {
+                for set in [
+                    spans.clone(),
+                    vec![alone(5)],
+                    vec![alone(200)],
+                    vec![alone(255)],
+                ] {
                     assert_eq!(
                         run(&set, false),
                         run(&set, true),

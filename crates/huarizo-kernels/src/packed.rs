@@ -67,7 +67,18 @@ impl BlockOffsets {
     ) -> BlockOffsets {
         let (chunk, j) = (i / 4, i % 4);
         let m = (n - 4 * chunk).min(4);
-        let base = 4 * size * chunk;
+        Self::in_chunk(4 * size * chunk, j, m, parts, per_block)
+    }
+
+    /// Block `j` of a chunk of `m` blocks that starts at `base` (see [`BlockOffsets::chunked`]).
+    #[inline(always)]
+    fn in_chunk(
+        base: usize,
+        j: usize,
+        m: usize,
+        parts: [usize; 3],
+        per_block: [usize; 3],
+    ) -> BlockOffsets {
         let at = |p: usize| base + parts[p] * m / 4 + per_block[p] * j;
         BlockOffsets {
             qs: at(0),
@@ -76,28 +87,56 @@ impl BlockOffsets {
         }
     }
 
+    /// The offsets of block `i` of `n` of a group of type `t` (Q4_0, Q4_1, Q5_0 or Q8_0).
+    #[inline(always)]
+    pub fn of(t: GgmlType, i: usize, n: usize) -> BlockOffsets {
+        let (size, parts, per_block) = Self::chunk_layout(t);
+        Self::chunked(i, n, size, parts, per_block)
+    }
+
+    /// The offsets of block `j` of a chunk of `m` blocks (four but in a group's last chunk)
+    /// that starts `base` bytes into a group of type `t`: with `m` and `j` constants, the
+    /// offsets are too, which spares a one-token kernel the arithmetic of [`BlockOffsets::of`].
+    #[inline(always)]
+    pub fn in_chunk_of(t: GgmlType, base: usize, j: usize, m: usize) -> BlockOffsets {
+        let (_, parts, per_block) = Self::chunk_layout(t);
+        Self::in_chunk(base, j, m, parts, per_block)
+    }
+
+    /// Bytes of a block of eight rows of type `t`, and where its parts start in a chunk of
+    /// four (`parts`) and per block of the chunk (`per_block`).
+    #[inline(always)]
+    const fn chunk_layout(t: GgmlType) -> (usize, [usize; 3], [usize; 3]) {
+        match t {
+            GgmlType::Q5_0 => (176, [0, 512, 640], [128, 32, 16]),
+            GgmlType::Q4_0 => (144, [0, 0, 512], [128, 0, 16]),
+            GgmlType::Q4_1 => (160, [0, 576, 512], [128, 16, 16]),
+            _ => (272, [0, 0, 1024], [256, 0, 16]),
+        }
+    }
+
     /// The offsets of block `i` of `n` of a Q5_0 group.
     #[inline(always)]
     pub fn q5_0(i: usize, n: usize) -> BlockOffsets {
-        Self::chunked(i, n, 176, [0, 512, 640], [128, 32, 16])
+        Self::of(GgmlType::Q5_0, i, n)
     }
 
     /// The offsets of block `i` of `n` of a Q4_0 group.
     #[inline(always)]
     pub fn q4_0(i: usize, n: usize) -> BlockOffsets {
-        Self::chunked(i, n, 144, [0, 0, 512], [128, 0, 16])
+        Self::of(GgmlType::Q4_0, i, n)
     }
 
     /// The offsets of block `i` of `n` of a Q4_1 group (`qh`: the minimums).
     #[inline(always)]
     pub fn q4_1(i: usize, n: usize) -> BlockOffsets {
-        Self::chunked(i, n, 160, [0, 576, 512], [128, 16, 16])
+        Self::of(GgmlType::Q4_1, i, n)
     }
 
     /// The offsets of block `i` of `n` of a Q8_0 group.
     #[inline(always)]
     pub fn q8_0(i: usize, n: usize) -> BlockOffsets {
-        Self::chunked(i, n, 272, [0, 0, 1024], [256, 0, 16])
+        Self::of(GgmlType::Q8_0, i, n)
     }
 }
 
@@ -233,16 +272,22 @@ pub fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
     }
 }
 
+/// The weights' offsets `c` the one-token packed kernels remove (`Σ (q + c)·y − c·Σy`):
+/// index 0 for Q4_0 (`c` = 8), 1 for Q5_0 (16), 2 for Q8_0 (128); see
+/// [`OneTokenBlock::starts`].
+pub const START_OFFSETS: [i32; 3] = [8, 16, 128];
+
 /// An activation block as the one-token packed kernels read it: its quants (signed) and,
-/// per group of four, `−Σy` (times the weights' offset `c`, the start that turns
-/// `Σ (q + c)·y` into `Σ q·y`).
+/// per weight offset `c` of [`START_OFFSETS`] and group of four, the start `−c·Σy` that turns
+/// `Σ (q + c)·y` into `Σ q·y` (ready to broadcast, so that a kernel spends no instruction on
+/// it).
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
 pub struct OneTokenBlock {
     /// The block's quants.
     pub y: [i8; QK],
-    /// Per group of four quants, minus their sum.
-    pub neg_sums: [i32; 8],
+    /// `starts[o][g]`: minus the sum of quants `4g..4g + 4`, times `START_OFFSETS[o]`.
+    pub starts: [[i32; 8]; 3],
 }
 
 /// The tables the one-token packed kernels read for `n_tokens` activation rows of
@@ -260,14 +305,12 @@ pub fn one_token_activations(
     blocks.clear();
     scales.clear();
     sums.clear();
-    let block = |qs: &[i8; QK]| OneTokenBlock {
-        y: *qs,
-        neg_sums: std::array::from_fn(|g| {
-            -qs[4 * g..4 * g + 4]
-                .iter()
-                .map(|&q| i32::from(q))
-                .sum::<i32>()
-        }),
+    let block = |qs: &[i8; QK]| {
+        let sum = |g: usize| -> i32 { qs[4 * g..4 * g + 4].iter().map(|&q| i32::from(q)).sum() };
+        OneTokenBlock {
+            y: *qs,
+            starts: START_OFFSETS.map(|c| std::array::from_fn(|g| -c * sum(g))),
+        }
     };
     for t in 0..n_tokens {
         let row = &acts[t * a_row..(t + 1) * a_row];

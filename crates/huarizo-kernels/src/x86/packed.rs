@@ -10,18 +10,31 @@ use super::row_lanes::{
 };
 use super::*;
 use crate::ggml_lanes::LaneQuants;
-use crate::packed::{group_bytes, BlockOffsets, OneToken, PackedKernels, Q4_K_BLOCK};
+use crate::packed::{
+    group_bytes, BlockOffsets, OneToken, OneTokenBlock, PackedKernels, Q4_K_BLOCK, START_OFFSETS,
+};
 
-/// How far ahead of the block being multiplied the one-token kernel prefetches, in bytes.
-/// Without it one thread read packed weights from memory at 8–11 GB/s (the hardware
-/// prefetchers alone do not run far enough ahead of a kernel this fast); with it at 17–19,
-/// about what a plain summing loop reads (`benches/membw.rs`). `matmul_bench 1 1 151936 896
-/// Q5_0`, alternating: 1024 bytes 5.4–6.0 ms, 2048 4.9–5.4, 4096 5.2–5.4, none 7.2–15.5.
-const PREFETCH_AHEAD: usize = 2048;
+/// How far ahead of the bytes being multiplied the one-token kernels prefetch, into L2
+/// (`_MM_HINT_T1`), for every packed type but Q8_0, which is not prefetched at all: of the
+/// distances and hints tried in one process on the same matrix (`matmul_bench` on
+/// 151936 × 896 and 32768 × 4864, one and two threads; session 16 in docs/PERF.md), no
+/// prefetch and 8–16 KiB into L2 came out on top, and the former 2 KiB into L1 at the bottom:
+/// two threads of Q8_0 read 58 GB/s without it and 40 with it, where a plain sum read 63.
+/// Q5_0, whose kernel does more per byte, read 55 GB/s with 8 KiB into L2 against 39
+/// without.
+const PREFETCH_AHEAD: usize = 8192;
 
-/// [`PREFETCH_AHEAD`] for Q4_K, whose super-blocks are 1184 bytes: `matmul_bench 2 1 32768
-/// 4864 Q4_K`, alternating, 3.4–5.0 ms at 4096 bytes against 4.5–7.5 at 2048.
-const Q4_K_PREFETCH_AHEAD: usize = 4096;
+/// Prefetches the `lines` cache lines from `at + PREFETCH_AHEAD` on into L2 (past a group's
+/// end: the next group's, which the same thread usually takes next; prefetches do not
+/// fault).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn prefetch_ahead(at: *const u8, lines: usize) {
+    let ahead = at.wrapping_add(PREFETCH_AHEAD);
+    for line in 0..lines {
+        _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64 * line).cast());
+    }
+}
 
 /// Lane `2r` and `2r + 1` ← lane r: the rows' scales beside their two groups.
 #[inline]
@@ -68,86 +81,77 @@ unsafe fn f16x8_at(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
 }
 
-/// Block `i` of a packed Q5_0 group: its four vectors of unsigned values `q + 16`, and the
-/// eight rows' scales as f32.
+/// The block at `at` of a packed Q5_0 group: its four vectors of unsigned values `q + 16`,
+/// and the eight rows' scales as f32.
 ///
 /// # Safety
-/// `group` must hold a group of `n_blocks > i` blocks.
+/// `group` must hold the block's parts at `at`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q5_0_block(
-    group: *const u8,
-    i: usize,
-    n_blocks: usize,
-) -> ([__m512i; 4], __m256, __m256) {
-    let at = BlockOffsets::q5_0(i, n_blocks);
-    // SAFETY: the caller guarantees the group's size, so block i's nibbles, fifth bits and
-    // scales are in it.
+unsafe fn q5_0_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m256, __m256) {
+    let low = _mm512_set1_epi8(0x0F);
+    // SAFETY: the caller guarantees the block's nibbles, fifth bits and scales.
     unsafe {
-        let mut w = nibbles(group.add(at.qs));
-        for (k, w) in w.iter_mut().enumerate() {
-            let fifth = group.add(at.qh + 8 * k).cast::<u64>().read_unaligned();
-            *w = _mm512_mask_add_epi8(*w, fifth, *w, _mm512_set1_epi8(16));
-        }
+        let qs = group.add(at.qs);
+        let x = [
+            _mm512_loadu_si512(qs.cast()),
+            _mm512_loadu_si512(qs.add(64).cast()),
+        ];
+        // Vector k: its nibbles (`x[k / 2]`, shifted for odd k) with 16 added where its fifth
+        // bits are set, as one `(nibbles & 0x0F) | fifth` (`vpternlogd`).
+        let nibbles = [
+            x[0],
+            _mm512_srli_epi16::<4>(x[0]),
+            x[1],
+            _mm512_srli_epi16::<4>(x[1]),
+        ];
+        let w = std::array::from_fn(|k| {
+            let bits = group.add(at.qh + 8 * k).cast::<u64>().read_unaligned();
+            let fifth = _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(16));
+            _mm512_ternarylogic_epi32::<0xEA>(nibbles[k], low, fifth)
+        });
         (w, f16x8_at(group.add(at.d)), _mm256_setzero_ps())
     }
 }
 
-/// Block `i` of a packed Q4_0 group: its four vectors of nibbles (`q + 8`), and the eight
+/// The block at `at` of a packed Q4_0 group: its four vectors of nibbles (`q + 8`), and the eight
 /// rows' scales as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q4_0_block(
-    group: *const u8,
-    i: usize,
-    n_blocks: usize,
-) -> ([__m512i; 4], __m256, __m256) {
-    let at = BlockOffsets::q4_0(i, n_blocks);
-    // SAFETY: the caller guarantees the group's size, so block i's nibbles and scales are
-    // in it.
+unsafe fn q4_0_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m256, __m256) {
+    // SAFETY: the caller guarantees the block's nibbles and scales.
     unsafe {
         let w = nibbles(group.add(at.qs));
         (w, f16x8_at(group.add(at.d)), _mm256_setzero_ps())
     }
 }
 
-/// Block `i` of a packed Q4_1 group: its four vectors of nibbles, and the eight rows' scales
+/// The block at `at` of a packed Q4_1 group: its four vectors of nibbles, and the eight rows' scales
 /// and minimums as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q4_1_block(
-    group: *const u8,
-    i: usize,
-    n_blocks: usize,
-) -> ([__m512i; 4], __m256, __m256) {
-    let at = BlockOffsets::q4_1(i, n_blocks);
-    // SAFETY: the caller guarantees the group's size, so block i's nibbles, scales and
-    // minimums are in it.
+unsafe fn q4_1_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m256, __m256) {
+    // SAFETY: the caller guarantees the block's nibbles, scales and minimums.
     unsafe {
         let w = nibbles(group.add(at.qs));
         (w, f16x8_at(group.add(at.d)), f16x8_at(group.add(at.qh)))
     }
 }
 
-/// Block `i` of a packed Q8_0 group: its four vectors of unsigned values `q + 128`, and the
+/// The block at `at` of a packed Q8_0 group: its four vectors of unsigned values `q + 128`, and the
 /// eight rows' scales as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn q8_0_block(
-    group: *const u8,
-    i: usize,
-    n_blocks: usize,
-) -> ([__m512i; 4], __m256, __m256) {
-    let at = BlockOffsets::q8_0(i, n_blocks);
+unsafe fn q8_0_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m256, __m256) {
     // SAFETY: as in `q5_0_block`.
     unsafe {
         let qs = group.add(at.qs);
@@ -204,25 +208,64 @@ macro_rules! one_token_over_groups {
     };
 }
 
-/// The kernels of one packed type: `$block` unpacks a block to unsigned `q + 2^$shift`
-/// (Q4_1, `$min`: its nibbles, plus the minimums, whose `Σ m·s` is added after the lanes as
-/// ggml adds it); `$bytes` bytes per block of a group (eight rows), `$lines` cache lines
-/// prefetched per block.
+/// The kernels of one packed type: `$block` unpacks a block to unsigned `q + c` (`c` the
+/// offset `START_OFFSETS[$start]`; Q4_1, `$min`: its nibbles, plus the minimums, whose
+/// `Σ m·s` is added after the lanes as ggml adds it); `$bytes` bytes per block of a group
+/// (eight rows); `$prefetch`: whether the one-token kernel prefetches (see
+/// [`PREFETCH_AHEAD`]).
 macro_rules! packed_kernels {
     (
         $module:ident,
         $ty:expr,
         $block:ident,
-        $shift:literal,
+        $start:literal,
         $min:literal,
         $bytes:literal,
-        $lines:literal,
+        $prefetch:literal,
         $lanes:ident
     ) => {
         mod $module {
             use super::*;
 
-            /// One packed group against one activation row: lane r = row r · the row.
+            /// Bytes of a chunk of four blocks (see `crate::packed`).
+            const CHUNK: usize = 4 * $bytes;
+
+            /// The block at `at` of `group` against activation block `a` (scale `dy`; Q4_1:
+            /// `s` its `d·Σy`), added to the lanes `acc` and (Q4_1) the minimums' sums `mins`.
+            ///
+            /// # Safety
+            /// `group` must hold the block's parts at `at`.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            unsafe fn add_block(
+                group: *const u8,
+                at: BlockOffsets,
+                a: &OneTokenBlock,
+                dy: f32,
+                s: f32,
+                acc: &mut [__m512; 4],
+                mins: &mut __m256,
+            ) {
+                // SAFETY: the caller guarantees the block.
+                let (w, d, m) = unsafe { $block(group, at) };
+                let scale = pairs(_mm256_mul_ps(d, _mm256_set1_ps(dy)));
+                if $min {
+                    *mins = _mm256_add_ps(*mins, _mm256_mul_ps(m, _mm256_set1_ps(s)));
+                }
+                for k in 0..4 {
+                    let start = if $min {
+                        _mm512_setzero_si512()
+                    } else {
+                        _mm512_set1_epi64(eight(&a.starts[$start][2 * k..2 * k + 2]))
+                    };
+                    let y = _mm512_set1_epi64(eight(&a.y[8 * k..8 * k + 8]));
+                    let s = _mm512_dpbusd_epi32(start, w[k], y);
+                    acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[k]);
+                }
+            }
+
+            /// One packed group against one activation row: lane r = row r · the row. The
+            /// blocks go chunk by chunk, so that a full chunk's offsets are constants.
             #[inline]
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
             fn one_token(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> __m256 {
@@ -231,34 +274,34 @@ macro_rules! packed_kernels {
                     "packed group shorter than its blocks"
                 );
                 let (acts, scales) = (&row.blocks[..n_blocks], &row.scales[..n_blocks]);
-                let sums = if $min { &row.sums[..n_blocks] } else { &[] };
+                // (Only Q4_1 reads `sums`; the others pass their scales along unread.)
+                let sums = if $min { &row.sums[..n_blocks] } else { scales };
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut mins = _mm256_setzero_ps();
-                for (i, (a, &dy)) in acts.iter().zip(scales).enumerate() {
-                    // The bytes of a block `PREFETCH_AHEAD` ahead: past the group's end, the
-                    // next group's, which the same thread usually takes next. (Prefetches
-                    // do not fault.)
-                    let ahead = group.as_ptr().wrapping_add($bytes * i + PREFETCH_AHEAD);
-                    for line in 0..$lines {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
+                let p = group.as_ptr();
+                let full = n_blocks / 4;
+                for (c, ((a, dy), s)) in acts
+                    .chunks_exact(4)
+                    .zip(scales.chunks_exact(4))
+                    .zip(sums.chunks_exact(4))
+                    .enumerate()
+                {
+                    if $prefetch {
+                        prefetch_ahead(p.wrapping_add(CHUNK * c), CHUNK.div_ceil(64));
                     }
-                    // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (w, d, m) = unsafe { $block(group.as_ptr(), i, n_blocks) };
-                    let scale = pairs(_mm256_mul_ps(d, _mm256_set1_ps(dy)));
-                    if $min {
-                        mins = _mm256_add_ps(mins, _mm256_mul_ps(m, _mm256_set1_ps(sums[i])));
+                    for j in 0..4 {
+                        let at = BlockOffsets::in_chunk_of($ty, CHUNK * c, j, 4);
+                        // SAFETY: the group's size was checked above and block `4c + j` is
+                        // one of its `n_blocks`.
+                        unsafe { add_block(p, at, &a[j], dy[j], s[j], &mut acc, &mut mins) };
                     }
-                    for k in 0..4 {
-                        let start = if $min {
-                            _mm512_setzero_si512()
-                        } else {
-                            let pair = eight(&a.neg_sums[2 * k..2 * k + 2]);
-                            _mm512_slli_epi32::<$shift>(_mm512_set1_epi64(pair))
-                        };
-                        let y = _mm512_set1_epi64(eight(&a.y[8 * k..8 * k + 8]));
-                        let s = _mm512_dpbusd_epi32(start, w[k], y);
-                        acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[k]);
-                    }
+                }
+                let m = n_blocks % 4;
+                let (a, dy, s) = (&acts[4 * full..], &scales[4 * full..], &sums[4 * full..]);
+                for j in 0..m {
+                    let at = BlockOffsets::in_chunk_of($ty, CHUNK * full, j, m);
+                    // SAFETY: as above, for the last chunk's `m` blocks.
+                    unsafe { add_block(p, at, &a[j], dy[j], s[j], &mut acc, &mut mins) };
                 }
                 // ggml's `hsum_float_8`, lane by lane; then Q4_1's `Σ m·s`.
                 let out = hsum_pairs(&acc);
@@ -278,11 +321,12 @@ macro_rules! packed_kernels {
                     "packed group shorter than its blocks"
                 );
                 buf.clear();
-                let offset = _mm512_set1_epi8(if $min { 0 } else { (1i32 << $shift) as i8 });
+                let offset = _mm512_set1_epi8(if $min { 0 } else { START_OFFSETS[$start] as i8 });
                 let minus_128 = _mm512_set1_epi8(-128);
                 for i in 0..n_blocks {
+                    let at = BlockOffsets::of($ty, i, n_blocks);
                     // SAFETY: the group's size was checked above and `i < n_blocks`.
-                    let (u, d, m) = unsafe { $block(group.as_ptr(), i, n_blocks) };
+                    let (u, d, m) = unsafe { $block(group.as_ptr(), at) };
                     let (mut w, mut start) = (u, [_mm512_setzero_si512(); 4]);
                     for k in 0..4 {
                         w[k] = _mm512_sub_epi8(u[k], offset);
@@ -322,36 +366,46 @@ macro_rules! packed_kernels {
     };
 }
 
-// The (·)_0 offsets: 8 = 2³ for Q4_0, 16 = 2⁴ for Q5_0, 128 = 2⁷ for Q8_0 (none for Q4_1).
+// The (·)_0 offsets' indices in `START_OFFSETS`: 8 for Q4_0, 16 for Q5_0, 128 for Q8_0
+// (Q4_1 has none).
 packed_kernels!(
     q4_0,
     GgmlType::Q4_0,
     q4_0_block,
-    3,
+    0,
     false,
     144,
-    3,
+    true,
     ggml_q4_0
 );
-packed_kernels!(q4_1, GgmlType::Q4_1, q4_1_block, 0, true, 160, 3, ggml_q4_1);
+packed_kernels!(
+    q4_1,
+    GgmlType::Q4_1,
+    q4_1_block,
+    0,
+    true,
+    160,
+    true,
+    ggml_q4_1
+);
 packed_kernels!(
     q5_0,
     GgmlType::Q5_0,
     q5_0_block,
-    4,
+    1,
     false,
     176,
-    3,
+    true,
     ggml_q5_0
 );
 packed_kernels!(
     q8_0,
     GgmlType::Q8_0,
     q8_0_block,
-    7,
+    2,
     false,
     272,
-    5,
+    false,
     ggml_q8_0
 );
 
@@ -426,12 +480,10 @@ mod q4_k {
         let sub_sums = &sub_sums[..n_blocks];
         let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for (i, (y, sub_sums)) in ys.iter().zip(sub_sums).enumerate() {
-            let ahead = group
-                .as_ptr()
-                .wrapping_add(Q4_K_BLOCK * i + Q4_K_PREFETCH_AHEAD);
-            for line in 0..Q4_K_BLOCK.div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
-            }
+            prefetch_ahead(
+                group.as_ptr().wrapping_add(Q4_K_BLOCK * i),
+                Q4_K_BLOCK.div_ceil(64),
+            );
             // SAFETY: the group's size was checked above, `i < n_blocks`, `y` is a block.
             let (isum, imin) =
                 unsafe { sums(group.as_ptr(), i, (y as *const BlockQ8_K).cast(), sub_sums) };
