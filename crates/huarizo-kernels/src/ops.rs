@@ -212,6 +212,13 @@ pub fn softmax_ggml_isa(x: &mut [f32], isa: GgmlIsa) {
     softmax_ggml_body(x, isa)
 }
 
+/// Whether the CPU has AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+fn avx512f_available() -> bool {
+    static AVX512F: OnceLock<bool> = OnceLock::new();
+    *AVX512F.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
 /// Whether the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma_available() -> bool {
@@ -248,6 +255,73 @@ mod x86 {
                 let mut y = _mm256_mul_ps(gelu, u);
                 y = _mm256_blendv_ps(y, _mm256_mul_ps(x, u), _mm256_cmp_ps::<_CMP_GE_OQ>(x, hi));
                 y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LE_OQ>(x, lo));
+                _mm256_storeu_ps(g.as_mut_ptr(), y);
+            }
+        }
+    }
+
+    /// `expf_ggml` on sixteen lanes, bit for bit: ggml's AVX-512 `ggml_v_expf`, whose
+    /// `scalef` rounds `j · 2^n` once, as `expf_ggml` does through f64.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn expf16(x: __m512) -> __m512 {
+        let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm512_sub_ps(z, r);
+        let b = _mm512_fnmadd_ps(n, c(0x35bf_be8e), _mm512_fnmadd_ps(n, c(0x3f31_7200), x));
+        let out_of_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), c(0x4340_0000));
+        let u = _mm512_mul_ps(b, b);
+        let j = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(
+                _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+        );
+        let res = _mm512_scalef_ps(j, n);
+        // |n| > 192: 0 below, ∞ above.
+        let below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+        let alt = _mm512_mask_blend_ps(below, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+        _mm512_mask_blend_ps(out_of_range, res, alt)
+    }
+
+    /// `gate ← silu(gate) · up` sixteen values at a time (`gate.len()` a multiple of 16), as
+    /// [`super::swiglu`]'s build `Avx512` computes it.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn swiglu16(gate: &mut [f32], up: &[f32]) {
+        assert!(gate.len().is_multiple_of(16) && up.len() >= gate.len());
+        let one = _mm512_set1_ps(1.0);
+        for (g, u) in gate.chunks_exact_mut(16).zip(up.chunks_exact(16)) {
+            // SAFETY: both chunks hold 16 f32; loads and stores are unaligned.
+            unsafe {
+                let x = _mm512_loadu_ps(g.as_ptr());
+                let e = expf16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+                let y = _mm512_mul_ps(
+                    _mm512_div_ps(x, _mm512_add_ps(one, e)),
+                    _mm512_loadu_ps(u.as_ptr()),
+                );
+                _mm512_storeu_ps(g.as_mut_ptr(), y);
+            }
+        }
+    }
+
+    /// [`swiglu16`] eight values at a time as the build `Avx2` computes it.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn swiglu8_avx2(gate: &mut [f32], up: &[f32]) {
+        assert!(gate.len().is_multiple_of(8) && up.len() >= gate.len());
+        let one = _mm256_set1_ps(1.0);
+        for (g, u) in gate.chunks_exact_mut(8).zip(up.chunks_exact(8)) {
+            // SAFETY: both chunks hold 8 f32; loads and stores are unaligned.
+            unsafe {
+                let x = _mm256_loadu_ps(g.as_ptr());
+                let e = expf8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+                let y = _mm256_mul_ps(
+                    _mm256_div_ps(x, _mm256_add_ps(one, e)),
+                    _mm256_loadu_ps(u.as_ptr()),
+                );
                 _mm256_storeu_ps(g.as_mut_ptr(), y);
             }
         }
@@ -494,6 +568,25 @@ pub fn swiglu(gate: &mut [f32], up: &[f32], n: usize) {
 /// [`swiglu`] as build `isa` computes it.
 pub fn swiglu_isa(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
     #[cfg(target_arch = "x86_64")]
+    {
+        let vectors: Option<fn(&mut [f32], &[f32])> = match isa {
+            // SAFETY (both): called only where the features were detected just here.
+            GgmlIsa::Avx512 if avx512f_available() => Some(|g, u| unsafe { x86::swiglu16(g, u) }),
+            GgmlIsa::Avx2 if avx2_fma_available() => {
+                Some(|g, u| unsafe { x86::swiglu8_avx2(g, u) })
+            }
+            _ => None,
+        };
+        if let Some(vectors) = vectors {
+            let vector_part = n - n % isa.lanes();
+            for (g_row, u_row) in gate.chunks_exact_mut(n).zip(up.chunks_exact(n)) {
+                vectors(&mut g_row[..vector_part], &u_row[..vector_part]);
+                swiglu_tail(&mut g_row[vector_part..], &u_row[vector_part..]);
+            }
+            return;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if fma_available() {
         // SAFETY: the CPU has FMA.
         return unsafe { swiglu_fma(gate, up, n, isa) };
@@ -515,9 +608,14 @@ fn swiglu_body(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
         for (g, &u) in g_row[..vector_part].iter_mut().zip(&u_row[..vector_part]) {
             *g = (*g / (1.0 + expf_for(isa, 0.0 - *g))) * u;
         }
-        for (g, &u) in g_row[vector_part..].iter_mut().zip(&u_row[vector_part..]) {
-            *g = (*g / (1.0 + (-*g).exp())) * u;
-        }
+        swiglu_tail(&mut g_row[vector_part..], &u_row[vector_part..]);
+    }
+}
+
+/// The values past the last whole vector of a [`swiglu`] row: libm's `exp`.
+fn swiglu_tail(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = (*g / (1.0 + (-*g).exp())) * u;
     }
 }
 
@@ -698,6 +796,28 @@ mod tests {
             swiglu_isa(&mut g, &[2.0; 40], 20, isa);
             for (x, y) in g.iter().zip(&expect) {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn swiglu_in_vectors_equals_one_by_one_bit_for_bit() {
+        let mut rng = crate::tests::Rng(11);
+        // Rows of 4864 (Qwen2.5-0.5B's) and 37 (a tail past the vectors); values across
+        // exp's whole range, its edges (|n| near 126, 192) and signed zeros.
+        for n in [4864, 37] {
+            let mut gate: Vec<f32> = (0..2 * n).map(|_| rng.f32() * 240.0).collect();
+            gate[..10].copy_from_slice(&[
+                0.0, -0.0, 87.5, -87.5, 88.7, -88.7, 89.5, -89.5, 103.9, -133.2,
+            ]);
+            let up: Vec<f32> = (0..2 * n).map(|_| rng.f32() * 3.0).collect();
+            for isa in [GgmlIsa::Avx2, GgmlIsa::Avx512] {
+                let mut simd = gate.clone();
+                swiglu_isa(&mut simd, &up, n, isa);
+                let mut one_by_one = gate.clone();
+                swiglu_body(&mut one_by_one, &up, n, isa);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&simd), bits(&one_by_one), "{isa:?}, rows of {n}");
             }
         }
     }

@@ -60,6 +60,23 @@ fn main() {
         std::hint::black_box(model.read_weights(&pool));
         best = best.min(s.elapsed().as_secs_f64());
     }
+    // The same bytes read in the token's order and pieces (Q, K and V; O; gate and up;
+    // down; output), one pass of the pool each.
+    let parts = model.weights_read_per_token();
+    let mut pieces: Vec<Vec<&[u8]>> = Vec::new();
+    for l in parts.chunks(7).filter(|c| c.len() == 7) {
+        pieces.extend([l[..3].to_vec(), vec![l[3]], l[4..6].to_vec(), vec![l[6]]]);
+    }
+    pieces.push(vec![parts[parts.len() - 1]]);
+    let mut best_pieces = f64::MAX;
+    for _ in 0..5 {
+        let s = Instant::now();
+        for p in &pieces {
+            std::hint::black_box(huarizo_kernels::bandwidth::read_all(&pool, p));
+        }
+        best_pieces = best_pieces.min(s.elapsed().as_secs_f64());
+    }
+    println!("read in the token's pieces: {:.3} ms", best_pieces * 1e3);
     println!(
         "token {:.3} ms ({:.1} t/s); weights {:.1} MB, read at {:.1} GB/s: bound {:.3} ms, {:.1}% of it",
         token * 1e3,
