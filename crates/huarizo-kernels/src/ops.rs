@@ -565,11 +565,15 @@ pub fn swiglu(gate: &mut [f32], up: &[f32], n: usize) {
     swiglu_isa(gate, up, n, ggml_isa())
 }
 
+/// `(gate, up)`: one row's vector part of [`swiglu`].
+#[cfg(target_arch = "x86_64")]
+type RowFn = fn(&mut [f32], &[f32]);
+
 /// [`swiglu`] as build `isa` computes it.
 pub fn swiglu_isa(gate: &mut [f32], up: &[f32], n: usize, isa: GgmlIsa) {
     #[cfg(target_arch = "x86_64")]
     {
-        let vectors: Option<fn(&mut [f32], &[f32])> = match isa {
+        let vectors: Option<RowFn> = match isa {
             // SAFETY (both): called only where the features were detected just here.
             GgmlIsa::Avx512 if avx512f_available() => Some(|g, u| unsafe { x86::swiglu16(g, u) }),
             GgmlIsa::Avx2 if avx2_fma_available() => {
