@@ -131,10 +131,13 @@ pub(super) fn decode<'c>(
     {
         let q16 = &mut scratch[n_threads][n_rows * stride..][..n_rows * d];
         for (s, span) in spans.iter().enumerate() {
-            let src = &q[span.row0 * h * d..][..h * d];
-            for (dst, &x) in q16[s * h * d..][..h * d].iter_mut().zip(src) {
-                *dst = f16::from_f32(x).to_f32();
-            }
+            let dst = &mut q16[s * h * d..][..h * d];
+            dst.copy_from_slice(&q[span.row0 * h * d..][..h * d]);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `applies` confirmed AVX-512 F (so AVX2, FMA and F16C).
+            unsafe {
+                super::x86::round_to_f16(dst)
+            };
         }
     }
     let scratch_ptr = SharedScratch(scratch.as_mut_ptr());
