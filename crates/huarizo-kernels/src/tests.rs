@@ -26,7 +26,7 @@ impl Rng {
 
 /// Random weight row of `nb` blocks of `t`: random quant bytes, with the scale fields
 /// replaced by sane f16/f32 values so the row is finite. Float types come from random f32.
-fn random_weights(t: GgmlType, nb: usize, rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn random_weights(t: GgmlType, nb: usize, rng: &mut Rng) -> Vec<u8> {
     use GgmlType::*;
     let n = nb * t.block_size();
     if matches!(t, F32 | F16 | BF16) {
@@ -59,7 +59,7 @@ fn random_weights(t: GgmlType, nb: usize, rng: &mut Rng) -> Vec<u8> {
 
 /// Random activations of `n` values in `vec_dot_type(t)`, made by the activation quantizer
 /// (so that Q8_1 sums and Q8_K bsums are consistent).
-fn random_activations(t: GgmlType, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<u8>) {
+pub(crate) fn random_activations(t: GgmlType, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<u8>) {
     let at = vec_dot_type(t);
     let x: Vec<f32> = (0..n).map(|_| 3.0 * rng.f32()).collect();
     let mut out = vec![0u8; at.row_bytes(n).unwrap()];
