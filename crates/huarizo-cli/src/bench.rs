@@ -63,9 +63,10 @@ pub struct BenchArgs {
     /// Print llama-bench's JSON (a list of objects) instead of a markdown table.
     #[arg(long)]
     pub json: bool,
-    /// After each generation test, read the weights' own pages as fast as a plain sum can
-    /// (best of 5 passes on the same threads) and print, on stderr, the bound that rate puts
-    /// on generation and the share of it the test reached.
+    /// Around each generation test, read the weights' own pages as fast as a plain sum can
+    /// (best of 5 passes on the same threads, before and after the test) and print, on
+    /// stderr, the bound the faster rate puts on generation and the share of it the test
+    /// reached.
     #[arg(long)]
     pub bandwidth: bool,
 }
@@ -484,6 +485,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                     .context("warm-up generation run")?;
             }
         }
+        // The weights' read rate right before the test too: a virtual machine's memory can
+        // change speed while a process runs, and the faster of the two is the stricter bound.
+        let rate_before = (args.bandwidth && n > 0).then(|| engine.weight_read_rate(5).1);
         let mut samples_ns = Vec::with_capacity(args.reps);
         for _ in 0..args.reps {
             state.truncate(0);
@@ -503,16 +507,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         };
         printer.test(&mut out, &desc, &result)?;
         out.flush()?;
-        if args.bandwidth && n > 0 {
-            let (bytes, rate) = engine.weight_read_rate(5);
+        if let Some(rate_before) = rate_before {
+            let (bytes, rate_after) = engine.weight_read_rate(5);
+            let rate = rate_before.max(rate_after);
             let bound = rate / bytes as f64;
             let ts = mean(&result.samples_ts());
             eprintln!(
-                "{}: weights {:.1} MB per token, their pages read at {:.1} GB/s here: bound \
-                 {bound:.1} t/s; {ts:.2} t/s is {:.1}% of it",
+                "{}: weights {:.1} MB per token, their pages read at {:.1} GB/s here (before \
+                 the test {:.1}, after it {:.1}): bound {bound:.1} t/s; {ts:.2} t/s is {:.1}% \
+                 of it",
                 result.name(),
                 bytes as f64 / 1e6,
                 rate / 1e9,
+                rate_before / 1e9,
+                rate_after / 1e9,
                 100.0 * ts / bound
             );
         }
