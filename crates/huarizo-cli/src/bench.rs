@@ -66,7 +66,8 @@ pub struct BenchArgs {
     /// Around each generation test, read the weights' own pages as fast as a plain sum can
     /// (best of 5 passes on the same threads, before and after the test) and print, on
     /// stderr, the bound the faster rate puts on generation and the share of it the test
-    /// reached.
+    /// reached; then generate the test's tokens once more, each followed by one such read,
+    /// and print the share token by token.
     #[arg(long)]
     pub bandwidth: bool,
 }
@@ -522,6 +523,35 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 rate_before / 1e9,
                 rate_after / 1e9,
                 100.0 * ts / bound
+            );
+            // The memory's speed can change within seconds, so also pair each generated token
+            // with a read of the weights right after it: each pair's share is that read's
+            // time over the token's.
+            state.truncate(0);
+            runner.prompt(&mut state, d).context("depth prefill")?;
+            runner.prompt(&mut state, p)?;
+            let (mut shares, mut token_s, mut read_s) = (Vec::with_capacity(n), 0.0, 0.0);
+            for _ in 0..n {
+                let start = Instant::now();
+                runner.generate(&mut state, 1)?;
+                let token = start.elapsed().as_secs_f64();
+                let read = bytes as f64 / engine.weight_read_rate(1).1;
+                shares.push(read / token);
+                (token_s, read_s) = (token_s + token, read_s + read);
+            }
+            shares.sort_by(f64::total_cmp);
+            let at = |q: f64| 100.0 * shares[((shares.len() - 1) as f64 * q).round() as usize];
+            eprintln!(
+                "{}: each of {n} tokens ({:.2} t/s) against a read of the weights right after \
+                 it ({:.1} GB/s): {:.1}% of the time (median {:.1}%, quartiles {:.1}% and \
+                 {:.1}%)",
+                result.name(),
+                n as f64 / token_s,
+                (n * bytes) as f64 / read_s / 1e9,
+                100.0 * read_s / token_s,
+                at(0.5),
+                at(0.25),
+                at(0.75)
             );
         }
     }
