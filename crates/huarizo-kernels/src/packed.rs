@@ -147,11 +147,8 @@ pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
 /// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_0, Q4_1, Q5_0, Q8_0 or Q4_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
     let block = match t {
-        GgmlType::Q5_0 => 176,
-        GgmlType::Q4_0 => 144,
-        GgmlType::Q4_1 => 160,
         GgmlType::Q4_K => Q4_K_BLOCK,
-        _ => 272,
+        _ => BlockOffsets::chunk_layout(t).0,
     };
     (n_blocks * block).next_multiple_of(64)
 }

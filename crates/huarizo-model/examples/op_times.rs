@@ -78,7 +78,8 @@ fn main() {
     }
     println!("read in the token's pieces: {:.3} ms", best_pieces * 1e3);
     println!(
-        "token {:.3} ms ({:.1} t/s); weights {:.1} MB, read at {:.1} GB/s: bound {:.3} ms, {:.1}% of it",
+        "token {:.3} ms ({:.1} t/s); weights {:.1} MB, read at {:.1} GB/s: bound {:.3} ms, \
+         {:.1}% of it",
         token * 1e3,
         1.0 / token,
         bytes as f64 / 1e6,

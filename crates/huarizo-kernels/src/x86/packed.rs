@@ -114,8 +114,8 @@ unsafe fn q5_0_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m25
     }
 }
 
-/// The block at `at` of a packed Q4_0 group: its four vectors of nibbles (`q + 8`), and the eight
-/// rows' scales as f32.
+/// The block at `at` of a packed Q4_0 group: its four vectors of nibbles (`q + 8`), and the
+/// eight rows' scales as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
@@ -129,8 +129,8 @@ unsafe fn q4_0_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m25
     }
 }
 
-/// The block at `at` of a packed Q4_1 group: its four vectors of nibbles, and the eight rows' scales
-/// and minimums as f32.
+/// The block at `at` of a packed Q4_1 group: its four vectors of nibbles, and the eight
+/// rows' scales and minimums as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
@@ -144,8 +144,8 @@ unsafe fn q4_1_block(group: *const u8, at: BlockOffsets) -> ([__m512i; 4], __m25
     }
 }
 
-/// The block at `at` of a packed Q8_0 group: its four vectors of unsigned values `q + 128`, and the
-/// eight rows' scales as f32.
+/// The block at `at` of a packed Q8_0 group: its four vectors of unsigned values `q + 128`,
+/// and the eight rows' scales as f32.
 ///
 /// # Safety
 /// As [`q5_0_block`].
