@@ -54,44 +54,15 @@ pub struct BlockOffsets {
 }
 
 impl BlockOffsets {
-    /// Block `i` of `n`, in chunks of four blocks of `size` bytes each whose parts start at
-    /// `parts` (per block of the chunk) of a full chunk; a last chunk of `m < 4` blocks is as
-    /// long as its blocks (its parts start at `parts · m / 4`), so no padding is read.
-    #[inline(always)]
-    fn chunked(
-        i: usize,
-        n: usize,
-        size: usize,
-        parts: [usize; 3],
-        per_block: [usize; 3],
-    ) -> BlockOffsets {
-        let (chunk, j) = (i / 4, i % 4);
-        let m = (n - 4 * chunk).min(4);
-        Self::in_chunk(4 * size * chunk, j, m, parts, per_block)
-    }
-
-    /// Block `j` of a chunk of `m` blocks that starts at `base` (see [`BlockOffsets::chunked`]).
-    #[inline(always)]
-    fn in_chunk(
-        base: usize,
-        j: usize,
-        m: usize,
-        parts: [usize; 3],
-        per_block: [usize; 3],
-    ) -> BlockOffsets {
-        let at = |p: usize| base + parts[p] * m / 4 + per_block[p] * j;
-        BlockOffsets {
-            qs: at(0),
-            qh: at(1),
-            d: at(2),
-        }
-    }
-
-    /// The offsets of block `i` of `n` of a group of type `t` (Q4_0, Q4_1, Q5_0 or Q8_0).
+    /// The offsets of block `i` of `n` of a group of type `t` (Q4_0, Q4_1, Q5_0 or Q8_0): in
+    /// chunks of four blocks whose parts start at `parts` (per block of the chunk) of a full
+    /// chunk; a last chunk of `m < 4` blocks is as long as its blocks (its parts start at
+    /// `parts · m / 4`), so no padding is read.
     #[inline(always)]
     pub fn of(t: GgmlType, i: usize, n: usize) -> BlockOffsets {
-        let (size, parts, per_block) = Self::chunk_layout(t);
-        Self::chunked(i, n, size, parts, per_block)
+        let (chunk, j) = (i / 4, i % 4);
+        let m = (n - 4 * chunk).min(4);
+        Self::in_chunk_of(t, 4 * Self::chunk_layout(t).0 * chunk, j, m)
     }
 
     /// The offsets of block `j` of a chunk of `m` blocks (four but in a group's last chunk)
@@ -100,7 +71,12 @@ impl BlockOffsets {
     #[inline(always)]
     pub fn in_chunk_of(t: GgmlType, base: usize, j: usize, m: usize) -> BlockOffsets {
         let (_, parts, per_block) = Self::chunk_layout(t);
-        Self::in_chunk(base, j, m, parts, per_block)
+        let at = |p: usize| base + parts[p] * m / 4 + per_block[p] * j;
+        BlockOffsets {
+            qs: at(0),
+            qh: at(1),
+            d: at(2),
+        }
     }
 
     /// Bytes of a block of eight rows of type `t`, and where its parts start in a chunk of
