@@ -473,9 +473,14 @@ impl<'a> TilePlan<'a> {
             Some(_) => None,
         };
         // The packed kernels follow llama.cpp's order (as the lane kernels do), not the
-        // block-sum order.
+        // block-sum order. Packed Q6_K has no kernel in the order of batches too small for
+        // the tiled one (llama.cpp's one-row kernel, token by token): those read the file's
+        // rows.
+        let q6_k_between = w_type == GgmlType::Q6_K
+            && (crate::ggml_lanes::LANES_MIN_TOKENS..crate::repacked::TILED_MIN_ROWS)
+                .contains(&n_tokens);
         let packed = match (p.packed, row_lanes) {
-            (Some(packed), None) => {
+            (Some(packed), None) if !q6_k_between => {
                 assert!(
                     packed.ty() == w_type && packed.n_out() == n_out && packed.n_in() == n_in,
                     "packed weight of another type or shape"

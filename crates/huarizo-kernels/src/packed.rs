@@ -26,15 +26,16 @@
 //!
 //! Q4_0 and Q4_1 groups are laid out as Q5_0's without the fifth bits (Q4_1's minimums after
 //! the scales), Q8_0's as its four vectors per block, Q4_K's per super-block in the order of
-//! llama.cpp's repacked GEMV (see `pack_q4_k`).
+//! llama.cpp's repacked GEMV (see `pack_q4_k`), Q6_K's as pairs of rows in 512-bit vectors
+//! (see `pack_q6_k`).
 //!
 //! A packed matrix replaces the file's bytes for products (the model releases the file's
 //! pages as it packs); tied embeddings read their rows back from it ([`PackedRows::unpack_row`]);
 //! training and export read the file.
 
 use crate::blocks::{
-    as_blocks, scale_min_k4, Block, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ8_0,
-    BlockQ8_1, BlockQ8_K, QK, QK_K,
+    as_blocks, as_blocks_mut, scale_min_k4, Block, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
+    BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK, QK_K,
 };
 use crate::ggml_lanes::LaneQuants;
 use crate::GgmlType;
@@ -120,10 +121,22 @@ impl BlockOffsets {
 /// minimums, 16 of `d`, 16 of `dmin`.
 pub const Q4_K_BLOCK: usize = 1024 + 64 + 64 + 16 + 16;
 
-/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_0, Q4_1, Q5_0, Q8_0 or Q4_K).
+/// Bytes of a packed Q6_K super-block of eight rows after the group's scales `d` (see
+/// `pack_q6_k`): 1536 of nibbles and high bits, 128 of sub-block scales.
+pub const Q6_K_BLOCK: usize = 1536 + 128;
+
+/// Where the super-blocks of a packed Q6_K group of `n_blocks` start: after the eight rows'
+/// `d` of every super-block (16 bytes each), rounded up to a cache line.
+pub const fn q6_k_blocks_at(n_blocks: usize) -> usize {
+    (16 * n_blocks).next_multiple_of(64)
+}
+
+/// Bytes of a packed group of `n_blocks` blocks of type `t` (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or
+/// Q6_K).
 pub fn group_bytes(t: GgmlType, n_blocks: usize) -> usize {
     let block = match t {
         GgmlType::Q4_K => Q4_K_BLOCK,
+        GgmlType::Q6_K => return q6_k_blocks_at(n_blocks) + n_blocks * Q6_K_BLOCK,
         _ => BlockOffsets::chunk_layout(t).0,
     };
     (n_blocks * block).next_multiple_of(64)
@@ -203,7 +216,7 @@ pub struct OneToken<'a> {
     pub scales: &'a [f32],
     /// Q4_1: per block the activations' `s` (`d·Σy`).
     pub sums: &'a [f32],
-    /// Q4_K: the row (Q8_K blocks).
+    /// Q4_K, Q6_K: the row (Q8_K blocks).
     pub q8_k: &'a [u8],
     /// Q4_K: per super-block its eight 32-value sums (see [`q8_k_sub_sums`]).
     pub sub_sums: &'a [[i32; 8]],
@@ -224,12 +237,15 @@ pub type PackedLanesFn = fn(&[u8], usize, &[LaneQuants], &[[f32; 2]], &mut [[f32
 pub struct PackedKernels {
     /// One token.
     pub one: PackedOneFn,
-    /// A batch (used from `crate::ggml_lanes::LANES_MIN_TOKENS` tokens on).
+    /// A batch (used from `crate::ggml_lanes::LANES_MIN_TOKENS` tokens on; Q6_K's, in ggml's
+    /// tiled order, from `crate::repacked::TILED_MIN_ROWS` on, the batches between reading
+    /// the file's rows).
     pub lanes: PackedLanesFn,
 }
 
 /// The packed kernels for weights of type `t` on this CPU, if it has them (Q4_0, Q4_1, Q5_0,
-/// Q8_0 and Q4_K with AVX-512 F, BW, VL and VNNI, unless SIMD is disabled).
+/// Q8_0 and Q4_K with AVX-512 F, BW, VL and VNNI; Q6_K with GFNI as well; unless SIMD is
+/// disabled).
 pub fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -319,7 +335,12 @@ impl PackedRows {
     pub fn supported(t: GgmlType, n_out: usize, n_in: usize) -> bool {
         matches!(
             t,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K
+            GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q5_0
+                | GgmlType::Q8_0
+                | GgmlType::Q4_K
+                | GgmlType::Q6_K
         ) && n_out.is_multiple_of(PACK_ROWS)
             && n_in.is_multiple_of(t.block_size())
             && n_in > 0
@@ -381,6 +402,7 @@ impl PackedRows {
                     GgmlType::Q4_0 => pack_q4_0(w, n_in, dst),
                     GgmlType::Q4_1 => pack_q4_1(w, n_in, dst),
                     GgmlType::Q4_K => pack_q4_k(w, n_in, dst),
+                    GgmlType::Q6_K => pack_q6_k(w, n_in, dst),
                     _ => pack_q8_0(w, n_in, dst),
                 }
                 packed(i, src);
@@ -451,6 +473,13 @@ impl PackedRows {
         let n_blocks = self.n_blocks();
         let group = self.group(r / PACK_ROWS);
         let row = r % PACK_ROWS;
+        if self.ty == GgmlType::Q6_K {
+            let blocks = as_blocks_mut::<BlockQ6_K>(&mut out[..n_blocks * 210]);
+            for (i, block) in blocks.iter_mut().enumerate() {
+                *block = q6_k_block(group, n_blocks, i, row);
+            }
+            return;
+        }
         if self.ty == GgmlType::Q4_K {
             for (i, block) in out.chunks_exact_mut(144).take(n_blocks).enumerate() {
                 let at = &group[Q4_K_BLOCK * i..Q4_K_BLOCK * (i + 1)];
@@ -580,6 +609,67 @@ fn pack_q4_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
     });
 }
 
+/// Where row r's parts of a packed Q6_K super-block sit, relative to the super-block: per
+/// half `j` (values `128j..128j + 128`) its two 32-byte runs of nibbles (`ql[64j..64j + 32]`,
+/// `ql[64j + 32..64j + 64]`) and its 32 bytes of high bits (`qh[32j..32j + 32]`), then its
+/// 16 scales. Rows `2p` and `2p + 1` fill the two halves of each 64-byte vector: at
+/// `384p + 192j` the first run of nibbles, `+ 64` the second, `+ 128` the high bits; the
+/// scales at `1536 + 32p`.
+fn q6_k_parts(row: usize) -> ([usize; 2], [usize; 2], [usize; 2], usize) {
+    let (p, h) = (row / 2, 32 * (row % 2));
+    let half = |j: usize| 384 * p + 192 * j + h;
+    (
+        [half(0), half(1)],
+        [half(0) + 64, half(1) + 64],
+        [half(0) + 128, half(1) + 128],
+        1536 + 32 * p + 16 * (row % 2),
+    )
+}
+
+/// Q6_K packed, per group: at `16i + 2r` row r's `d` of super-block i; from
+/// [`q6_k_blocks_at`] on, each super-block's [`Q6_K_BLOCK`] bytes as [`q6_k_parts`] says, so
+/// that one 64-byte load gives a pair of rows' 32 values of one vector of ggml's Q6_K kernel
+/// and the one-token kernel sums two rows per instruction.
+fn pack_q6_k(w: &[u8], n_in: usize, dst: &mut [u8]) {
+    let n_blocks = n_in / QK_K;
+    let stride = group_bytes(GgmlType::Q6_K, n_blocks);
+    let first = q6_k_blocks_at(n_blocks);
+    for_each_block(w, n_blocks, stride, dst, |group, r, i, b: &BlockQ6_K| {
+        put_f16(group, 16 * i, r, b.d);
+        let at = &mut group[first + Q6_K_BLOCK * i..first + Q6_K_BLOCK * (i + 1)];
+        let (low, high, bits, scales) = q6_k_parts(r);
+        for j in 0..2 {
+            at[low[j]..low[j] + 32].copy_from_slice(&b.ql[64 * j..64 * j + 32]);
+            at[high[j]..high[j] + 32].copy_from_slice(&b.ql[64 * j + 32..64 * j + 64]);
+            at[bits[j]..bits[j] + 32].copy_from_slice(&b.qh[32 * j..32 * j + 32]);
+        }
+        for (dst, &s) in at[scales..scales + 16].iter_mut().zip(&b.scales) {
+            *dst = s as u8;
+        }
+    });
+}
+
+/// Row r's super-block i of a packed Q6_K group of `n_blocks` (the inverse of `pack_q6_k`).
+pub(crate) fn q6_k_block(group: &[u8], n_blocks: usize, i: usize, r: usize) -> BlockQ6_K {
+    let at = &group[q6_k_blocks_at(n_blocks) + Q6_K_BLOCK * i..][..Q6_K_BLOCK];
+    let (low, high, bits, scales) = q6_k_parts(r);
+    let mut b = BlockQ6_K {
+        ql: [0; 128],
+        qh: [0; 64],
+        scales: [0; 16],
+        d: crate::blocks::F16([group[16 * i + 2 * r], group[16 * i + 2 * r + 1]]),
+    };
+    for j in 0..2 {
+        b.ql[64 * j..64 * j + 32].copy_from_slice(&at[low[j]..low[j] + 32]);
+        b.ql[64 * j + 32..64 * j + 64].copy_from_slice(&at[high[j]..high[j] + 32]);
+        b.qh[32 * j..32 * j + 32].copy_from_slice(&at[bits[j]..bits[j] + 32]);
+    }
+    for (dst, &s) in b.scales.iter_mut().zip(&at[scales..scales + 16]) {
+        *dst = s as i8;
+    }
+    b
+}
+
 /// A block's 16 bytes of nibbles as packed row r of its two 64-byte halves (vector k, bytes
 /// `8r..8r + 8` = values `8k..8k + 8`: the low nibbles of bytes 0–7 and 8–15, then their high
 /// nibbles).
@@ -694,10 +784,12 @@ mod tests {
             GgmlType::Q5_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
+            GgmlType::Q6_K,
         ] {
             let n_in = 3 * t.block_size();
             let w_row = t.row_bytes(n_in).unwrap();
             let w = Rng(5).bytes(n_out * w_row);
+            // (Random bytes are fine here: only the bits are compared.)
             // Packed on any CPU (the kernels are what need AVX-512).
             let stride = group_bytes(t, n_in / t.block_size());
             let mut dst = vec![0u8; n_out / PACK_ROWS * stride];
@@ -706,6 +798,7 @@ mod tests {
                 GgmlType::Q4_0 => pack_q4_0(&w, n_in, &mut dst),
                 GgmlType::Q4_1 => pack_q4_1(&w, n_in, &mut dst),
                 GgmlType::Q4_K => pack_q4_k(&w, n_in, &mut dst),
+                GgmlType::Q6_K => pack_q6_k(&w, n_in, &mut dst),
                 _ => pack_q8_0(&w, n_in, &mut dst),
             }
             let packed = PackedRows {
@@ -725,8 +818,8 @@ mod tests {
     }
 
     /// The packed kernels give the one-row kernel's bits (Q4_K: the orders of llama.cpp's
-    /// repacked kernels): one token at a time, and batches of each size the lane kernels
-    /// treat differently.
+    /// repacked kernels; Q6_K batches: its tiled order): one token at a time, and batches of
+    /// each size the lane kernels treat differently.
     #[test]
     fn packed_products_equal_the_one_row_kernel_bit_for_bit() {
         for t in [
@@ -735,6 +828,7 @@ mod tests {
             GgmlType::Q5_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
+            GgmlType::Q6_K,
         ] {
             let Some(kernels) = packed_kernels(t) else {
                 eprintln!("no packed kernels for {t} on this CPU");
@@ -742,12 +836,15 @@ mod tests {
             };
             let one_row = |tok: usize, n: usize| match crate::repacked::repacked_kernels(t, 8) {
                 Some(k) => k.for_row(tok, n),
-                None => vec_dot_kernel(t),
+                None => match crate::repacked::tiled_kernel(t) {
+                    Some(tiled) if n >= crate::repacked::TILED_MIN_ROWS => tiled,
+                    _ => vec_dot_kernel(t),
+                },
             };
             let act = crate::vec_dot_type(t);
             // Q5_0, Q8_0: 28 blocks (whole chunks), 30 (one padded).
             let sizes = match t {
-                GgmlType::Q4_K => [768, 1280],
+                GgmlType::Q4_K | GgmlType::Q6_K => [768, 1280],
                 _ => [896, 960],
             };
             for n_in in sizes {
@@ -764,7 +861,7 @@ mod tests {
                 };
                 let (mut blocks, mut scales, mut sub_sums) = (Vec::new(), Vec::new(), Vec::new());
                 let mut sums = Vec::new();
-                if t == GgmlType::Q4_K {
+                if act == GgmlType::Q8_K {
                     q8_k_sub_sums(&acts, a_row, n_tokens, &mut sub_sums);
                 } else {
                     one_token_activations(
@@ -812,6 +909,11 @@ mod tests {
                 for g in 0..n_groups {
                     let group = packed.group(g);
                     for n in [4, 5, n_tokens] {
+                        if t == GgmlType::Q6_K && n < crate::repacked::TILED_MIN_ROWS {
+                            // Products of these batches read the file's rows (see
+                            // `PackedKernels::lanes`).
+                            continue;
+                        }
                         let mut out = vec![[f32::NAN; 8]; n];
                         (kernels.lanes)(
                             group,
@@ -849,12 +951,13 @@ mod tests {
             GgmlType::Q5_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
+            GgmlType::Q6_K,
         ] {
             if packed_kernels(t).is_none() {
                 eprintln!("no packed kernels for {t} on this CPU");
                 continue;
             }
-            for n_tokens in [1, 2, 3, 4, 6] {
+            for n_tokens in [1, 2, 3, 4, 6, 8, 9] {
                 let (w, _) = operands(t, n_out, n_in, 0, 3);
                 let mut rng = Rng(n_tokens as u64);
                 let x: Vec<f32> = (0..n_tokens * n_in).map(|_| rng.f32()).collect();

@@ -2,16 +2,18 @@
 //! and Q8_0 are in the 512-bit lane layout of the llama.cpp-order lane kernels (`row_lanes`),
 //! so that a block of eight rows costs two (four for Q8_0) loads and a few logic steps to
 //! unpack, and four `vpdpbusd` to sum; Q4_K has row r in lane r of 256-bit vectors, in the
-//! order of llama.cpp's repacked GEMV. Batches unpack a group into the lane kernels' tiles.
+//! order of llama.cpp's repacked GEMV; Q6_K has a pair of rows per 512-bit vector, in the order
+//! of ggml's one-row kernel. Batches unpack a group into the lane kernels' tiles.
 
 use super::row_lanes::{
-    ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, start_of, Q4KBlock,
-    TileBlock, Q4K_TILE, TILE,
+    ggml_q4_0, ggml_q4_1, ggml_q5_0, ggml_q8_0, hsum_pairs, q4_k_repacked, q6_k_tiled, start_of,
+    Q4KBlock, TileBlock, Q4K_TILE, TILE,
 };
 use super::*;
 use crate::ggml_lanes::LaneQuants;
 use crate::packed::{
-    group_bytes, BlockOffsets, OneToken, OneTokenBlock, PackedKernels, Q4_K_BLOCK, START_OFFSETS,
+    group_bytes, q6_k_blocks_at, BlockOffsets, OneToken, OneTokenBlock, PackedKernels, PACK_ROWS,
+    Q4_K_BLOCK, Q6_K_BLOCK, START_OFFSETS,
 };
 
 /// How far ahead of the bytes being multiplied the one-token kernels prefetch, into L2
@@ -178,8 +180,11 @@ fn eight<T: Copy>(p: &[T]) -> i64 {
 /// closure or function pointer would not inline into the `#[target_feature]` loop.)
 macro_rules! one_token_over_groups {
     () => {
+        one_token_over_groups!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+    };
+    ($features:literal) => {
         /// [`PackedOneFn`](crate::packed::PackedOneFn) over [`one_token`].
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[target_feature(enable = $features)]
         fn groups(
             groups: &[u8],
             stride: usize,
@@ -201,8 +206,8 @@ macro_rules! one_token_over_groups {
             row: &OneToken<'_>,
             out: &mut [f32],
         ) {
-            // SAFETY: only handed out by `packed_kernels` after AVX-512 F, BW, VL and VNNI
-            // (and AVX2, FMA, F16C) were detected.
+            // SAFETY: only handed out by `packed_kernels` after the features of `groups` were
+            // detected (AVX-512 F, BW, VL, VNNI, AVX2, FMA, F16C; for Q6_K also GFNI).
             unsafe { self::groups(groups, stride, n_blocks, row, out) }
         }
     };
@@ -576,7 +581,163 @@ mod q4_k {
     }
 }
 
-/// The packed kernels for weights of type `t`, if this CPU has AVX-512 F, BW, VL and VNNI.
+/// Packed Q6_K (see `crate::packed::pack_q6_k`): one token in the order of ggml's one-row
+/// kernel, two rows per 512-bit vector; batches in ggml's tiled order, from the group's rows
+/// unpacked to the file's layout.
+///
+/// The one-token kernel does per 32 values what the GFNI row kernel does (`vgf2p8affineqb`,
+/// `vpternlogd`, `vpmaddubsw`, a scale pick, `vpdpwssd`), for two rows at once. On this Zen 4
+/// a 512-bit operation costs about what two 256-bit ones do, so it computes little faster:
+/// `matmul_bench 1 1 896 4864 Q6_K` from the caches, 31.4 → 32.6 GB/s of weights. What the
+/// packed layout gains is huge pages and one stream per group: Qwen2.5-0.5B's `ffn_down`
+/// (twelve Q6_K matrices and twelve Q4_K) took 1.74–1.78 ms per token against 1.91 unpacked,
+/// measured alternately with fast memory (`op_times`). Dropping the scale pick or the
+/// `vgf2p8affineqb` (wrong results, timing only) each made it about 15% faster: the kernel is
+/// bound by its count of vector operations.
+mod q6_k {
+    use super::*;
+    use crate::blocks::{BlockQ6_K, QK_K};
+    use crate::ggml_lanes::LaneQuants;
+
+    /// The `(j, k)`-th vector's sub-block scales for a pair of rows: from the pair's scales
+    /// (`sc_even_odd`: per row its even sub-blocks' scales, then its odd ones', as i16), each
+    /// 128-bit lane its scale `4j + k` eight times (`vpshufb`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    fn pick_scale(sc_even_odd: __m512i, m: i16) -> __m512i {
+        _mm512_shuffle_epi8(sc_even_odd, _mm512_set1_epi16(((2 * m + 1) << 8) | (2 * m)))
+    }
+
+    /// Super-block i of a packed group against Q8_K block `y`: per pair p of rows, the
+    /// sixteen int32 lanes of ggml's AVX2 Q6_K kernel (lanes 0–7 row 2p, 8–15 row 2p + 1),
+    /// the same integers lane by lane (see `q6_k_block_lanes_gfni`).
+    ///
+    /// # Safety
+    /// `at` must point at the super-block's [`Q6_K_BLOCK`] bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+    unsafe fn lanes_of(at: *const u8, y: &BlockQ8_K) -> [__m512i; 4] {
+        let m4 = _mm512_set1_epi8(0x0F);
+        // Bits 2k and 2k + 1 of each byte to bits 4 and 5, the others cleared.
+        let high = |k: i64| _mm512_set1_epi64(((1 << (2 * k)) << 24) | ((1 << (2 * k + 1)) << 16));
+        // Per row: its scales' even sub-blocks, then its odd ones.
+        const EVEN_ODD: [i16; 32] = [
+            0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 16, 18, 20, 22, 24, 26, 28, 30,
+            17, 19, 21, 23, 25, 27, 29, 31,
+        ];
+        // SAFETY: `y` is a whole block; the caller guarantees the super-block's bytes.
+        unsafe {
+            let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+            let minus_bsums =
+                _mm512_broadcast_i64x4(_mm256_sub_epi16(_mm256_setzero_si256(), bsums));
+            let ys: [__m512i; 8] = std::array::from_fn(|v| {
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr().add(32 * v).cast()))
+            });
+            std::array::from_fn(|p| {
+                let sc = _mm512_cvtepi8_epi16(_mm256_loadu_si256(at.add(1536 + 32 * p).cast()));
+                let even_odd = _mm512_loadu_si512(EVEN_ODD.as_ptr().cast());
+                let sc_even_odd = _mm512_permutexvar_epi16(even_odd, sc);
+                // −32·(sc·bsum) of sub-blocks 2l and 2l + 1 in lane l.
+                let mut sumi = _mm512_madd_epi16(_mm512_slli_epi16::<5>(sc), minus_bsums);
+                for j in 0..2 {
+                    let base = at.add(384 * p + 192 * j);
+                    let runs = [
+                        _mm512_loadu_si512(base.cast()),
+                        _mm512_loadu_si512(base.add(64).cast()),
+                    ];
+                    let bits = _mm512_loadu_si512(base.add(128).cast());
+                    for k in 0..4 {
+                        let nibbles = if k < 2 {
+                            runs[k]
+                        } else {
+                            _mm512_srli_epi16::<4>(runs[k - 2])
+                        };
+                        let h = _mm512_gf2p8affine_epi64_epi8::<0>(bits, high(k as i64));
+                        // (nibbles & 0x0F) | h
+                        let q = _mm512_ternarylogic_epi32::<0xEC>(nibbles, h, m4);
+                        let p16 = _mm512_maddubs_epi16(q, ys[4 * j + k]);
+                        let scale = pick_scale(sc_even_odd, (4 * j + k) as i16);
+                        sumi = _mm512_dpwssd_epi32(sumi, scale, p16);
+                    }
+                }
+                sumi
+            })
+        }
+    }
+
+    /// One packed group against one Q8_K row: lane r = row r · the row, as ggml's one-row
+    /// kernel sums it (per super-block `acc = fma(d·d_y, lanes, acc)`, then
+    /// `hsum_float_8`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+    fn one_token(group: &[u8], n_blocks: usize, row: &OneToken<'_>) -> __m256 {
+        assert!(
+            group.len() >= group_bytes(GgmlType::Q6_K, n_blocks),
+            "packed group shorter than its blocks"
+        );
+        let ys: &[BlockQ8_K] = as_blocks(&row.q8_k[..n_blocks * std::mem::size_of::<BlockQ8_K>()]);
+        let first = q6_k_blocks_at(n_blocks);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let p = group.as_ptr();
+        for (i, y) in ys.iter().enumerate() {
+            let at = p.wrapping_add(first + Q6_K_BLOCK * i);
+            prefetch_ahead(at, Q6_K_BLOCK / 64);
+            // SAFETY: the group's size was checked above and `i < n_blocks`: its `d` are
+            // 16 bytes at 16i, its super-block Q6_K_BLOCK bytes at `at`.
+            let (d, lanes) = unsafe { (f16x8_at(p.add(16 * i)), lanes_of(at, y)) };
+            let d = _mm512_castps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(y.d())));
+            for (pair, (acc, lanes)) in acc.iter_mut().zip(lanes).enumerate() {
+                let r = 2 * pair as i32;
+                let (a, b) = (r, r + 1);
+                let dd = _mm512_permutexvar_ps(
+                    _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b),
+                    d,
+                );
+                *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(lanes), *acc);
+            }
+        }
+        let mut out = [0f32; 8];
+        for (pair, acc) in acc.iter().enumerate() {
+            out[2 * pair] = hsum_f32x8(_mm512_castps512_ps256(*acc));
+            let high = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*acc));
+            out[2 * pair + 1] = hsum_f32x8(_mm256_castpd_ps(high));
+        }
+        // SAFETY: `out` is eight f32; the load is unaligned.
+        unsafe { _mm256_loadu_ps(out.as_ptr()) }
+    }
+
+    one_token_over_groups!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni");
+
+    thread_local! {
+        /// A group's rows in the file's layout (reused across calls).
+        static ROWS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn lanes(
+        group: &[u8],
+        n_blocks: usize,
+        quants: &[LaneQuants],
+        scales: &[[f32; 2]],
+        out: &mut [[f32; 8]],
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        debug_assert_eq!(QK_K, 256);
+        let w_row = n_blocks * std::mem::size_of::<BlockQ6_K>();
+        ROWS.with_borrow_mut(|rows| {
+            rows.resize(PACK_ROWS * w_row, 0);
+            let blocks = as_blocks_mut::<BlockQ6_K>(rows);
+            for (k, block) in blocks.iter_mut().enumerate() {
+                *block = crate::packed::q6_k_block(group, n_blocks, k % n_blocks, k / n_blocks);
+            }
+            q6_k_tiled::kernel(rows, w_row, quants, scales, out);
+        });
+    }
+}
+
+/// The packed kernels for weights of type `t`, if this CPU has AVX-512 F, BW, VL and VNNI
+/// (Q6_K: and GFNI).
 pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
     if !vnni_detected() || !is_x86_feature_detected!("avx512f") {
         return None;
@@ -601,6 +762,10 @@ pub(crate) fn packed_kernels(t: GgmlType) -> Option<PackedKernels> {
         GgmlType::Q4_K => Some(PackedKernels {
             one: q4_k::one,
             lanes: q4_k::lanes,
+        }),
+        GgmlType::Q6_K if is_x86_feature_detected!("gfni") => Some(PackedKernels {
+            one: q6_k::one,
+            lanes: q6_k::lanes,
         }),
         _ => None,
     }
