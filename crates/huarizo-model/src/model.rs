@@ -709,10 +709,7 @@ const POOL_MIN_ROWS: usize = 16;
 /// batch (each row gives the same bits on any thread).
 fn norm_rows(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
-    let norm = |rows: &mut [f32]| {
-        rows.chunks_exact_mut(n)
-            .for_each(|row| ops::rms_norm(row, w, eps))
-    };
+    let norm = |rows: &mut [f32]| ops::rms_norm_rows(rows, w, eps);
     if x.len() < POOL_MIN_ROWS * n {
         norm(x);
     } else {
