@@ -198,10 +198,10 @@ pub fn matmul_many_rows(
                 plan.packed = None;
             }
             if plan.packed.is_some() {
-                if n_tokens >= crate::ggml_lanes::LANES_MIN_TOKENS {
-                    need_lanes = true;
-                } else {
+                if plan.token_by_token {
                     need_one_token = true;
+                } else {
+                    need_lanes = true;
                 }
             }
             let lanes = plan.row_lanes.is_some() || plan.ggml_lanes.is_some();
@@ -390,6 +390,10 @@ struct TilePlan<'a> {
     ggml_lanes: Option<crate::ggml_lanes::GgmlLanesFn>,
     /// The packed weight and its kernels, where they give the bits of the plan's order.
     packed: Option<(&'a crate::packed::PackedRows, crate::packed::PackedKernels)>,
+    /// Whether the packed weight is multiplied token by token with its one-token kernel
+    /// (batches too small for the lanes; Q6_K's batches below its tiled order too, whose
+    /// order is the one-token kernel's), else in the lanes.
+    token_by_token: bool,
     w_type: GgmlType,
     /// When the rows' places are not their places in this batch and the type's order
     /// depends on them: the type's kernels and the places.
@@ -473,14 +477,12 @@ impl<'a> TilePlan<'a> {
             Some(_) => None,
         };
         // The packed kernels follow llama.cpp's order (as the lane kernels do), not the
-        // block-sum order. Packed Q6_K has no kernel in the order of batches too small for
-        // the tiled one (llama.cpp's one-row kernel, token by token): those read the file's
-        // rows.
-        let q6_k_between = w_type == GgmlType::Q6_K
-            && (crate::ggml_lanes::LANES_MIN_TOKENS..crate::repacked::TILED_MIN_ROWS)
-                .contains(&n_tokens);
+        // block-sum order. Q6_K batches of 4–7 tokens are in llama.cpp's one-row order,
+        // which is the packed one-token kernel's: they go token by token.
+        let token_by_token = n_tokens < crate::ggml_lanes::LANES_MIN_TOKENS
+            || (w_type == GgmlType::Q6_K && n_tokens < crate::repacked::TILED_MIN_ROWS);
         let packed = match (p.packed, row_lanes) {
-            (Some(packed), None) if !q6_k_between => {
+            (Some(packed), None) => {
                 assert!(
                     packed.ty() == w_type && packed.n_out() == n_out && packed.n_in() == n_in,
                     "packed weight of another type or shape"
@@ -494,6 +496,7 @@ impl<'a> TilePlan<'a> {
             row_lanes,
             ggml_lanes,
             packed,
+            token_by_token,
             by_place: None,
             w: p.w,
             w_row,
@@ -534,7 +537,7 @@ impl<'a> TilePlan<'a> {
         tables: &BatchTables<'_>,
     ) {
         match self.packed {
-            Some((packed, kernels)) if n_tokens < crate::ggml_lanes::LANES_MIN_TOKENS => {
+            Some((packed, kernels)) if self.token_by_token => {
                 let (n_blocks, n_out) = (packed.n_blocks(), self.n_out);
                 let rows = tiles.start * ROW_TILE..tiles.end * ROW_TILE;
                 let groups = packed.groups(tiles);

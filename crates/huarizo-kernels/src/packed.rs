@@ -238,8 +238,8 @@ pub struct PackedKernels {
     /// One token.
     pub one: PackedOneFn,
     /// A batch (used from `crate::ggml_lanes::LANES_MIN_TOKENS` tokens on; Q6_K's, in ggml's
-    /// tiled order, from `crate::repacked::TILED_MIN_ROWS` on, the batches between reading
-    /// the file's rows).
+    /// tiled order, from `crate::repacked::TILED_MIN_ROWS` on, the batches between going
+    /// token by token through `one`, as llama.cpp's one-row order has them).
     pub lanes: PackedLanesFn,
 }
 
@@ -442,7 +442,7 @@ impl PackedRows {
         self.n_in
     }
 
-    /// Blocks (Q4_K: super-blocks) per row.
+    /// Blocks (Q4_K, Q6_K: super-blocks) per row.
     pub fn n_blocks(&self) -> usize {
         self.n_in / self.ty.block_size()
     }
@@ -474,7 +474,8 @@ impl PackedRows {
         let group = self.group(r / PACK_ROWS);
         let row = r % PACK_ROWS;
         if self.ty == GgmlType::Q6_K {
-            let blocks = as_blocks_mut::<BlockQ6_K>(&mut out[..n_blocks * 210]);
+            let row_bytes = n_blocks * std::mem::size_of::<BlockQ6_K>();
+            let blocks = as_blocks_mut::<BlockQ6_K>(&mut out[..row_bytes]);
             for (i, block) in blocks.iter_mut().enumerate() {
                 *block = q6_k_block(group, n_blocks, i, row);
             }
@@ -842,10 +843,11 @@ mod tests {
                 },
             };
             let act = crate::vec_dot_type(t);
-            // Q5_0, Q8_0: 28 blocks (whole chunks), 30 (one padded).
+            // Q5_0, Q8_0: 28 blocks (whole chunks), 30 (one padded), 32; Q6_K: 3, 4 (its
+            // scales `d` fill whole cache lines) and 5 super-blocks.
             let sizes = match t {
-                GgmlType::Q4_K | GgmlType::Q6_K => [768, 1280],
-                _ => [896, 960],
+                GgmlType::Q4_K | GgmlType::Q6_K => [768, 1024, 1280],
+                _ => [896, 960, 1024],
             };
             for n_in in sizes {
                 let (n_out, n_tokens) = (24, 9);
@@ -910,8 +912,7 @@ mod tests {
                     let group = packed.group(g);
                     for n in [4, 5, n_tokens] {
                         if t == GgmlType::Q6_K && n < crate::repacked::TILED_MIN_ROWS {
-                            // Products of these batches read the file's rows (see
-                            // `PackedKernels::lanes`).
+                            // These batches go token by token (see `PackedKernels::lanes`).
                             continue;
                         }
                         let mut out = vec![[f32::NAN; 8]; n];
@@ -939,7 +940,8 @@ mod tests {
     }
 
     /// A product through a packed weight gives the file layout's bits for every batch
-    /// size (one-token kernels below four tokens, lane kernels from four on).
+    /// size (one-token kernels below four tokens, lane kernels from four on; Q6_K token by
+    /// token below eight).
     #[test]
     fn packed_matmul_equals_the_files_matmul_bit_for_bit() {
         use crate::matmul::{matmul_many, quantize_activations, Product};

@@ -713,6 +713,9 @@ mod q6_k {
         static ROWS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
+    /// [`PackedLanesFn`](crate::packed::PackedLanesFn): the group's rows unpacked to the
+    /// file's layout, then ggml's tiled Q6_K kernel, whose order holds for batches of
+    /// `crate::repacked::TILED_MIN_ROWS` tokens or more only (smaller ones go token by token).
     pub(super) fn lanes(
         group: &[u8],
         n_blocks: usize,
@@ -723,6 +726,7 @@ mod q6_k {
         if out.is_empty() {
             return;
         }
+        debug_assert!(out.len() >= crate::repacked::TILED_MIN_ROWS);
         debug_assert_eq!(QK_K, 256);
         let w_row = n_blocks * std::mem::size_of::<BlockQ6_K>();
         ROWS.with_borrow_mut(|rows| {

@@ -724,7 +724,8 @@ pub(in crate::x86) mod q6_k_tiled {
             return;
         }
         // SAFETY: only handed out by `ggml_lanes_kernel` after AVX-512 VNNI, VL, BW and F
-        // (and AVX2, FMA, F16C) were detected.
+        // (and AVX2, FMA, F16C) were detected, or called by the packed Q6_K kernels, which
+        // `packed_kernels` hands out after those and GFNI were.
         unsafe { rows(w, w_row, quants, scales, out) }
     }
 }
