@@ -266,9 +266,8 @@ fn attention_batch_as<'c>(
             let pos = span.pos0 + t;
             let kv_head = head / group;
             let lo = window_start(p, pos);
-            for (dst, &x) in q16.iter_mut().zip(&q[(row * h + head) * d..][..d]) {
-                *dst = f16::from_f32(x).to_f32();
-            }
+            q16.copy_from_slice(&q[(row * h + head) * d..][..d]);
+            round_query_to_f16(q16, blocks);
             // Scores over the padded row of positions, masked positions at −∞.
             let row_scores = &mut scores[..(pos + 1).next_multiple_of(GGML_LANES)];
             // SAFETY: as below.
@@ -350,6 +349,21 @@ fn attention_batch_as<'c>(
             }
         }
     });
+}
+
+/// Rounds a query to f16 and back, as ggml converts it for the f16 products: eight values
+/// at a time where `simd` (the blocked paths, which confirmed AVX2, FMA and F16C), else one
+/// by one; the same bits either way.
+fn round_query_to_f16(q: &mut [f32], simd: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is set only where `simd()` confirmed AVX2, FMA and F16C.
+        return unsafe { x86::round_to_f16(q) };
+    }
+    let _ = simd;
+    for v in q.iter_mut() {
+        *v = f16::from_f32(*v).to_f32();
+    }
 }
 
 /// The first position a query at `pos` sees (0 without a sliding window).

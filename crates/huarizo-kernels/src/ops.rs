@@ -79,6 +79,24 @@ pub fn rope_angles(
 /// Applies RoPE to one head `x` (head_dim values, the first `2·angles.len()` rotated).
 /// `neox` pairs element i with i + n_rot/2 (GPT-NeoX style); otherwise adjacent pairs.
 pub fn rope_apply(x: &mut [f32], angles: &[(f32, f32)], neox: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_available() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { rope_apply_fma(x, angles, neox) };
+    }
+    rope_apply_body(x, angles, neox)
+}
+
+/// [`rope_apply`] compiled with hardware FMA: the same results (`mul_add` is fused either
+/// way), without a library call per `mul_add`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn rope_apply_fma(x: &mut [f32], angles: &[(f32, f32)], neox: bool) {
+    rope_apply_body(x, angles, neox)
+}
+
+#[inline(always)]
+fn rope_apply_body(x: &mut [f32], angles: &[(f32, f32)], neox: bool) {
     let half = angles.len();
     for (i, &(cos, sin)) in angles.iter().enumerate() {
         let (a, b) = if neox {
