@@ -36,39 +36,104 @@ pub fn lane_activations(
     quants: &mut Vec<LaneQuants>,
     scales: &mut Vec<[f32; 2]>,
 ) {
+    let Some((per_q, per_s)) = sized_tables(act_type, a_row, n_tokens, quants, scales) else {
+        return;
+    };
+    let rows = quants
+        .chunks_exact_mut(per_q)
+        .zip(scales.chunks_exact_mut(per_s));
+    for (t, (q, s)) in rows.enumerate() {
+        token_tables(act_type, &acts[t * a_row..(t + 1) * a_row], q, s);
+    }
+}
+
+/// [`lane_activations`] with the tokens split over `pool` (for a large batch, whose tables
+/// the other threads would otherwise wait for).
+pub fn lane_activations_on(
+    pool: &crate::pool::ThreadPool,
+    act_type: GgmlType,
+    acts: &[u8],
+    a_row: usize,
+    n_tokens: usize,
+    quants: &mut Vec<LaneQuants>,
+    scales: &mut Vec<[f32; 2]>,
+) {
+    let Some((per_q, per_s)) = sized_tables(act_type, a_row, n_tokens, quants, scales) else {
+        return;
+    };
+    pool.for_rows_mut2(quants, per_q, scales, per_s, &|first, q, s| {
+        let rows = q.chunks_exact_mut(per_q).zip(s.chunks_exact_mut(per_s));
+        for (i, (q, s)) in rows.enumerate() {
+            let t = first + i;
+            token_tables(act_type, &acts[t * a_row..(t + 1) * a_row], q, s);
+        }
+    });
+}
+
+/// Sizes the tables for `n_tokens` rows and returns the entries per token `(quants,
+/// scales)`, or `None` when there is nothing to fill.
+fn sized_tables(
+    act_type: GgmlType,
+    a_row: usize,
+    n_tokens: usize,
+    quants: &mut Vec<LaneQuants>,
+    scales: &mut Vec<[f32; 2]>,
+) -> Option<(usize, usize)> {
+    let (per_q, per_s) = match act_type {
+        GgmlType::Q8_0 => {
+            let n = a_row / std::mem::size_of::<BlockQ8_0>();
+            (n, n)
+        }
+        GgmlType::Q8_1 => {
+            let n = a_row / std::mem::size_of::<BlockQ8_1>();
+            (n, n)
+        }
+        GgmlType::Q8_K => {
+            let n = a_row / std::mem::size_of::<BlockQ8_K>();
+            (9 * n, n)
+        }
+        _ => panic!("lane kernels read Q8_0, Q8_1 or Q8_K activations, not {act_type}"),
+    };
     quants.clear();
     scales.clear();
+    quants.resize(n_tokens * per_q, [0; QK]);
+    scales.resize(n_tokens * per_s, [0.0; 2]);
+    (n_tokens > 0 && per_q > 0).then_some((per_q, per_s))
+}
+
+/// One activation row's entries of the tables (see [`lane_activations`]).
+fn token_tables(
+    act_type: GgmlType,
+    row: &[u8],
+    quants: &mut [LaneQuants],
+    scales: &mut [[f32; 2]],
+) {
     let shifted = |qs: &[i8; QK]| qs.map(|q| (q as u8) ^ 0x80);
-    for t in 0..n_tokens {
-        let row = &acts[t * a_row..(t + 1) * a_row];
-        match act_type {
-            GgmlType::Q8_0 => {
-                for b in as_blocks::<BlockQ8_0>(row) {
-                    quants.push(shifted(&b.qs));
-                    scales.push([b.d.get(), 0.0]);
-                }
+    match act_type {
+        GgmlType::Q8_0 => {
+            for ((b, q), s) in as_blocks::<BlockQ8_0>(row).iter().zip(quants).zip(scales) {
+                *q = shifted(&b.qs);
+                *s = [b.d.get(), 0.0];
             }
-            GgmlType::Q8_1 => {
-                for b in as_blocks::<BlockQ8_1>(row) {
-                    quants.push(shifted(&b.qs));
-                    scales.push([b.d.get(), b.s.get()]);
-                }
+        }
+        GgmlType::Q8_1 => {
+            for ((b, q), s) in as_blocks::<BlockQ8_1>(row).iter().zip(quants).zip(scales) {
+                *q = shifted(&b.qs);
+                *s = [b.d.get(), b.s.get()];
             }
-            GgmlType::Q8_K => {
-                for b in as_blocks::<BlockQ8_K>(row) {
-                    for chunk in b.qs.as_chunks::<QK>().0 {
-                        quants.push(shifted(chunk));
-                    }
-                    // The eight 32-value sums (i32, little-endian) as a ninth chunk.
-                    let mut sums = [0u8; QK];
-                    for (j, sum) in sums.as_chunks_mut::<4>().0.iter_mut().enumerate() {
-                        *sum = (b.bsum(2 * j) + b.bsum(2 * j + 1)).to_le_bytes();
-                    }
-                    quants.push(sums);
-                    scales.push([b.d(), 0.0]);
+        }
+        _ => {
+            let quants = quants.chunks_exact_mut(9);
+            for ((b, q), s) in as_blocks::<BlockQ8_K>(row).iter().zip(quants).zip(scales) {
+                for (q, chunk) in q.iter_mut().zip(b.qs.as_chunks::<QK>().0) {
+                    *q = shifted(chunk);
                 }
+                // The eight 32-value sums (i32, little-endian) as a ninth chunk.
+                for (j, sum) in q[8].as_chunks_mut::<4>().0.iter_mut().enumerate() {
+                    *sum = (b.bsum(2 * j) + b.bsum(2 * j + 1)).to_le_bytes();
+                }
+                *s = [b.d(), 0.0];
             }
-            _ => panic!("lane kernels read Q8_0, Q8_1 or Q8_K activations, not {act_type}"),
         }
     }
 }
@@ -117,6 +182,30 @@ mod tests {
     use super::*;
     use crate::tests::Rng;
     use crate::{quantize_row, quantize_row_ref, vec_dot_kernel, vec_dot_type};
+
+    /// The tables built on the pool are the ones built on one thread, for each activation
+    /// type and a token count that does not split evenly.
+    #[test]
+    fn lane_tables_on_the_pool_equal_the_serial_ones() {
+        let (n_in, n_tokens) = (512, 37);
+        let pool = crate::pool::ThreadPool::new(2);
+        let mut rng = Rng(5);
+        for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            let a_row = act.row_bytes(n_in).unwrap();
+            let mut acts = vec![0u8; n_tokens * a_row];
+            for row in acts.chunks_exact_mut(a_row) {
+                let values: Vec<f32> = (0..n_in).map(|_| rng.f32()).collect();
+                quantize_row(act, &values, row);
+            }
+            let (mut q1, mut s1, mut q2, mut s2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            lane_activations(act, &acts, a_row, n_tokens, &mut q1, &mut s1);
+            lane_activations_on(&pool, act, &acts, a_row, n_tokens, &mut q2, &mut s2);
+            assert!(!q1.is_empty(), "{act}: empty tables");
+            assert_eq!(q1, q2, "{act}: quants");
+            let bits = |s: &[[f32; 2]]| s.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&s1), bits(&s2), "{act}: scales");
+        }
+    }
 
     /// Every output of the lane kernels is the one-row kernel's (Q6_K: the tiled order's),
     /// bit for bit, for every row count of a tile and batch sizes that take each token-group

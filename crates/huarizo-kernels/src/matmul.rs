@@ -12,6 +12,10 @@ use huarizo_formats::GgmlType;
 /// Weight rows handled together, so that a tile of W stays in cache across the tokens.
 const ROW_TILE: usize = 8;
 
+/// Batches from this many tokens on build the lane kernels' tables on the pool (below it,
+/// dispatching costs about what it saves).
+const LANE_TABLES_ON_POOL: usize = 32;
+
 /// A raw output pointer that threads write through at disjoint indices.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -218,7 +222,17 @@ pub fn matmul_many_rows(
         if need_infos {
             crate::block_sums::block_infos(act_type, acts, a_row, n_tokens, &mut b.infos);
         }
-        if need_lanes {
+        if need_lanes && n_tokens >= LANE_TABLES_ON_POOL {
+            crate::ggml_lanes::lane_activations_on(
+                pool,
+                act_type,
+                acts,
+                a_row,
+                n_tokens,
+                &mut b.lane_quants,
+                &mut b.lane_scales,
+            );
+        } else if need_lanes {
             crate::ggml_lanes::lane_activations(
                 act_type,
                 acts,
