@@ -36,19 +36,17 @@ pub fn lane_activations(
     quants: &mut Vec<LaneQuants>,
     scales: &mut Vec<[f32; 2]>,
 ) {
-    let Some((per_q, per_s)) = sized_tables(act_type, a_row, n_tokens, quants, scales) else {
-        return;
-    };
-    let rows = quants
-        .chunks_exact_mut(per_q)
-        .zip(scales.chunks_exact_mut(per_s));
-    for (t, (q, s)) in rows.enumerate() {
-        token_tables(act_type, &acts[t * a_row..(t + 1) * a_row], q, s);
+    if let Some(per_token) = sized_tables(act_type, a_row, n_tokens, quants, scales) {
+        fill_tables(act_type, acts, a_row, per_token, 0, quants, scales);
     }
 }
 
-/// [`lane_activations`] with the tokens split over `pool` (for a large batch, whose tables
-/// the other threads would otherwise wait for).
+/// Batches from this many tokens on build their tables on the pool in
+/// [`lane_activations_on`] (below it, dispatching costs about what it saves).
+const TABLES_ON_POOL: usize = 32;
+
+/// [`lane_activations`] with the tokens split over `pool` for batches of [`TABLES_ON_POOL`]
+/// tokens or more (whose tables the other threads would otherwise wait for).
 pub fn lane_activations_on(
     pool: &crate::pool::ThreadPool,
     act_type: GgmlType,
@@ -58,16 +56,35 @@ pub fn lane_activations_on(
     quants: &mut Vec<LaneQuants>,
     scales: &mut Vec<[f32; 2]>,
 ) {
-    let Some((per_q, per_s)) = sized_tables(act_type, a_row, n_tokens, quants, scales) else {
+    let Some(per_token) = sized_tables(act_type, a_row, n_tokens, quants, scales) else {
         return;
     };
+    if n_tokens < TABLES_ON_POOL || pool.n_threads() == 1 {
+        return fill_tables(act_type, acts, a_row, per_token, 0, quants, scales);
+    }
+    let (per_q, per_s) = per_token;
     pool.for_rows_mut2(quants, per_q, scales, per_s, &|first, q, s| {
-        let rows = q.chunks_exact_mut(per_q).zip(s.chunks_exact_mut(per_s));
-        for (i, (q, s)) in rows.enumerate() {
-            let t = first + i;
-            token_tables(act_type, &acts[t * a_row..(t + 1) * a_row], q, s);
-        }
+        fill_tables(act_type, acts, a_row, per_token, first, q, s);
     });
+}
+
+/// Fills the tables' entries (`per_token` of each per token) of the tokens from `first` on.
+fn fill_tables(
+    act_type: GgmlType,
+    acts: &[u8],
+    a_row: usize,
+    (per_q, per_s): (usize, usize),
+    first: usize,
+    quants: &mut [LaneQuants],
+    scales: &mut [[f32; 2]],
+) {
+    let rows = quants
+        .chunks_exact_mut(per_q)
+        .zip(scales.chunks_exact_mut(per_s));
+    for (i, (q, s)) in rows.enumerate() {
+        let t = first + i;
+        token_tables(act_type, &acts[t * a_row..(t + 1) * a_row], q, s);
+    }
 }
 
 /// Sizes the tables for `n_tokens` rows and returns the entries per token `(quants,

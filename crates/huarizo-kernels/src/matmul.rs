@@ -12,10 +12,6 @@ use huarizo_formats::GgmlType;
 /// Weight rows handled together, so that a tile of W stays in cache across the tokens.
 const ROW_TILE: usize = 8;
 
-/// Batches from this many tokens on build the lane kernels' tables on the pool (below it,
-/// dispatching costs about what it saves).
-const LANE_TABLES_ON_POOL: usize = 32;
-
 /// A raw output pointer that threads write through at disjoint indices.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -186,7 +182,7 @@ pub fn matmul_many_rows(
         let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
         let mut first_tile = [0usize; MAX_PRODUCTS + 1];
         let (mut need_scales, mut need_infos, mut need_lanes) = (false, false, false);
-        let mut need_one_token = false;
+        let (mut need_one_token, mut need_sub_sums) = (false, false);
         let n = products.len();
         for (j, p) in products.iter_mut().enumerate() {
             first_tile[j + 1] = first_tile[j] + p.n_out.div_ceil(ROW_TILE);
@@ -204,6 +200,8 @@ pub fn matmul_many_rows(
             if plan.packed.is_some() {
                 if plan.token_by_token {
                     need_one_token = true;
+                    // Only Q4_K's one-token kernel reads the 32-value sums.
+                    need_sub_sums |= plan.w_type == GgmlType::Q4_K;
                 } else {
                     need_lanes = true;
                 }
@@ -222,18 +220,9 @@ pub fn matmul_many_rows(
         if need_infos {
             crate::block_sums::block_infos(act_type, acts, a_row, n_tokens, &mut b.infos);
         }
-        if need_lanes && n_tokens >= LANE_TABLES_ON_POOL {
+        if need_lanes {
             crate::ggml_lanes::lane_activations_on(
                 pool,
-                act_type,
-                acts,
-                a_row,
-                n_tokens,
-                &mut b.lane_quants,
-                &mut b.lane_scales,
-            );
-        } else if need_lanes {
-            crate::ggml_lanes::lane_activations(
                 act_type,
                 acts,
                 a_row,
@@ -246,9 +235,9 @@ pub fn matmul_many_rows(
         b.one_token_scales.clear();
         b.one_token_sums.clear();
         b.sub_sums.clear();
-        if need_one_token && act_type == GgmlType::Q8_K {
+        if need_sub_sums {
             crate::packed::q8_k_sub_sums(acts, a_row, n_tokens, &mut b.sub_sums);
-        } else if need_one_token {
+        } else if need_one_token && act_type != GgmlType::Q8_K {
             crate::packed::one_token_activations(
                 act_type,
                 acts,
