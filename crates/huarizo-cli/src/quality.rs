@@ -24,6 +24,10 @@ pub struct TextArgs {
     /// Threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
+    /// How the KV cache keeps keys and values (f16 or q8_0; for `kld`, the quantized
+    /// model's runs only: the base always runs with f16).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = crate::parse_cache_type)]
+    pub cache_type: huarizo_engine::CacheType,
 }
 
 /// Flags of `huarizo perplexity`.
@@ -57,9 +61,15 @@ pub struct ImatrixArgs {
 }
 
 /// Loads the model `spec` names.
-pub(crate) fn load_engine(spec: &str, threads: usize) -> Result<Engine> {
+pub(crate) fn load_engine(
+    spec: &str,
+    threads: usize,
+    cache_type: huarizo_engine::CacheType,
+) -> Result<Engine> {
     let path = crate::commands::resolve(spec)?;
-    Ok(Engine::load(&path, &EngineOptions { n_threads: threads })?)
+    let mut engine = Engine::load(&path, &EngineOptions { n_threads: threads })?;
+    engine.set_cache_type(cache_type)?;
+    Ok(engine)
 }
 
 /// Reads the text file and plans its chunks for `engine`.
@@ -114,7 +124,7 @@ fn print_final(sums: &NllSums) {
 
 /// `huarizo perplexity`.
 pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
-    let engine = load_engine(&args.model, args.text.threads)?;
+    let engine = load_engine(&args.model, args.text.threads, args.text.cache_type)?;
     let plan = plan(&engine, &args.text)?;
     let n_vocab = engine.config().n_vocab;
     let start = Instant::now();
@@ -152,7 +162,7 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
 
 /// `huarizo imatrix`.
 pub fn imatrix(args: &ImatrixArgs) -> Result<()> {
-    let engine = load_engine(&args.model, args.text.threads)?;
+    let engine = load_engine(&args.model, args.text.threads, args.text.cache_type)?;
     let plan = plan(&engine, &args.text)?;
     let untied = engine.gguf().tensor("output.weight").is_some();
     if args.process_output && !untied {

@@ -142,6 +142,7 @@ fn bench_json_prints_llama_bench_shape() {
         let avg = t["avg_ts"].as_f64().unwrap();
         assert!(avg > 0.0 && (avg - mean).abs() <= 1e-9 * avg, "{t}");
         assert!(t["stddev_ts"].as_f64().unwrap() >= 0.0);
+        assert_eq!((&t["type_k"], &t["type_v"]), (&"f16".into(), &"f16".into()));
     }
 
     let out = huarizo(&["bench", "-m", &model, "-p", "4", "-n", "0", "-r", "1"]);
@@ -153,6 +154,62 @@ fn bench_json_prints_llama_bench_shape() {
         "{table}"
     );
     assert!(table.contains(" ± "), "{table}");
+    assert!(!table.contains("type_k"), "{table}");
+
+    // An 8-bit KV cache: llama-bench's type_k and type_v, in the JSON and as columns.
+    let out = huarizo(&[
+        "bench",
+        "-m",
+        &model,
+        "-p",
+        "4",
+        "-n",
+        "2",
+        "-d",
+        "4",
+        "-r",
+        "1",
+        "--cache-type",
+        "q8_0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in v.as_array().unwrap() {
+        assert_eq!(
+            (&t["type_k"], &t["type_v"]),
+            (&"q8_0".into(), &"q8_0".into())
+        );
+    }
+    let out = huarizo(&[
+        "bench",
+        "-m",
+        &model,
+        "-p",
+        "4",
+        "-n",
+        "0",
+        "-r",
+        "1",
+        "--cache-type",
+        "q8_0",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| type_k | type_v |") && table.contains("| q8_0   | q8_0   |"),
+        "{table}"
+    );
+    let out = huarizo(&["run", "-m", &model, "--cache-type", "q4_0", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown KV cache type \"q4_0\"; supported: f16, q8_0"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,8 +19,8 @@ pub mod stream;
 pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
 pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
 pub use huarizo_model::{
-    arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, weights, Arithmetic, BatchPlaces, Config,
-    GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
+    arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, weights, Arithmetic, BatchPlaces,
+    CacheType, Config, GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
 };
 pub use huarizo_text::{
     python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,
@@ -103,6 +103,7 @@ pub struct Engine {
     has_template: bool,
     pool: ThreadPool,
     constraint_vocab: std::sync::OnceLock<Result<json_constraint::ConstraintVocab, String>>,
+    cache_type: CacheType,
 }
 
 impl Engine {
@@ -138,6 +139,7 @@ impl Engine {
             has_template,
             pool,
             constraint_vocab: std::sync::OnceLock::new(),
+            cache_type: CacheType::F16,
         })
     }
 
@@ -192,12 +194,25 @@ impl Engine {
         self.pool.run(f);
     }
 
-    /// A fresh sequence with room for `n_ctx` positions (capped at the trained context).
+    /// Makes every later [`Engine::new_state`] keep its keys and values as `t` (f16 by
+    /// default). Fails, changing nothing, when the model's head widths do not fit `t`.
+    pub fn set_cache_type(&mut self, t: CacheType) -> Result<(), EngineError> {
+        State::with_cache_type(&self.model.config, 1, t).map_err(EngineError::Request)?;
+        self.cache_type = t;
+        Ok(())
+    }
+
+    /// How new sequences keep their keys and values.
+    pub fn cache_type(&self) -> CacheType {
+        self.cache_type
+    }
+
+    /// A fresh sequence with room for `n_ctx` positions (capped at the trained context),
+    /// its cache of [`Engine::cache_type`].
     pub fn new_state(&self, n_ctx: usize) -> State {
-        State::new(
-            &self.model.config,
-            n_ctx.clamp(1, self.model.config.n_ctx_train.max(1)),
-        )
+        let n_ctx = n_ctx.clamp(1, self.model.config.n_ctx_train.max(1));
+        State::with_cache_type(&self.model.config, n_ctx, self.cache_type)
+            .expect("set_cache_type checked that the model fits the cache type")
     }
 
     /// Renders a conversation through the chat template.

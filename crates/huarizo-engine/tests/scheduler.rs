@@ -5,8 +5,8 @@
 
 use huarizo_engine::sampling::token_logprob;
 use huarizo_engine::{
-    Engine, EngineOptions, Event, EventSink, FinishReason, GenerateParams, Logits, Request,
-    SamplingParams, Scheduler, SchedulerOptions,
+    CacheType, Engine, EngineOptions, Event, EventSink, FinishReason, GenerateParams, Logits,
+    Request, SamplingParams, Scheduler, SchedulerOptions,
 };
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +58,13 @@ fn smollm2() -> Engine {
         &EngineOptions { n_threads: 2 },
     )
     .unwrap()
+}
+
+/// SmolLM2 whose sequences keep an 8-bit KV cache.
+fn smollm2_q8() -> Engine {
+    let mut engine = smollm2();
+    engine.set_cache_type(CacheType::Q8_0).unwrap();
+    engine
 }
 
 fn greedy(max_tokens: usize) -> GenerateParams {
@@ -259,8 +266,17 @@ fn impossible_requests_get_errors() {
 /// sequence exactly the logits of its own forward.
 #[test]
 fn batched_forward_equals_separate_forwards_bit_for_bit() {
+    batched_equals_separate(&smollm2());
+}
+
+/// The same with an 8-bit KV cache, whose attention computes each row on its own.
+#[test]
+fn batched_forward_equals_separate_forwards_with_an_8_bit_cache() {
+    batched_equals_separate(&smollm2_q8());
+}
+
+fn batched_equals_separate(engine: &Engine) {
     use huarizo_engine::{Scratch, SeqBatch};
-    let engine = smollm2();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.tokenize_prompt(p)).collect();
     let v = engine.config().n_vocab;
     // Each sequence has read its prompt but the last token; the batch feeds that token
@@ -320,7 +336,16 @@ fn batched_forward_equals_separate_forwards_bit_for_bit() {
 /// its run alone.
 #[test]
 fn shared_prefixes_are_computed_once_and_copied_between_slots() {
-    let engine = smollm2();
+    shared_prefixes(&smollm2());
+}
+
+/// The same with an 8-bit KV cache (its rows copied in its own layout).
+#[test]
+fn shared_prefixes_are_copied_in_an_8_bit_cache() {
+    shared_prefixes(&smollm2_q8());
+}
+
+fn shared_prefixes(engine: &Engine) {
     let preamble = "Answer each question with one word. Q: What colour is the sky on a clear \
         day? A: Blue. Q: What do bees make? A: Honey. Q: Which animal barks? A: A dog. Q: ";
     let questions = [
@@ -369,7 +394,7 @@ fn shared_prefixes_are_computed_once_and_copied_between_slots() {
     let mut alone = Vec::new();
     let mut alone_fed = 0;
     for p in &prompts {
-        let mut s = Scheduler::new(&engine, options(1));
+        let mut s = Scheduler::new(engine, options(1));
         let r = Recorder::default();
         assert!(s.admit(scored(p, &r)).is_none());
         alone_fed += run_counting(&mut s);
@@ -377,7 +402,7 @@ fn shared_prefixes_are_computed_once_and_copied_between_slots() {
     }
 
     // Three at once: the first reads the preamble, the other two wait and copy it.
-    let mut s = Scheduler::new(&engine, options(4));
+    let mut s = Scheduler::new(engine, options(4));
     let recs: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
     for (p, r) in prompts.iter().zip(&recs) {
         assert!(s.admit(scored(p, r)).is_none());
@@ -401,7 +426,7 @@ fn shared_prefixes_are_computed_once_and_copied_between_slots() {
 
     // One arriving while another slot, busy generating, holds the preamble: the free
     // slot (empty) copies the rows.
-    let mut s = Scheduler::new(&engine, options(2));
+    let mut s = Scheduler::new(engine, options(2));
     let busy = Recorder::default();
     let mut generating = request(prompts[0].clone(), greedy(20), &busy);
     // Rows computed in this scheduler's own batches are not reused by a request that

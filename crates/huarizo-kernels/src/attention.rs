@@ -11,6 +11,7 @@
 //! N cached positions.
 
 mod decode;
+pub mod q8;
 
 use crate::isa::{ggml_isa, GgmlIsa};
 use crate::ops::{reduce_add16, reduce_add8, softmax_ggml_isa, GGML_LANES};

@@ -2,7 +2,8 @@
 //! traced intermediate to its own, summed over the layers), averaged over N tokens after a
 //! prompt of DEPTH tokens, then the token's time against the bound the weights' read rate puts
 //! on it (as `huarizo bench --bandwidth` measures it):
-//! `op_times MODEL.gguf [N] [THREADS] [DEPTH]` (defaults 64, 2, 16).
+//! `op_times MODEL.gguf [N] [THREADS] [DEPTH]` (defaults 64, 2, 16; `CACHE=q8_0` for an
+//! 8-bit KV cache).
 use huarizo_model::{Logits, Model, State, ThreadPool};
 use std::time::Instant;
 
@@ -15,7 +16,11 @@ fn main() {
     let model = Model::load(std::path::Path::new(&args[1])).expect("load");
     let (n, threads, depth) = (arg(2, 64), arg(3, 2), arg(4, 16));
     let pool = ThreadPool::new(threads);
-    let mut state = State::new(&model.config, depth + n + 1);
+    // `CACHE=q8_0` in the environment: an 8-bit KV cache.
+    let cache = std::env::var("CACHE").map_or(huarizo_model::CacheType::F16, |s| {
+        huarizo_model::CacheType::parse(&s).expect("CACHE: f16 or q8_0")
+    });
+    let mut state = State::with_cache_type(&model.config, depth + n + 1, cache).expect("cache");
     let prompt: Vec<u32> = (0..depth as u32).map(|t| 100 + t % 1000).collect();
     for chunk in prompt.chunks(512) {
         model

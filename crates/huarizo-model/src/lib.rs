@@ -28,4 +28,4 @@ pub use huarizo_kernels::{
     arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, Arithmetic, GgmlIsa,
 };
 pub use model::{whole_prompt_place, BatchPlaces, Logits, Model, SeqBatch, REFERENCE_UBATCH};
-pub use state::{Scratch, State};
+pub use state::{CacheType, Scratch, State};

@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::state::{Scratch, State};
 use half::slice::HalfFloatSliceExt;
 use huarizo_formats::{GgmlType, GgufFile, TensorInfo};
-use huarizo_kernels::attention::{attention_batch, AttnParams, AttnSpan};
+use huarizo_kernels::attention::{attention_batch, q8, AttnParams, AttnSpan};
 use huarizo_kernels::matmul::{matmul_many_rows, quantize_activations_on, BatchRow, Product};
 use huarizo_kernels::ops;
 use huarizo_kernels::packed::PackedRows;
@@ -393,15 +393,29 @@ impl Model {
                 )));
             }
             let (k_row, v_row) = (hkv * d, hkv * dv);
-            if seq.state.cache.len() != c.n_layer
-                || seq.state.cache.iter().any(|l| {
-                    l.k.len() < seq.state.n_ctx * k_row || l.v.len() < seq.state.n_ctx * v_row
-                })
-            {
+            let n_ctx = seq.state.n_ctx;
+            let fits = |l: &crate::state::LayerCache| match seq.state.q8_layout {
+                None => l.k.len() >= n_ctx * k_row && l.v.len() >= n_ctx * v_row,
+                Some(q8) => {
+                    q8.n_ctx == n_ctx
+                        && (q8.n_head_kv, q8.head_dim, q8.head_dim_v) == (hkv, d, dv)
+                        && l.k8.len() >= q8.k_bytes()
+                        && l.v8.len() >= q8.v_bytes()
+                }
+            };
+            if seq.state.cache.len() != c.n_layer || !seq.state.cache.iter().all(fits) {
                 return Err(ModelError::Invalid(
                     "state was made for a model of another shape".into(),
                 ));
             }
+        }
+        if seqs
+            .iter()
+            .any(|q| q.state.cache_type() != seqs[0].state.cache_type())
+        {
+            return Err(ModelError::Invalid(
+                "sequences with caches of different types in one batch".into(),
+            ));
         }
         let n_tokens: usize = seqs.iter().map(|q| q.tokens.len()).sum();
         batch_places(seqs, n_tokens, &mut s.places, &mut s.logit_places);
@@ -509,15 +523,25 @@ impl Model {
             let (k_row, v_row) = (hkv * d, hkv * dv);
             let mut row0 = 0;
             s.spans.clear();
+            let mut any_q8 = false;
             for seq in seqs.iter_mut() {
                 let (n, pos0) = (seq.tokens.len(), seq.state.n_past);
+                let layout = seq.state.q8_layout;
                 let cache = &mut seq.state.cache[il];
                 let rows = row0..row0 + n;
-                // f16 by round to nearest even, eight at a time where the CPU has F16C.
-                cache.k[pos0 * k_row..(pos0 + n) * k_row]
-                    .convert_from_f32_slice(&s.k[rows.start * k_row..rows.end * k_row]);
-                cache.v[pos0 * v_row..(pos0 + n) * v_row]
-                    .convert_from_f32_slice(&s.v[rows.start * v_row..rows.end * v_row]);
+                if let Some(layout) = layout {
+                    any_q8 = true;
+                    for (t, r) in rows.clone().enumerate() {
+                        q8::store_k(&layout, &mut cache.k8, pos0 + t, &s.k[r * k_row..][..k_row]);
+                        q8::store_v(&layout, &mut cache.v8, pos0 + t, &s.v[r * v_row..][..v_row]);
+                    }
+                } else {
+                    // f16 by round to nearest even, eight at a time where the CPU has F16C.
+                    cache.k[pos0 * k_row..(pos0 + n) * k_row]
+                        .convert_from_f32_slice(&s.k[rows.start * k_row..rows.end * k_row]);
+                    cache.v[pos0 * v_row..(pos0 + n) * v_row]
+                        .convert_from_f32_slice(&s.v[rows.start * v_row..rows.end * v_row]);
+                }
                 let order_rows = match seq.places {
                     BatchPlaces::ThisBatch => n,
                     BatchPlaces::WholePrompt(len) => whole_prompt_place(pos0, len).of,
@@ -531,18 +555,38 @@ impl Model {
                 row0 += n;
             }
             let caches = &*seqs;
-            attention_batch(
-                pool,
-                &params,
-                &s.q,
-                &s.spans,
-                &|i| {
-                    let c = &caches[i].state.cache[il];
-                    (&c.k[..], &c.v[..])
-                },
-                &mut s.att,
-                &mut s.attn_scratch,
-            );
+            if any_q8 {
+                q8::attention_q8(
+                    pool,
+                    &params,
+                    &s.q,
+                    &s.spans,
+                    &|i| {
+                        let st = &caches[i].state;
+                        let c = &st.cache[il];
+                        q8::Q8Cache {
+                            layout: st.q8_layout.expect("checked above"),
+                            k: &c.k8,
+                            v: &c.v8,
+                        }
+                    },
+                    &mut s.att,
+                    &mut s.attn_scratch,
+                );
+            } else {
+                attention_batch(
+                    pool,
+                    &params,
+                    &s.q,
+                    &s.spans,
+                    &|i| {
+                        let c = &caches[i].state.cache[il];
+                        (&c.k[..], &c.v[..])
+                    },
+                    &mut s.att,
+                    &mut s.attn_scratch,
+                );
+            }
             trace("kqv_out", il, &s.att);
             self.linear(pool, &layer.wo, &s.att, places, &mut s.acts, &mut s.out);
             self.add_lora(il, crate::train::LoraTarget::O, &s.att, &mut s.out);

@@ -1,0 +1,926 @@
+//! Attention over an 8-bit KV cache (`--cache-type q8_0`): keys and values in blocks of 32
+//! (an f16 scale and 32 signed bytes, as ggml's Q8_0 stores them), 34 bytes per 32 values
+//! against the f16 cache's 64.
+//!
+//! Opt-in, and its own arithmetic rather than llama.cpp's: llama.cpp quantizes the value
+//! cache only with flash attention, whose sums differ from its default path anyway. What it
+//! computes is documented here and checked against an f64 reference in the tests:
+//! - as llama.cpp does for a quantized cache, queries and keys are rotated by an
+//!   orthonormal Walsh–Hadamard matrix in chunks of [`Q8Layout::k_rotation`] values, and
+//!   values in chunks of 64, before they are quantized (the output is rotated back): the
+//!   rotation spreads a head's few large elements over its chunk, so that they no longer
+//!   set the scale of a whole block (Qwen2.5's keys reach ±200 in some layers);
+//! - each query head is quantized to 8 bits per block of 32 as ggml quantizes activations
+//!   (`d = max|x| / 127`, `q = round(x / d)`), and a score is
+//!   `Σ_b fma(dk_b · dq_b, Σ k·q over block b, ·)` with exact integer block sums, then scaled;
+//! - the scores are soft-maxed as the f16 path does ([`softmax_ggml`]);
+//! - the output is `Σ_j fma(p_j · dv_jb, v_j, ·)` in f32, position by position.
+//!
+//! The same operations run in the same order on every path (AVX-512 VNNI or portable), so a
+//! row's result does not depend on the CPU's vector width, the thread that computes it or
+//! the batch it comes in.
+//!
+//! Layouts, per layer (`n_ctx` positions, `Hkv` heads):
+//! - keys: per head, per tile of [`TILE`] positions, per block of 32 key elements: the 16
+//!   positions' f16 scales, then 8 columns of 4 elements, each column the 16 positions' 4
+//!   bytes side by side, stored as `q + 128` (unsigned), so that `vpdpbusd` sums a block
+//!   for 16 positions at once;
+//! - values: per head, per position, Q8_0 blocks (f16 scale, 32 signed bytes).
+
+use super::{window_start, AttnParams, AttnSpan};
+use crate::ops::softmax_ggml;
+use crate::pool::ThreadPool;
+use half::f16;
+
+/// Values per block.
+pub const QB: usize = 32;
+/// Positions per key tile.
+pub const TILE: usize = 16;
+/// Bytes of one key tile block: 16 f16 scales, then 16 positions × 32 bytes.
+const K_TILE_BLOCK: usize = TILE * 2 + TILE * QB;
+/// Bytes of one value block (f16 scale, 32 bytes).
+const V_BLOCK: usize = 2 + QB;
+/// Most query heads one job takes (their scores or sums stay in registers).
+const MAX_HEADS: usize = 8;
+
+/// Where one layer's 8-bit keys and values sit, for a cache of `n_ctx` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Q8Layout {
+    /// Positions the cache holds.
+    pub n_ctx: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Key head width (a multiple of 32).
+    pub head_dim: usize,
+    /// Value head width (a multiple of 32).
+    pub head_dim_v: usize,
+}
+
+impl Q8Layout {
+    /// Whether head widths `d` (keys) and `dv` (values) fit the 8-bit cache (whole blocks).
+    pub fn supports(d: usize, dv: usize) -> bool {
+        d > 0 && dv > 0 && d.is_multiple_of(QB) && dv.is_multiple_of(QB)
+    }
+
+    fn k_blocks(&self) -> usize {
+        self.head_dim / QB
+    }
+
+    fn v_blocks(&self) -> usize {
+        self.head_dim_v / QB
+    }
+
+    fn n_tiles(&self) -> usize {
+        self.n_ctx.div_ceil(TILE)
+    }
+
+    /// Bytes of the key buffer.
+    pub fn k_bytes(&self) -> usize {
+        self.n_head_kv * self.n_tiles() * self.k_blocks() * K_TILE_BLOCK
+    }
+
+    /// Bytes of the value buffer.
+    pub fn v_bytes(&self) -> usize {
+        self.n_head_kv * self.n_ctx * self.v_blocks() * V_BLOCK
+    }
+
+    /// The length of the chunks queries and keys are rotated in (0: not rotated), as
+    /// llama.cpp picks it: 64, doubled while the head width stays a multiple.
+    pub fn k_rotation(&self) -> usize {
+        rotation(self.head_dim, true)
+    }
+
+    /// The length of the chunks values are rotated in (0: not rotated): 64.
+    pub fn v_rotation(&self) -> usize {
+        rotation(self.head_dim_v, false)
+    }
+
+    /// Offset of head `g`'s key tile `tile`, block `b`.
+    fn k_at(&self, g: usize, tile: usize, b: usize) -> usize {
+        ((g * self.n_tiles() + tile) * self.k_blocks() + b) * K_TILE_BLOCK
+    }
+
+    /// Offset of head `g`'s value row at position `j`.
+    fn v_at(&self, g: usize, j: usize) -> usize {
+        (g * self.n_ctx + j) * self.v_blocks() * V_BLOCK
+    }
+}
+
+/// The rotation chunk for heads of width `d` (0 when `d` is not a multiple of 64); `grow`:
+/// the largest power-of-two multiple of 64 that divides `d`, else 64.
+fn rotation(d: usize, grow: bool) -> usize {
+    if !d.is_multiple_of(64) {
+        return 0;
+    }
+    let mut n = 64;
+    while grow && d.is_multiple_of(2 * n) {
+        n *= 2;
+    }
+    n
+}
+
+/// Most values of one head (keys, queries or values) this module rotates in place.
+const MAX_HEAD: usize = 1024;
+
+/// Multiplies each chunk of `n` values of `x` by the orthonormal Walsh–Hadamard matrix of
+/// order `n` (Sylvester's order, `H₂ₛ = [[Hₛ, Hₛ], [Hₛ, −Hₛ]] / √2`), which is its own
+/// inverse. `n = 0` leaves `x` as it is.
+pub fn rotate(x: &mut [f32], n: usize) {
+    if n == 0 {
+        return;
+    }
+    assert!(n.is_power_of_two() && x.len().is_multiple_of(n));
+    let scale = 1.0 / (n as f32).sqrt();
+    for chunk in x.chunks_exact_mut(n) {
+        let mut s = 1;
+        while s < n {
+            for i in (0..n).step_by(2 * s) {
+                for j in i..i + s {
+                    let (a, b) = (chunk[j], chunk[j + s]);
+                    chunk[j] = a + b;
+                    chunk[j + s] = a - b;
+                }
+            }
+            s *= 2;
+        }
+        chunk.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
+/// Quantizes 32 values as ggml's reference Q8_0 does: the scale `max|x| / 127` (stored as
+/// f16) and `round(x / scale)`.
+fn quantize_block(x: &[f32]) -> (f16, [i8; QB]) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut q = [0i8; QB];
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = (v * id).round() as i8;
+    }
+    (f16::from_f32(d), q)
+}
+
+/// Stores the keys of position `pos` (`row`: `Hkv·D` values) into `k`.
+pub fn store_k(l: &Q8Layout, k: &mut [u8], pos: usize, row: &[f32]) {
+    assert!(pos < l.n_ctx && row.len() == l.n_head_kv * l.head_dim);
+    assert!(k.len() >= l.k_bytes(), "key buffer shorter than its layout");
+    assert!(l.head_dim <= MAX_HEAD, "key heads wider than {MAX_HEAD}");
+    let (tile, lane) = (pos / TILE, pos % TILE);
+    let mut head = [0f32; MAX_HEAD];
+    for g in 0..l.n_head_kv {
+        let head = &mut head[..l.head_dim];
+        head.copy_from_slice(&row[g * l.head_dim..][..l.head_dim]);
+        rotate(head, l.k_rotation());
+        for b in 0..l.k_blocks() {
+            let (d, q) = quantize_block(&head[b * QB..][..QB]);
+            let at = l.k_at(g, tile, b);
+            k[at + 2 * lane..at + 2 * lane + 2].copy_from_slice(&d.to_le_bytes());
+            for (i, &v) in q.iter().enumerate() {
+                let (c, t) = (i / 4, i % 4);
+                k[at + TILE * 2 + (c * TILE + lane) * 4 + t] = (v as u8) ^ 0x80;
+            }
+        }
+    }
+}
+
+/// Stores the values of position `pos` (`row`: `Hkv·Dv` values) into `v`.
+pub fn store_v(l: &Q8Layout, v: &mut [u8], pos: usize, row: &[f32]) {
+    assert!(pos < l.n_ctx && row.len() == l.n_head_kv * l.head_dim_v);
+    assert!(
+        v.len() >= l.v_bytes(),
+        "value buffer shorter than its layout"
+    );
+    assert!(
+        l.head_dim_v <= MAX_HEAD,
+        "value heads wider than {MAX_HEAD}"
+    );
+    let mut head = [0f32; MAX_HEAD];
+    for g in 0..l.n_head_kv {
+        let head = &mut head[..l.head_dim_v];
+        head.copy_from_slice(&row[g * l.head_dim_v..][..l.head_dim_v]);
+        rotate(head, l.v_rotation());
+        let at = l.v_at(g, pos);
+        for b in 0..l.v_blocks() {
+            let (d, q) = quantize_block(&head[b * QB..][..QB]);
+            let blk = &mut v[at + b * V_BLOCK..][..V_BLOCK];
+            blk[..2].copy_from_slice(&d.to_le_bytes());
+            for (dst, &x) in blk[2..].iter_mut().zip(&q) {
+                *dst = x as u8;
+            }
+        }
+    }
+}
+
+/// Copies the first `n` positions of a cache laid out as `src_l` into one laid out as
+/// `dst_l` (same heads and widths; the capacities may differ).
+pub fn copy_prefix(
+    dst_l: &Q8Layout,
+    dst: (&mut [u8], &mut [u8]),
+    src_l: &Q8Layout,
+    src: (&[u8], &[u8]),
+    n: usize,
+) {
+    assert!(n <= dst_l.n_ctx && n <= src_l.n_ctx);
+    assert_eq!(
+        (dst_l.n_head_kv, dst_l.head_dim, dst_l.head_dim_v),
+        (src_l.n_head_kv, src_l.head_dim, src_l.head_dim_v),
+        "caches of different shapes"
+    );
+    let tiles = n.div_ceil(TILE);
+    let vrow = src_l.v_blocks() * V_BLOCK;
+    for g in 0..src_l.n_head_kv {
+        let len = tiles * src_l.k_blocks() * K_TILE_BLOCK;
+        let (d, s) = (dst_l.k_at(g, 0, 0), src_l.k_at(g, 0, 0));
+        dst.0[d..d + len].copy_from_slice(&src.0[s..s + len]);
+        let (d, s) = (dst_l.v_at(g, 0), src_l.v_at(g, 0));
+        dst.1[d..d + n * vrow].copy_from_slice(&src.1[s..s + n * vrow]);
+    }
+}
+
+/// One sequence's 8-bit cache as [`attention_q8`] reads it.
+#[derive(Clone, Copy)]
+pub struct Q8Cache<'c> {
+    /// The layout both buffers follow.
+    pub layout: Q8Layout,
+    /// Keys ([`store_k`]).
+    pub k: &'c [u8],
+    /// Values ([`store_v`]).
+    pub v: &'c [u8],
+}
+
+/// A query head quantized for the scores: per block its scale, its 8 words of 4 bytes and
+/// `−128·Σq` (which undoes the keys' `+128`).
+#[derive(Clone, Copy, Default)]
+struct QueryBlock {
+    d: f32,
+    words: [i32; QB / 4],
+    bias: i32,
+}
+
+fn quantize_query(x: &[f32], out: &mut [QueryBlock]) {
+    for (blk, x) in out.iter_mut().zip(x.chunks_exact(QB)) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q: Vec<i8> = x.iter().map(|&v| (v * id).round() as i8).collect();
+        // The scale the keys' products are multiplied by, as the cache stores its own: f16.
+        blk.d = f16::from_f32(d).to_f32();
+        blk.bias = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
+        for (c, w) in blk.words.iter_mut().enumerate() {
+            *w = i32::from_le_bytes([
+                q[4 * c] as u8,
+                q[4 * c + 1] as u8,
+                q[4 * c + 2] as u8,
+                q[4 * c + 3] as u8,
+            ]);
+        }
+    }
+}
+
+/// Attention for the query rows of `spans` over their sequences' 8-bit caches (`kv(s)`),
+/// shapes as [`super::attention_batch`]'s: `q` `(T, H·D)`, `out` `(T, H·Dv)`, each
+/// sequence's new keys and values already stored. `scratch` holds per-thread buffers.
+pub fn attention_q8<'c>(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    q: &[f32],
+    spans: &[AttnSpan],
+    kv: &(dyn Fn(usize) -> Q8Cache<'c> + Sync),
+    out: &mut [f32],
+    scratch: &mut Vec<Vec<f32>>,
+) {
+    let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
+    assert!(Q8Layout::supports(d, dv) && h.is_multiple_of(hkv));
+    assert!(
+        d <= MAX_HEAD && dv <= MAX_HEAD,
+        "heads wider than {MAX_HEAD}"
+    );
+    let group = h / hkv;
+    let mut most_pos = 0;
+    let mut n_rows = 0;
+    for (s, span) in spans.iter().enumerate() {
+        let c = kv(s);
+        assert_eq!(
+            (c.layout.n_head_kv, c.layout.head_dim, c.layout.head_dim_v),
+            (hkv, d, dv),
+            "cache of another shape"
+        );
+        assert!(span.pos0 + span.n_rows <= c.layout.n_ctx);
+        assert!(c.k.len() >= c.layout.k_bytes() && c.v.len() >= c.layout.v_bytes());
+        assert!(q.len() >= (span.row0 + span.n_rows) * h * d);
+        assert!(out.len() >= (span.row0 + span.n_rows) * h * dv);
+        most_pos = most_pos.max((span.pos0 + span.n_rows).next_multiple_of(TILE));
+        n_rows += span.n_rows;
+    }
+    // Jobs: (row, key/value head, chunk of its query heads); a single query splits its
+    // heads further so that every thread has work.
+    let n_threads = pool.n_threads();
+    let mut chunks = group.div_ceil(MAX_HEADS);
+    while n_rows * hkv * chunks < n_threads && chunks < group {
+        chunks += 1;
+    }
+    let per_chunk = group.div_ceil(chunks);
+    let chunks = group.div_ceil(per_chunk);
+    let jobs_per_row = hkv * chunks;
+    let per_thread = per_chunk * most_pos + per_chunk * dv;
+    scratch.resize_with(n_threads, Vec::new);
+    for s in scratch.iter_mut() {
+        s.resize(per_thread, 0.0);
+    }
+    let scratch_ptr = super::SharedScratch(scratch.as_mut_ptr());
+    let out_ptr = super::SharedOut(out.as_mut_ptr());
+    let simd = x86::available();
+    pool.for_claimed_chunks_on(n_rows * jobs_per_row, &|thread, jobs| {
+        let (scratch_ptr, out_ptr) = (&scratch_ptr, &out_ptr);
+        // SAFETY: thread `thread` uses only `scratch[thread]`; the outer vector is not
+        // resized while the pool runs.
+        let buf = unsafe { &mut *scratch_ptr.0.add(thread) };
+        let mut qblocks = [QueryBlock::default(); 64];
+        let mut rotated = [0f32; MAX_HEAD];
+        for job in jobs {
+            let (row_job, rest) = (job / jobs_per_row, job % jobs_per_row);
+            let (g, chunk) = (rest / chunks, rest % chunks);
+            let (mut seq, mut first) = (0, 0);
+            while row_job >= first + spans[seq].n_rows {
+                first += spans[seq].n_rows;
+                seq += 1;
+            }
+            let span = spans[seq];
+            let t = row_job - first;
+            let (row, pos) = (span.row0 + t, span.pos0 + t);
+            let lo = window_start(p, pos);
+            let heads = chunk * per_chunk..((chunk + 1) * per_chunk).min(group);
+            let nh = heads.len();
+            let cache = kv(seq);
+            let (tile0, tile1) = (lo / TILE, pos / TILE);
+            let n_pos = (tile1 + 1 - tile0) * TILE;
+            let (scores, acc) = buf.split_at_mut(per_chunk * most_pos);
+            let kb = d / QB;
+            assert!(nh * kb <= qblocks.len(), "too many query blocks per job");
+            for (i, head) in heads.clone().enumerate() {
+                let hq = g * group + head;
+                let rotated = &mut rotated[..d];
+                rotated.copy_from_slice(&q[(row * h + hq) * d..][..d]);
+                rotate(rotated, cache.layout.k_rotation());
+                quantize_query(rotated, &mut qblocks[i * kb..][..kb]);
+            }
+            let scores = &mut scores[..nh * n_pos];
+            if simd {
+                // SAFETY: `available()` confirmed the instructions; the layout was checked
+                // against the buffers above.
+                unsafe {
+                    x86::scores(&cache, g, tile0..tile1 + 1, &qblocks[..nh * kb], nh, scores)
+                };
+            } else {
+                scores_portable(&cache, g, tile0..tile1 + 1, &qblocks[..nh * kb], nh, scores);
+            }
+            let acc = &mut acc[..nh * dv];
+            acc.fill(0.0);
+            for i in 0..nh {
+                let s = &mut scores[i * n_pos..][..n_pos];
+                // Positions outside lo..=pos are masked; the rest scaled and soft-maxed.
+                let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
+                let live = &mut s[a..=b];
+                live.iter_mut().for_each(|x| *x *= p.scale);
+                softmax_ggml(live);
+            }
+            let probs: &[f32] = scores;
+            let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
+            if simd {
+                // SAFETY: as above.
+                unsafe { x86::values(&cache, g, lo, probs, n_pos, a..b + 1, nh, acc) };
+            } else {
+                values_portable(&cache, g, lo, probs, n_pos, a..b + 1, nh, acc);
+            }
+            for (i, head) in heads.enumerate() {
+                let hq = g * group + head;
+                // SAFETY: each (row, query head) is one job's, so its Dv outputs are written
+                // by this thread alone, inside `out` (checked above).
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.0.add((row * h + hq) * dv), dv)
+                };
+                o.copy_from_slice(&acc[i * dv..][..dv]);
+                // Back from the values' rotation.
+                rotate(o, cache.layout.v_rotation());
+            }
+        }
+    });
+}
+
+/// Scores of tiles `tiles` of head `g` for `nh` quantized query heads (`qb`: each head's
+/// blocks in turn), unscaled, into `scores[i·n_pos + (tile − first)·16 + lane]`.
+fn scores_portable(
+    c: &Q8Cache<'_>,
+    g: usize,
+    tiles: std::ops::Range<usize>,
+    qb: &[QueryBlock],
+    nh: usize,
+    scores: &mut [f32],
+) {
+    let l = &c.layout;
+    let kb = l.k_blocks();
+    let n_pos = tiles.len() * TILE;
+    for (ti, tile) in tiles.enumerate() {
+        for i in 0..nh {
+            let mut s = [0f32; TILE];
+            for b in 0..kb {
+                let blk = &c.k[l.k_at(g, tile, b)..][..K_TILE_BLOCK];
+                let qbk = &qb[i * kb + b];
+                for (lane, s) in s.iter_mut().enumerate() {
+                    let dk = f16::from_le_bytes([blk[2 * lane], blk[2 * lane + 1]]).to_f32();
+                    let mut isum = qbk.bias;
+                    for (col, w) in qbk.words.iter().enumerate() {
+                        let kq = &blk[TILE * 2 + (col * TILE + lane) * 4..][..4];
+                        for (t, &k) in kq.iter().enumerate() {
+                            isum += k as i32 * (w.to_le_bytes()[t] as i8) as i32;
+                        }
+                    }
+                    *s = (dk * qbk.d).mul_add(isum as f32, *s);
+                }
+            }
+            scores[i * n_pos + ti * TILE..][..TILE].copy_from_slice(&s);
+        }
+    }
+}
+
+/// `acc[i·Dv..] = Σ_j p_ij · v_j` over the positions `lo + live` (probabilities of head i
+/// at `probs[i·n_pos + j − lo + first]`, with `live` counted from the first tile's start).
+#[allow(clippy::too_many_arguments)]
+fn values_portable(
+    c: &Q8Cache<'_>,
+    g: usize,
+    lo: usize,
+    probs: &[f32],
+    n_pos: usize,
+    live: std::ops::Range<usize>,
+    nh: usize,
+    acc: &mut [f32],
+) {
+    let l = &c.layout;
+    let dv = l.head_dim_v;
+    for (n, k) in live.clone().enumerate() {
+        let j = lo + n;
+        let row = &c.v[l.v_at(g, j)..][..l.v_blocks() * V_BLOCK];
+        for (b, blk) in row.chunks_exact(V_BLOCK).enumerate() {
+            let dvb = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+            for i in 0..nh {
+                let coef = probs[i * n_pos + k] * dvb;
+                let a = &mut acc[i * dv + b * QB..][..QB];
+                for (a, &x) in a.iter_mut().zip(&blk[2..]) {
+                    *a = coef.mul_add(x as i8 as f32, *a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Whether this CPU runs the AVX-512 VNNI kernels (and `HUARIZO_NO_SIMD` is unset).
+    pub(super) fn available() -> bool {
+        !crate::simd_disabled()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    /// [`scores_portable`] with `vpdpbusd`: one tile block's 8 columns loaded once for all
+    /// heads, each head's 16 scores in one register.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VNNI, FMA and F16C; `c`'s buffers must hold its layout.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
+    pub(super) unsafe fn scores(
+        c: &Q8Cache<'_>,
+        g: usize,
+        tiles: std::ops::Range<usize>,
+        qb: &[QueryBlock],
+        nh: usize,
+        scores: &mut [f32],
+    ) {
+        let l = &c.layout;
+        let kb = l.k_blocks();
+        let n_pos = tiles.len() * TILE;
+        assert!(nh <= MAX_HEADS && qb.len() >= nh * kb && scores.len() >= nh * n_pos);
+        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles());
+        for (ti, tile) in tiles.enumerate() {
+            let mut s = [_mm512_setzero_ps(); MAX_HEADS];
+            for b in 0..kb {
+                // SAFETY: the block lies inside the key buffer (its layout was checked).
+                let blk = unsafe { c.k.as_ptr().add(l.k_at(g, tile, b)) };
+                let dk = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(blk.cast()) });
+                let mut cols = [_mm512_setzero_si512(); QB / 4];
+                for (col, v) in cols.iter_mut().enumerate() {
+                    // SAFETY: column `col` is 64 bytes inside the tile block.
+                    *v = unsafe { _mm512_loadu_si512(blk.add(TILE * 2 + col * 64).cast()) };
+                }
+                for (i, s) in s.iter_mut().enumerate().take(nh) {
+                    let qbk = &qb[i * kb + b];
+                    let mut acc = _mm512_set1_epi32(qbk.bias);
+                    for (col, &v) in cols.iter().enumerate() {
+                        acc = _mm512_dpbusd_epi32(acc, v, _mm512_set1_epi32(qbk.words[col]));
+                    }
+                    let scale = _mm512_mul_ps(dk, _mm512_set1_ps(qbk.d));
+                    *s = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(acc), *s);
+                }
+            }
+            for (i, &s) in s.iter().enumerate().take(nh) {
+                let dst = &mut scores[i * n_pos + ti * TILE..][..TILE];
+                // SAFETY: 16 floats inside `scores` (checked above).
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), s) };
+            }
+        }
+    }
+
+    /// [`values_portable`]: per block of 32 value elements, each position's bytes widened
+    /// once and added to every head's two registers.
+    ///
+    /// # Safety
+    /// As [`scores`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn values(
+        c: &Q8Cache<'_>,
+        g: usize,
+        lo: usize,
+        probs: &[f32],
+        n_pos: usize,
+        live: std::ops::Range<usize>,
+        nh: usize,
+        acc: &mut [f32],
+    ) {
+        let l = &c.layout;
+        let dv = l.head_dim_v;
+        assert!(nh <= MAX_HEADS && acc.len() >= nh * dv && probs.len() >= nh * n_pos);
+        assert!(live.end <= n_pos && lo + live.len() <= l.n_ctx && c.v.len() >= l.v_bytes());
+        for b in 0..l.v_blocks() {
+            let mut a = [[_mm512_setzero_ps(); 2]; MAX_HEADS];
+            for (n, k) in live.clone().enumerate() {
+                // SAFETY: position lo + n < n_ctx, so its row is inside the value buffer.
+                let blk = unsafe { c.v.as_ptr().add(l.v_at(g, lo + n) + b * V_BLOCK) };
+                let dvb = f16::from_bits(u16::from_le_bytes(unsafe { [*blk, *blk.add(1)] }));
+                let dvb = dvb.to_f32();
+                // SAFETY: the block's 32 bytes follow its scale.
+                let x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(unsafe {
+                    _mm_loadu_si128(blk.add(2).cast())
+                }));
+                let x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(unsafe {
+                    _mm_loadu_si128(blk.add(18).cast())
+                }));
+                for (i, a) in a.iter_mut().enumerate().take(nh) {
+                    let coef = _mm512_set1_ps(probs[i * n_pos + k] * dvb);
+                    a[0] = _mm512_fmadd_ps(coef, x0, a[0]);
+                    a[1] = _mm512_fmadd_ps(coef, x1, a[1]);
+                }
+            }
+            for (i, a) in a.iter().enumerate().take(nh) {
+                let dst = &mut acc[i * dv + b * QB..][..QB];
+                // SAFETY: 32 floats inside `acc` (checked above).
+                unsafe {
+                    _mm512_storeu_ps(dst.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(16), a[1]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    use super::*;
+
+    pub(super) fn available() -> bool {
+        false
+    }
+
+    pub(super) unsafe fn scores(
+        c: &Q8Cache<'_>,
+        g: usize,
+        tiles: std::ops::Range<usize>,
+        qb: &[QueryBlock],
+        nh: usize,
+        scores: &mut [f32],
+    ) {
+        scores_portable(c, g, tiles, qb, nh, scores)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn values(
+        c: &Q8Cache<'_>,
+        g: usize,
+        lo: usize,
+        probs: &[f32],
+        n_pos: usize,
+        live: std::ops::Range<usize>,
+        nh: usize,
+        acc: &mut [f32],
+    ) {
+        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [−1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    struct Case {
+        p: AttnParams,
+        layout: Q8Layout,
+        k: Vec<u8>,
+        v: Vec<u8>,
+        keys: Vec<f32>,
+        vals: Vec<f32>,
+    }
+
+    fn case(
+        hkv: usize,
+        group: usize,
+        d: usize,
+        n_ctx: usize,
+        n_pos: usize,
+        window: Option<usize>,
+    ) -> Case {
+        let p = AttnParams {
+            n_head: hkv * group,
+            n_head_kv: hkv,
+            head_dim: d,
+            head_dim_v: d,
+            scale: 1.0 / (d as f32).sqrt(),
+            window,
+        };
+        let layout = Q8Layout {
+            n_ctx,
+            n_head_kv: hkv,
+            head_dim: d,
+            head_dim_v: d,
+        };
+        let (mut k, mut v) = (vec![0u8; layout.k_bytes()], vec![0u8; layout.v_bytes()]);
+        let keys = values(n_pos * hkv * d, 1);
+        let vals = values(n_pos * hkv * d, 2);
+        for j in 0..n_pos {
+            store_k(&layout, &mut k, j, &keys[j * hkv * d..][..hkv * d]);
+            store_v(&layout, &mut v, j, &vals[j * hkv * d..][..hkv * d]);
+        }
+        Case {
+            p,
+            layout,
+            k,
+            v,
+            keys,
+            vals,
+        }
+    }
+
+    fn run(c: &Case, q: &[f32], spans: &[AttnSpan], threads: usize) -> Vec<f32> {
+        let rows: usize = spans.iter().map(|s| s.row0 + s.n_rows).max().unwrap();
+        let mut out = vec![0f32; rows * c.p.n_head * c.p.head_dim_v];
+        let cache = Q8Cache {
+            layout: c.layout,
+            k: &c.k,
+            v: &c.v,
+        };
+        attention_q8(
+            &ThreadPool::new(threads),
+            &c.p,
+            q,
+            spans,
+            &|_| cache,
+            &mut out,
+            &mut Vec::new(),
+        );
+        out
+    }
+
+    /// The documented arithmetic in f64 on the dequantized cache and quantized query.
+    fn reference(c: &Case, q: &[f32], row: usize, pos: usize) -> Vec<f64> {
+        let (h, hkv, d) = (c.p.n_head, c.p.n_head_kv, c.p.head_dim);
+        let deq = |x: &[f32], n: usize| -> Vec<f64> {
+            let mut x = x.to_vec();
+            rotate(&mut x, n);
+            x.chunks_exact(QB)
+                .flat_map(|b| {
+                    let (s, q) = quantize_block(b);
+                    q.map(|v| v as f64 * s.to_f32() as f64)
+                })
+                .collect()
+        };
+        let lo = window_start(&c.p, pos);
+        let mut out = Vec::new();
+        for hq in 0..h {
+            let g = hq / (h / hkv);
+            let (kr, vr) = (c.layout.k_rotation(), c.layout.v_rotation());
+            let qd = deq(&q[(row * h + hq) * d..][..d], kr);
+            let scores: Vec<f64> = (lo..=pos)
+                .map(|j| {
+                    let kd = deq(&c.keys[(j * hkv + g) * d..][..d], kr);
+                    kd.iter().zip(&qd).map(|(a, b)| a * b).sum::<f64>() * c.p.scale as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let mut o = vec![0f64; d];
+            for (n, j) in (lo..=pos).enumerate() {
+                let vd = deq(&c.vals[(j * hkv + g) * d..][..d], vr);
+                for (o, x) in o.iter_mut().zip(&vd) {
+                    *o += e[n] / z * x;
+                }
+            }
+            // Back from the values' rotation, in f64.
+            if vr > 0 {
+                let r = hadamard(vr);
+                for chunk in o.chunks_exact_mut(vr) {
+                    let x = chunk.to_vec();
+                    for (i, y) in chunk.iter_mut().enumerate() {
+                        *y = (0..vr).map(|k| r[i * vr + k] * x[k]).sum();
+                    }
+                }
+            }
+            out.extend(o);
+        }
+        out
+    }
+
+    /// The orthonormal Sylvester–Hadamard matrix of order n, row-major, in f64.
+    fn hadamard(n: usize) -> Vec<f64> {
+        let mut m = vec![1f64];
+        let mut s = 1;
+        while s < n {
+            let mut next = vec![0f64; 4 * s * s];
+            for i in 0..s {
+                for j in 0..s {
+                    let v = m[i * s + j];
+                    next[i * 2 * s + j] = v;
+                    next[i * 2 * s + j + s] = v;
+                    next[(i + s) * 2 * s + j] = v;
+                    next[(i + s) * 2 * s + j + s] = -v;
+                }
+            }
+            m = next;
+            s *= 2;
+        }
+        let scale = 1.0 / (n as f64).sqrt();
+        m.iter().map(|v| v * scale).collect()
+    }
+
+    #[test]
+    fn the_rotation_is_the_orthonormal_hadamard_matrix_and_its_own_inverse() {
+        for n in [64, 128, 256] {
+            let x = values(2 * n, 7);
+            let mut y = x.clone();
+            rotate(&mut y, n);
+            let m = hadamard(n);
+            for (c, (xc, yc)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
+                for i in 0..n {
+                    let want: f64 = (0..n).map(|k| m[i * n + k] * xc[k] as f64).sum();
+                    assert!(
+                        (yc[i] as f64 - want).abs() < 1e-5,
+                        "n {n} chunk {c} row {i}"
+                    );
+                }
+            }
+            rotate(&mut y, n);
+            for (a, b) in x.iter().zip(&y) {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+        assert_eq!(
+            [rotation(64, true), rotation(256, true), rotation(96, true)],
+            [64, 256, 0]
+        );
+        assert_eq!([rotation(256, false), rotation(32, false)], [64, 0]);
+    }
+
+    #[test]
+    fn single_queries_match_the_f64_reference() {
+        for (hkv, group, d, n_pos, window) in [
+            (2, 7, 64, 70, None),
+            (1, 4, 256, 33, None),
+            (3, 3, 64, 100, Some(40)),
+            (2, 9, 32, 17, None),
+        ] {
+            let c = case(hkv, group, d, 128, n_pos, window);
+            let q = values(hkv * group * d, 3);
+            let pos = n_pos - 1;
+            let span = AttnSpan {
+                row0: 0,
+                n_rows: 1,
+                pos0: pos,
+                order_rows: 1,
+            };
+            let got = run(&c, &q, &[span], 2);
+            let want = reference(&c, &q, 0, pos);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() < 2e-5,
+                    "d {d} hkv {hkv} element {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_alone_batched_on_any_thread_count_and_path() {
+        let c = case(2, 3, 64, 96, 80, Some(50));
+        let (h, d) = (6, 64);
+        // Two sequences' rows in one call: 30 rows from position 50, then 20 from 60 (the
+        // same cache serves both).
+        let q = values(50 * h * d, 4);
+        let spans = [
+            AttnSpan {
+                row0: 0,
+                n_rows: 30,
+                pos0: 50,
+                order_rows: 30,
+            },
+            AttnSpan {
+                row0: 30,
+                n_rows: 20,
+                pos0: 60,
+                order_rows: 20,
+            },
+        ];
+        let batched = run(&c, &q, &spans, 2);
+        assert_eq!(batched, run(&c, &q, &spans, 1));
+        for (row, pos) in [(0, 50), (29, 79), (30, 60), (49, 79)] {
+            let one = AttnSpan {
+                row0: 0,
+                n_rows: 1,
+                pos0: pos,
+                order_rows: 1,
+            };
+            let alone = run(&c, &q[row * h * d..][..h * d], &[one], 2);
+            assert_eq!(&batched[row * h * d..][..h * d], &alone[..], "row {row}");
+        }
+        // The portable loops give the vector kernels' bits.
+        let cache = Q8Cache {
+            layout: c.layout,
+            k: &c.k,
+            v: &c.v,
+        };
+        let mut qb = vec![QueryBlock::default(); 3 * 2];
+        for i in 0..3 {
+            let mut r = q[i * d..][..d].to_vec();
+            rotate(&mut r, c.layout.k_rotation());
+            quantize_query(&r, &mut qb[i * 2..][..2]);
+        }
+        let (mut a, mut b) = (vec![0f32; 3 * 96], vec![0f32; 3 * 96]);
+        scores_portable(&cache, 1, 0..6, &qb, 3, &mut a);
+        if x86::available() {
+            // SAFETY: `available()` confirmed the instructions.
+            unsafe { x86::scores(&cache, 1, 0..6, &qb, 3, &mut b) };
+            assert_eq!(a, b);
+            let probs = values(3 * 96, 5);
+            let (mut va, mut vb) = (vec![0f32; 3 * d], vec![0f32; 3 * d]);
+            values_portable(&cache, 1, 5, &probs, 96, 5..80, 3, &mut va);
+            // SAFETY: as above.
+            unsafe { x86::values(&cache, 1, 5, &probs, 96, 5..80, 3, &mut vb) };
+            assert_eq!(va, vb);
+        }
+    }
+
+    #[test]
+    fn a_copied_prefix_reads_as_the_original() {
+        let c = case(2, 2, 64, 64, 40, None);
+        let small = Q8Layout {
+            n_ctx: 48,
+            ..c.layout
+        };
+        let (mut k, mut v) = (vec![0u8; small.k_bytes()], vec![0u8; small.v_bytes()]);
+        copy_prefix(&small, (&mut k, &mut v), &c.layout, (&c.k, &c.v), 37);
+        let q = values(4 * 64, 6);
+        let span = AttnSpan {
+            row0: 0,
+            n_rows: 1,
+            pos0: 36,
+            order_rows: 1,
+        };
+        let copied = Case {
+            layout: small,
+            k,
+            v,
+            keys: Vec::new(),
+            vals: Vec::new(),
+            p: c.p,
+        };
+        assert_eq!(run(&c, &q, &[span], 1), run(&copied, &q, &[span], 1));
+    }
+}
