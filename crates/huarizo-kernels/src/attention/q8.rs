@@ -14,7 +14,8 @@
 //!   (`d = max|x| / 127`, `q = round(x / d)`), and a score is
 //!   `Σ_b fma(dk_b · dq_b, Σ k·q over block b, ·)` with exact integer block sums, then scaled;
 //! - the scores are soft-maxed as the f16 path does ([`softmax_ggml`]);
-//! - the output is `Σ_j fma(p_j · dv_jb, v_j, ·)` in f32, position by position.
+//! - the output is `Σ_j fma(p_j, dv_jb · v_j, ·)` in f32, position by position (each
+//!   position's dequantized values computed once for the query heads that share them).
 //!
 //! The same operations run in the same order on every path (AVX-512 VNNI or portable), so a
 //! row's result does not depend on the CPU's vector width, the thread that computes it or
@@ -463,11 +464,15 @@ fn values_portable(
         let row = &c.v[l.v_at(g, j)..][..l.v_blocks() * V_BLOCK];
         for (b, blk) in row.chunks_exact(V_BLOCK).enumerate() {
             let dvb = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+            let mut w = [0f32; QB];
+            for (w, &x) in w.iter_mut().zip(&blk[2..]) {
+                *w = dvb * x as i8 as f32;
+            }
             for i in 0..nh {
-                let coef = probs[i * n_pos + k] * dvb;
+                let p = probs[i * n_pos + k];
                 let a = &mut acc[i * dv + b * QB..][..QB];
-                for (a, &x) in a.iter_mut().zip(&blk[2..]) {
-                    *a = coef.mul_add(x as i8 as f32, *a);
+                for (a, &w) in a.iter_mut().zip(&w) {
+                    *a = p.mul_add(w, *a);
                 }
             }
         }
@@ -563,19 +568,21 @@ mod x86 {
             for (n, k) in live.clone().enumerate() {
                 // SAFETY: position lo + n < n_ctx, so its row is inside the value buffer.
                 let blk = unsafe { c.v.as_ptr().add(l.v_at(g, lo + n) + b * V_BLOCK) };
-                let dvb = f16::from_bits(u16::from_le_bytes(unsafe { [*blk, *blk.add(1)] }));
-                let dvb = dvb.to_f32();
-                // SAFETY: the block's 32 bytes follow its scale.
-                let x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(unsafe {
-                    _mm_loadu_si128(blk.add(2).cast())
-                }));
-                let x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(unsafe {
-                    _mm_loadu_si128(blk.add(18).cast())
-                }));
+                // SAFETY: the block's scale and 32 bytes.
+                let (scale, x0, x1) = unsafe {
+                    (
+                        u16::from_le_bytes([*blk, *blk.add(1)]),
+                        _mm_loadu_si128(blk.add(2).cast()),
+                        _mm_loadu_si128(blk.add(18).cast()),
+                    )
+                };
+                let dvb = _mm512_set1_ps(f16::from_bits(scale).to_f32());
+                let w0 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x0)));
+                let w1 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x1)));
                 for (i, a) in a.iter_mut().enumerate().take(nh) {
-                    let coef = _mm512_set1_ps(probs[i * n_pos + k] * dvb);
-                    a[0] = _mm512_fmadd_ps(coef, x0, a[0]);
-                    a[1] = _mm512_fmadd_ps(coef, x1, a[1]);
+                    let p = _mm512_set1_ps(probs[i * n_pos + k]);
+                    a[0] = _mm512_fmadd_ps(p, w0, a[0]);
+                    a[1] = _mm512_fmadd_ps(p, w1, a[1]);
                 }
             }
             for (i, a) in a.iter().enumerate().take(nh) {
