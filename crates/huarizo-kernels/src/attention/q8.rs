@@ -17,7 +17,7 @@
 //! - the output is `Σ_j fma(p_j, dv_jb · v_j, ·)` in f32, position by position (each
 //!   position's dequantized values computed once for the query heads that share them).
 //!
-//! The same operations run in the same order on every path (AVX-512 VNNI or portable), so a
+//! The same operations run in the same order on every path (AVX-512 VNNI, AVX2 or portable), so a
 //! row's result does not depend on the CPU's vector width, the thread that computes it or
 //! the batch it comes in.
 //!
@@ -32,6 +32,7 @@ use super::{window_start, AttnParams, AttnSpan};
 use crate::ops::softmax_ggml;
 use crate::pool::ThreadPool;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Values per block.
 pub const QB: usize = 32;
@@ -330,7 +331,7 @@ pub fn attention_q8<'c>(
     }
     let scratch_ptr = super::SharedScratch(scratch.as_mut_ptr());
     let out_ptr = super::SharedOut(out.as_mut_ptr());
-    let simd = x86::available();
+    let path = x86::path();
     pool.for_claimed_chunks_on(n_rows * jobs_per_row, &|thread, jobs| {
         let (scratch_ptr, out_ptr) = (&scratch_ptr, &out_ptr);
         // SAFETY: thread `thread` uses only `scratch[thread]`; the outer vector is not
@@ -366,14 +367,14 @@ pub fn attention_q8<'c>(
                 quantize_query(rotated, &mut qblocks[i * kb..][..kb]);
             }
             let scores = &mut scores[..nh * n_pos];
-            if simd {
-                // SAFETY: `available()` confirmed the instructions; the layout was checked
-                // against the buffers above.
-                unsafe {
-                    x86::scores(&cache, g, tile0..tile1 + 1, &qblocks[..nh * kb], nh, scores)
-                };
-            } else {
-                scores_portable(&cache, g, tile0..tile1 + 1, &qblocks[..nh * kb], nh, scores);
+            let (tiles, qb) = (tile0..tile1 + 1, &qblocks[..nh * kb]);
+            match path {
+                // SAFETY: `path()` confirmed the instructions; the layout was checked against
+                // the buffers above.
+                Path::Avx512 => unsafe { x86::scores(&cache, g, tiles, qb, nh, scores) },
+                // SAFETY: as above.
+                Path::Avx2 => unsafe { x86::scores_avx2(&cache, g, tiles, qb, nh, scores) },
+                Path::Portable => scores_portable(&cache, g, tiles, qb, nh, scores),
             }
             let acc = &mut acc[..nh * dv];
             acc.fill(0.0);
@@ -387,11 +388,15 @@ pub fn attention_q8<'c>(
             }
             let probs: &[f32] = scores;
             let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
-            if simd {
+            let live = a..b + 1;
+            match path {
                 // SAFETY: as above.
-                unsafe { x86::values(&cache, g, lo, probs, n_pos, a..b + 1, nh, acc) };
-            } else {
-                values_portable(&cache, g, lo, probs, n_pos, a..b + 1, nh, acc);
+                Path::Avx512 => unsafe { x86::values(&cache, g, lo, probs, n_pos, live, nh, acc) },
+                // SAFETY: as above.
+                Path::Avx2 => unsafe {
+                    x86::values_avx2(&cache, g, lo, probs, n_pos, live, nh, acc)
+                },
+                Path::Portable => values_portable(&cache, g, lo, probs, n_pos, live, nh, acc),
             }
             for (i, head) in heads.enumerate() {
                 let hq = g * group + head;
@@ -408,8 +413,18 @@ pub fn attention_q8<'c>(
     });
 }
 
+/// Which kernels this CPU runs: AVX-512 VNNI; AVX2 (its own scores, the portable value
+/// loops compiled for AVX2 and FMA); or the portable loops. All give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
 /// Scores of tiles `tiles` of head `g` for `nh` quantized query heads (`qb`: each head's
 /// blocks in turn), unscaled, into `scores[i·n_pos + (tile − first)·16 + lane]`.
+#[inline(always)]
 fn scores_portable(
     c: &Q8Cache<'_>,
     g: usize,
@@ -421,25 +436,35 @@ fn scores_portable(
     let l = &c.layout;
     let kb = l.k_blocks();
     let n_pos = tiles.len() * TILE;
+    assert!(nh <= MAX_HEADS);
     for (ti, tile) in tiles.enumerate() {
-        for i in 0..nh {
-            let mut s = [0f32; TILE];
-            for b in 0..kb {
-                let blk = &c.k[l.k_at(g, tile, b)..][..K_TILE_BLOCK];
+        let mut s = [[0f32; TILE]; MAX_HEADS];
+        for b in 0..kb {
+            let blk = &c.k[l.k_at(g, tile, b)..][..K_TILE_BLOCK];
+            let mut dk = [0f32; TILE];
+            let scales: [f16; TILE] =
+                std::array::from_fn(|lane| f16::from_le_bytes([blk[2 * lane], blk[2 * lane + 1]]));
+            scales.convert_to_f32_slice(&mut dk);
+            for (i, s) in s.iter_mut().enumerate().take(nh) {
                 let qbk = &qb[i * kb + b];
-                for (lane, s) in s.iter_mut().enumerate() {
-                    let dk = f16::from_le_bytes([blk[2 * lane], blk[2 * lane + 1]]).to_f32();
-                    let mut isum = qbk.bias;
-                    for (col, w) in qbk.words.iter().enumerate() {
-                        let kq = &blk[TILE * 2 + (col * TILE + lane) * 4..][..4];
-                        for (t, &k) in kq.iter().enumerate() {
-                            isum += k as i32 * (w.to_le_bytes()[t] as i8) as i32;
-                        }
+                let mut isum = [qbk.bias; TILE];
+                for (col, w) in qbk.words.iter().enumerate() {
+                    let column = &blk[TILE * 2 + col * TILE * 4..][..TILE * 4];
+                    let w = w.to_le_bytes().map(|x| x as i8 as i32);
+                    for (isum, k) in isum.iter_mut().zip(column.chunks_exact(4)) {
+                        *isum += k[0] as i32 * w[0]
+                            + k[1] as i32 * w[1]
+                            + k[2] as i32 * w[2]
+                            + k[3] as i32 * w[3];
                     }
+                }
+                for ((s, &dk), &isum) in s.iter_mut().zip(&dk).zip(&isum) {
                     *s = (dk * qbk.d).mul_add(isum as f32, *s);
                 }
             }
-            scores[i * n_pos + ti * TILE..][..TILE].copy_from_slice(&s);
+        }
+        for (i, s) in s.iter().enumerate().take(nh) {
+            scores[i * n_pos + ti * TILE..][..TILE].copy_from_slice(s);
         }
     }
 }
@@ -447,6 +472,7 @@ fn scores_portable(
 /// `acc[i·Dv..] = Σ_j p_ij · v_j` over the positions `lo + live` (probabilities of head i
 /// at `probs[i·n_pos + j − lo + first]`, with `live` counted from the first tile's start).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn values_portable(
     c: &Q8Cache<'_>,
     g: usize,
@@ -484,14 +510,99 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// Whether this CPU runs the AVX-512 VNNI kernels (and `HUARIZO_NO_SIMD` is unset).
-    pub(super) fn available() -> bool {
-        !crate::simd_disabled()
-            && is_x86_feature_detected!("avx512f")
+    /// The kernels this CPU runs (`HUARIZO_NO_SIMD` asks for the portable loops).
+    pub(super) fn path() -> Path {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        if crate::simd_disabled() || !avx2 {
+            Path::Portable
+        } else if is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
+        {
+            Path::Avx512
+        } else {
+            Path::Avx2
+        }
+    }
+
+    /// [`scores_portable`] with AVX2: eight positions at a time, each column's products
+    /// formed as `|q| · sign(k, q)` by `vpmaddubsw` (no overflow: both are within ±127)
+    /// and summed to 32 bits by `vpmaddwd`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `c`'s buffers must hold its layout.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn scores_avx2(
+        c: &Q8Cache<'_>,
+        g: usize,
+        tiles: std::ops::Range<usize>,
+        qb: &[QueryBlock],
+        nh: usize,
+        scores: &mut [f32],
+    ) {
+        let l = &c.layout;
+        let kb = l.k_blocks();
+        let n_pos = tiles.len() * TILE;
+        assert!(nh <= MAX_HEADS && qb.len() >= nh * kb && scores.len() >= nh * n_pos);
+        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles());
+        let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
+        for (ti, tile) in tiles.enumerate() {
+            for half in 0..2 {
+                let mut s = [_mm256_setzero_ps(); MAX_HEADS];
+                for b in 0..kb {
+                    // SAFETY: the block lies inside the key buffer (its layout was checked).
+                    let blk = unsafe { c.k.as_ptr().add(l.k_at(g, tile, b)) };
+                    // SAFETY: the 8 scales of this half.
+                    let dk = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(blk.add(16 * half).cast()) });
+                    let mut cols = [_mm256_setzero_si256(); QB / 4];
+                    for (col, v) in cols.iter_mut().enumerate() {
+                        // SAFETY: this half of column `col`, 32 bytes inside the tile block.
+                        let k = unsafe {
+                            _mm256_loadu_si256(blk.add(TILE * 2 + col * 64 + 32 * half).cast())
+                        };
+                        *v = _mm256_xor_si256(k, flip);
+                    }
+                    for (i, s) in s.iter_mut().enumerate().take(nh) {
+                        let qbk = &qb[i * kb + b];
+                        let mut acc = _mm256_setzero_si256();
+                        for (col, &k) in cols.iter().enumerate() {
+                            let q = _mm256_set1_epi32(qbk.words[col]);
+                            let p =
+                                _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(k, q));
+                            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+                        }
+                        let scale = _mm256_mul_ps(dk, _mm256_set1_ps(qbk.d));
+                        *s = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(acc), *s);
+                    }
+                }
+                for (i, &s) in s.iter().enumerate().take(nh) {
+                    let dst = &mut scores[i * n_pos + ti * TILE + 8 * half..][..8];
+                    // SAFETY: 8 floats inside `scores` (checked above).
+                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), s) };
+                }
+            }
+        }
+    }
+
+    /// [`values_portable`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// As [`scores_avx2`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn values_avx2(
+        c: &Q8Cache<'_>,
+        g: usize,
+        lo: usize,
+        probs: &[f32],
+        n_pos: usize,
+        live: std::ops::Range<usize>,
+        nh: usize,
+        acc: &mut [f32],
+    ) {
+        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
     }
 
     /// [`scores_portable`] with `vpdpbusd`: one tile block's 8 columns loaded once for all
@@ -542,8 +653,9 @@ mod x86 {
         }
     }
 
-    /// [`values_portable`]: per block of 32 value elements, each position's bytes widened
-    /// once and added to every head's two registers.
+    /// [`values_portable`]: each position's dequantized values, `B` blocks of 32 elements at
+    /// a time, widened once and added to every head's registers. More blocks per pass read
+    /// each value row in fewer, longer pieces (Gemma's 256-wide heads: 2 passes, not 8).
     ///
     /// # Safety
     /// As [`scores`].
@@ -563,31 +675,74 @@ mod x86 {
         let dv = l.head_dim_v;
         assert!(nh <= MAX_HEADS && acc.len() >= nh * dv && probs.len() >= nh * n_pos);
         assert!(live.end <= n_pos && lo + live.len() <= l.n_ctx && c.v.len() >= l.v_bytes());
-        for b in 0..l.v_blocks() {
-            let mut a = [[_mm512_setzero_ps(); 2]; MAX_HEADS];
-            for (n, k) in live.clone().enumerate() {
-                // SAFETY: position lo + n < n_ctx, so its row is inside the value buffer.
-                let blk = unsafe { c.v.as_ptr().add(l.v_at(g, lo + n) + b * V_BLOCK) };
-                // SAFETY: the block's scale and 32 bytes.
+        let vb = l.v_blocks();
+        let mut b = 0;
+        while b < vb {
+            // SAFETY: as this function's.
+            unsafe {
+                if nh <= 2 && vb - b >= 4 {
+                    values_pass::<4>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    b += 4;
+                } else if nh <= 4 && vb - b >= 2 {
+                    values_pass::<2>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    b += 2;
+                } else {
+                    values_pass::<1>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    b += 1;
+                }
+            }
+        }
+    }
+
+    /// Blocks `b0..b0 + B` of [`values`].
+    ///
+    /// # Safety
+    /// As [`values`], whose checks cover it, with `b0 + B ≤` the blocks of a row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn values_pass<const B: usize>(
+        c: &Q8Cache<'_>,
+        g: usize,
+        lo: usize,
+        probs: &[f32],
+        n_pos: usize,
+        live: std::ops::Range<usize>,
+        nh: usize,
+        b0: usize,
+        acc: &mut [f32],
+    ) {
+        let l = &c.layout;
+        let dv = l.head_dim_v;
+        assert!(b0 + B <= l.v_blocks());
+        let mut a = [[[_mm512_setzero_ps(); 2]; B]; MAX_HEADS];
+        for (n, k) in live.enumerate() {
+            // SAFETY: position lo + n < n_ctx (checked by the caller), so its row is inside
+            // the value buffer.
+            let row = unsafe { c.v.as_ptr().add(l.v_at(g, lo + n) + b0 * V_BLOCK) };
+            for bb in 0..B {
+                // SAFETY: block b0 + bb of the row: its scale and 32 bytes.
                 let (scale, x0, x1) = unsafe {
+                    let blk = row.add(bb * V_BLOCK);
                     (
                         u16::from_le_bytes([*blk, *blk.add(1)]),
                         _mm_loadu_si128(blk.add(2).cast()),
                         _mm_loadu_si128(blk.add(18).cast()),
                     )
                 };
-                let dvb = _mm512_set1_ps(f16::from_bits(scale).to_f32());
+                let dvb = _mm512_cvtph_ps(_mm256_set1_epi16(scale as i16));
                 let w0 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x0)));
                 let w1 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x1)));
                 for (i, a) in a.iter_mut().enumerate().take(nh) {
                     let p = _mm512_set1_ps(probs[i * n_pos + k]);
-                    a[0] = _mm512_fmadd_ps(p, w0, a[0]);
-                    a[1] = _mm512_fmadd_ps(p, w1, a[1]);
+                    a[bb][0] = _mm512_fmadd_ps(p, w0, a[bb][0]);
+                    a[bb][1] = _mm512_fmadd_ps(p, w1, a[bb][1]);
                 }
             }
-            for (i, a) in a.iter().enumerate().take(nh) {
-                let dst = &mut acc[i * dv + b * QB..][..QB];
-                // SAFETY: 32 floats inside `acc` (checked above).
+        }
+        for (i, a) in a.iter().enumerate().take(nh) {
+            for (bb, a) in a.iter().enumerate() {
+                let dst = &mut acc[i * dv + (b0 + bb) * QB..][..QB];
+                // SAFETY: 32 floats inside `acc` (checked by the caller).
                 unsafe {
                     _mm512_storeu_ps(dst.as_mut_ptr(), a[0]);
                     _mm512_storeu_ps(dst.as_mut_ptr().add(16), a[1]);
@@ -601,8 +756,33 @@ mod x86 {
 mod x86 {
     use super::*;
 
-    pub(super) fn available() -> bool {
-        false
+    pub(super) fn path() -> Path {
+        Path::Portable
+    }
+
+    pub(super) unsafe fn scores_avx2(
+        c: &Q8Cache<'_>,
+        g: usize,
+        tiles: std::ops::Range<usize>,
+        qb: &[QueryBlock],
+        nh: usize,
+        scores: &mut [f32],
+    ) {
+        scores_portable(c, g, tiles, qb, nh, scores)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn values_avx2(
+        c: &Q8Cache<'_>,
+        g: usize,
+        lo: usize,
+        probs: &[f32],
+        n_pos: usize,
+        live: std::ops::Range<usize>,
+        nh: usize,
+        acc: &mut [f32],
+    ) {
+        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
     }
 
     pub(super) unsafe fn scores(
@@ -845,7 +1025,7 @@ mod tests {
     }
 
     #[test]
-    fn a_row_gets_the_same_bits_alone_batched_on_any_thread_count_and_path() {
+    fn a_row_gets_the_same_bits_alone_batched_and_on_any_thread_count() {
         let c = case(2, 3, 64, 96, 80, Some(50));
         let (h, d) = (6, 64);
         // Two sequences' rows in one call: 30 rows from position 50, then 20 from 60 (the
@@ -877,30 +1057,48 @@ mod tests {
             let alone = run(&c, &q[row * h * d..][..h * d], &[one], 2);
             assert_eq!(&batched[row * h * d..][..h * d], &alone[..], "row {row}");
         }
-        // The portable loops give the vector kernels' bits.
-        let cache = Q8Cache {
-            layout: c.layout,
-            k: &c.k,
-            v: &c.v,
-        };
-        let mut qb = vec![QueryBlock::default(); 3 * 2];
-        for i in 0..3 {
-            let mut r = q[i * d..][..d].to_vec();
-            rotate(&mut r, c.layout.k_rotation());
-            quantize_query(&r, &mut qb[i * 2..][..2]);
+    }
+
+    /// The portable loops give the vector kernels' bits, for passes of 1, 2 and 4 value
+    /// blocks (7, 3 and 2 heads per job).
+    #[test]
+    fn the_portable_loops_give_the_vector_kernels_bits() {
+        if x86::path() != Path::Avx512 {
+            return;
         }
-        let (mut a, mut b) = (vec![0f32; 3 * 96], vec![0f32; 3 * 96]);
-        scores_portable(&cache, 1, 0..6, &qb, 3, &mut a);
-        if x86::available() {
-            // SAFETY: `available()` confirmed the instructions.
-            unsafe { x86::scores(&cache, 1, 0..6, &qb, 3, &mut b) };
-            assert_eq!(a, b);
-            let probs = values(3 * 96, 5);
-            let (mut va, mut vb) = (vec![0f32; 3 * d], vec![0f32; 3 * d]);
-            values_portable(&cache, 1, 5, &probs, 96, 5..80, 3, &mut va);
+        for (hkv, nh, d) in [(2, 7, 64), (2, 3, 64), (1, 2, 256)] {
+            let c = case(hkv, nh, d, 96, 80, None);
+            let cache = Q8Cache {
+                layout: c.layout,
+                k: &c.k,
+                v: &c.v,
+            };
+            let (kb, n_pos) = (d / QB, 96);
+            let q = values(nh * d, 4);
+            let mut qb = vec![QueryBlock::default(); nh * kb];
+            for i in 0..nh {
+                let mut r = q[i * d..][..d].to_vec();
+                rotate(&mut r, c.layout.k_rotation());
+                quantize_query(&r, &mut qb[i * kb..][..kb]);
+            }
+            let (mut a, mut b) = (vec![0f32; nh * n_pos], vec![0f32; nh * n_pos]);
+            scores_portable(&cache, hkv - 1, 0..6, &qb, nh, &mut a);
+            // SAFETY: `path()` confirmed the instructions.
+            unsafe { x86::scores(&cache, hkv - 1, 0..6, &qb, nh, &mut b) };
+            assert_eq!(a, b, "scores, {nh} heads of {d}");
+            let probs = values(nh * n_pos, 5);
+            let (mut va, mut vb) = (vec![0f32; nh * d], vec![0f32; nh * d]);
+            values_portable(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut va);
             // SAFETY: as above.
-            unsafe { x86::values(&cache, 1, 5, &probs, 96, 5..80, 3, &mut vb) };
-            assert_eq!(va, vb);
+            unsafe { x86::values(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut vb) };
+            assert_eq!(va, vb, "values, {nh} heads of {d}");
+            vb.fill(0.0);
+            // SAFETY: an AVX-512 CPU has AVX2, FMA and F16C.
+            unsafe {
+                x86::scores_avx2(&cache, hkv - 1, 0..6, &qb, nh, &mut b);
+                x86::values_avx2(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut vb);
+            }
+            assert_eq!((a, va), (b, vb), "AVX2, {nh} heads of {d}");
         }
     }
 
