@@ -109,8 +109,9 @@ impl State {
                 let (d, dv) = (config.head_dim, config.head_dim_v);
                 if !Q8Layout::supports(d, dv) {
                     return Err(format!(
-                        "a q8_0 KV cache needs head widths that are multiples of 32; this \
-                         model's are {d} (keys) and {dv} (values)"
+                        "a q8_0 KV cache needs head widths that are multiples of 32 up to {}; \
+                         this model's are {d} (keys) and {dv} (values)",
+                        q8::MAX_HEAD
                     ));
                 }
                 let layout = Q8Layout {

@@ -59,9 +59,13 @@ pub struct Q8Layout {
 }
 
 impl Q8Layout {
-    /// Whether head widths `d` (keys) and `dv` (values) fit the 8-bit cache (whole blocks).
+    /// Whether head widths `d` (keys) and `dv` (values) fit the 8-bit cache: whole blocks
+    /// of 32, at most [`MAX_HEAD`].
     pub fn supports(d: usize, dv: usize) -> bool {
-        d > 0 && dv > 0 && d.is_multiple_of(QB) && dv.is_multiple_of(QB)
+        (1..=MAX_HEAD).contains(&d)
+            && (1..=MAX_HEAD).contains(&dv)
+            && d.is_multiple_of(QB)
+            && dv.is_multiple_of(QB)
     }
 
     fn k_blocks(&self) -> usize {
@@ -121,8 +125,8 @@ fn rotation(d: usize, grow: bool) -> usize {
     n
 }
 
-/// Most values of one head (keys, queries or values) this module rotates in place.
-const MAX_HEAD: usize = 1024;
+/// The widest head (keys, queries or values) the 8-bit cache takes.
+pub const MAX_HEAD: usize = 1024;
 
 /// Multiplies each chunk of `n` values of `x` by the orthonormal Walsh–Hadamard matrix of
 /// order `n` (Sylvester's order, `H₂ₛ = [[Hₛ, Hₛ], [Hₛ, −Hₛ]] / √2`), which is its own
@@ -337,7 +341,7 @@ pub fn attention_q8<'c>(
         // SAFETY: thread `thread` uses only `scratch[thread]`; the outer vector is not
         // resized while the pool runs.
         let buf = unsafe { &mut *scratch_ptr.0.add(thread) };
-        let mut qblocks = [QueryBlock::default(); 64];
+        let mut qblocks = [QueryBlock::default(); MAX_HEADS * MAX_HEAD / QB];
         let mut rotated = [0f32; MAX_HEAD];
         for job in jobs {
             let (row_job, rest) = (job / jobs_per_row, job % jobs_per_row);
