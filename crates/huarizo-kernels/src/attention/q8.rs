@@ -375,10 +375,12 @@ pub fn attention_q8<'c>(
             match path {
                 // SAFETY: `path()` confirmed the instructions; the layout was checked against
                 // the buffers above.
+                #[cfg(target_arch = "x86_64")]
                 Path::Avx512 => unsafe { x86::scores(&cache, g, tiles, qb, nh, scores) },
                 // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
                 Path::Avx2 => unsafe { x86::scores_avx2(&cache, g, tiles, qb, nh, scores) },
-                Path::Portable => scores_portable(&cache, g, tiles, qb, nh, scores),
+                _ => scores_portable(&cache, g, tiles, qb, nh, scores),
             }
             let acc = &mut acc[..nh * dv];
             acc.fill(0.0);
@@ -395,12 +397,14 @@ pub fn attention_q8<'c>(
             let live = a..b + 1;
             match path {
                 // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
                 Path::Avx512 => unsafe { x86::values(&cache, g, lo, probs, n_pos, live, nh, acc) },
                 // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
                 Path::Avx2 => unsafe {
                     x86::values_avx2(&cache, g, lo, probs, n_pos, live, nh, acc)
                 },
-                Path::Portable => values_portable(&cache, g, lo, probs, n_pos, live, nh, acc),
+                _ => values_portable(&cache, g, lo, probs, n_pos, live, nh, acc),
             }
             for (i, head) in heads.enumerate() {
                 let hq = g * group + head;
@@ -420,6 +424,7 @@ pub fn attention_q8<'c>(
 /// Which kernels this CPU runs: AVX-512 VNNI; AVX2 (its own scores, the portable value
 /// loops compiled for AVX2 and FMA); or the portable loops. All give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Path {
     Avx512,
     Avx2,
@@ -763,73 +768,16 @@ mod x86 {
     pub(super) fn path() -> Path {
         Path::Portable
     }
-
-    pub(super) unsafe fn scores_avx2(
-        c: &Q8Cache<'_>,
-        g: usize,
-        tiles: std::ops::Range<usize>,
-        qb: &[QueryBlock],
-        nh: usize,
-        scores: &mut [f32],
-    ) {
-        scores_portable(c, g, tiles, qb, nh, scores)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn values_avx2(
-        c: &Q8Cache<'_>,
-        g: usize,
-        lo: usize,
-        probs: &[f32],
-        n_pos: usize,
-        live: std::ops::Range<usize>,
-        nh: usize,
-        acc: &mut [f32],
-    ) {
-        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
-    }
-
-    pub(super) unsafe fn scores(
-        c: &Q8Cache<'_>,
-        g: usize,
-        tiles: std::ops::Range<usize>,
-        qb: &[QueryBlock],
-        nh: usize,
-        scores: &mut [f32],
-    ) {
-        scores_portable(c, g, tiles, qb, nh, scores)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn values(
-        c: &Q8Cache<'_>,
-        g: usize,
-        lo: usize,
-        probs: &[f32],
-        n_pos: usize,
-        live: std::ops::Range<usize>,
-        nh: usize,
-        acc: &mut [f32],
-    ) {
-        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Deterministic values in [−1, 1).
+    /// Deterministic values in [−1, 1) (`seed` > 0).
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::tests::Rng(seed);
+        (0..n).map(|_| rng.f32()).collect()
     }
 
     struct Case {
@@ -1066,6 +1014,7 @@ mod tests {
     /// The portable loops give the vector kernels' bits, for passes of 1, 2 and 4 value
     /// blocks (7, 3 and 2 heads per job).
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn the_portable_loops_give_the_vector_kernels_bits() {
         if x86::path() != Path::Avx512 {
             return;
