@@ -256,6 +256,13 @@ impl Config {
                 self.n_rot, self.head_dim
             )));
         }
+        if self.sliding_window == Some(0) {
+            return Err(ModelError::Invalid(
+                "attention.sliding_window = 0: a window must hold at least the query's own \
+                 position"
+                    .into(),
+            ));
+        }
         if !(self.rms_eps.is_finite() && self.rope_base.is_finite() && self.rope_base > 0.0) {
             return Err(ModelError::Invalid(format!(
                 "invalid rms epsilon {} or rope base {}",
@@ -279,5 +286,22 @@ impl Config {
             .iter()
             .map(|t| t.shape.iter().product::<u64>())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sliding window of 0 positions (a hostile or broken file) is refused at load: no
+    /// query could see even its own key.
+    #[test]
+    fn a_sliding_window_of_zero_is_refused() {
+        let file = GgufFile::open(&huarizo_testdata::file("gemma3.gguf")).unwrap();
+        let mut config = Config::from_gguf(&file).unwrap();
+        assert_eq!(config.sliding_window, Some(512));
+        config.sliding_window = Some(0);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("attention.sliding_window = 0"), "{err}");
     }
 }

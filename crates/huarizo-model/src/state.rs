@@ -120,13 +120,16 @@ impl State {
                     head_dim: d,
                     head_dim_v: dv,
                 };
+                let (k_bytes, v_bytes) = layout.checked_bytes().ok_or_else(|| {
+                    format!("a q8_0 KV cache of {n_ctx} positions does not fit in memory")
+                })?;
                 // Zeroed, as the f16 cache's: pages are committed as positions are written.
                 let cache = (0..config.n_layer)
                     .map(|_| LayerCache {
                         k: Vec::new(),
                         v: Vec::new(),
-                        k8: vec![0u8; layout.k_bytes()],
-                        v8: vec![0u8; layout.v_bytes()],
+                        k8: vec![0u8; k_bytes],
+                        v8: vec![0u8; v_bytes],
                     })
                     .collect();
                 Ok(State {

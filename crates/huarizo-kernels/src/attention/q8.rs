@@ -13,7 +13,8 @@
 //! - each query head is quantized to 8 bits per block of 32 as ggml quantizes activations
 //!   (`d = max|x| / 127`, `q = round(x / d)`), and a score is
 //!   `Σ_b fma(dk_b · dq_b, Σ k·q over block b, ·)` with exact integer block sums, then scaled;
-//! - the scores are soft-maxed as the f16 path does ([`softmax_ggml`]);
+//! - the scores are soft-maxed as the f16 path does in llama.cpp's AVX2 build
+//!   ([`softmax_ggml_isa`] with [`GgmlIsa::Avx2`], whatever the CPU);
 //! - the output is `Σ_j fma(p_j, dv_jb · v_j, ·)` in f32, position by position (each
 //!   position's dequantized values computed once for the query heads that share them).
 //!
@@ -29,7 +30,8 @@
 //! - values: per head, per position, Q8_0 blocks (f16 scale, 32 signed bytes).
 
 use super::{window_start, AttnParams, AttnSpan};
-use crate::ops::softmax_ggml;
+use crate::isa::GgmlIsa;
+use crate::ops::softmax_ggml_isa;
 use crate::pool::ThreadPool;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -78,6 +80,22 @@ impl Q8Layout {
 
     fn n_tiles(&self) -> usize {
         self.n_ctx.div_ceil(TILE)
+    }
+
+    /// The key and value buffers' bytes, `None` when they do not fit in `usize` (the
+    /// other size functions may then wrap).
+    pub fn checked_bytes(&self) -> Option<(usize, usize)> {
+        let k = self
+            .n_head_kv
+            .checked_mul(self.n_tiles())?
+            .checked_mul(self.k_blocks())?
+            .checked_mul(K_TILE_BLOCK)?;
+        let v = self
+            .n_head_kv
+            .checked_mul(self.n_ctx)?
+            .checked_mul(self.v_blocks())?
+            .checked_mul(V_BLOCK)?;
+        Some((k, v))
     }
 
     /// Bytes of the key buffer.
@@ -390,7 +408,7 @@ pub fn attention_q8<'c>(
                 let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
                 let live = &mut s[a..=b];
                 live.iter_mut().for_each(|x| *x *= p.scale);
-                softmax_ggml(live);
+                softmax_ggml_isa(live, GgmlIsa::Avx2);
             }
             let probs: &[f32] = scores;
             let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
@@ -555,7 +573,7 @@ mod x86 {
         let kb = l.k_blocks();
         let n_pos = tiles.len() * TILE;
         assert!(nh <= MAX_HEADS && qb.len() >= nh * kb && scores.len() >= nh * n_pos);
-        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles());
+        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles() && g < l.n_head_kv);
         let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
         for (ti, tile) in tiles.enumerate() {
             for half in 0..2 {
@@ -632,7 +650,7 @@ mod x86 {
         let kb = l.k_blocks();
         let n_pos = tiles.len() * TILE;
         assert!(nh <= MAX_HEADS && qb.len() >= nh * kb && scores.len() >= nh * n_pos);
-        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles());
+        assert!(c.k.len() >= l.k_bytes() && tiles.end <= l.n_tiles() && g < l.n_head_kv);
         for (ti, tile) in tiles.enumerate() {
             let mut s = [_mm512_setzero_ps(); MAX_HEADS];
             for b in 0..kb {
@@ -684,6 +702,7 @@ mod x86 {
         let dv = l.head_dim_v;
         assert!(nh <= MAX_HEADS && acc.len() >= nh * dv && probs.len() >= nh * n_pos);
         assert!(live.end <= n_pos && lo + live.len() <= l.n_ctx && c.v.len() >= l.v_bytes());
+        assert!(g < l.n_head_kv);
         let vb = l.v_blocks();
         let mut b = 0;
         while b < vb {
