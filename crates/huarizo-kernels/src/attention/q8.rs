@@ -82,8 +82,7 @@ impl Q8Layout {
         self.n_ctx.div_ceil(TILE)
     }
 
-    /// The key and value buffers' bytes, `None` when they do not fit in `usize` (the
-    /// other size functions may then wrap).
+    /// The key and value buffers' bytes, `None` when they do not fit in `usize`.
     pub fn checked_bytes(&self) -> Option<(usize, usize)> {
         let k = self
             .n_head_kv
@@ -98,14 +97,14 @@ impl Q8Layout {
         Some((k, v))
     }
 
-    /// Bytes of the key buffer.
+    /// Bytes of the key buffer (panics where [`Q8Layout::checked_bytes`] is `None`).
     pub fn k_bytes(&self) -> usize {
-        self.n_head_kv * self.n_tiles() * self.k_blocks() * K_TILE_BLOCK
+        self.checked_bytes().expect("a cache layout within usize").0
     }
 
-    /// Bytes of the value buffer.
+    /// Bytes of the value buffer (panics where [`Q8Layout::checked_bytes`] is `None`).
     pub fn v_bytes(&self) -> usize {
-        self.n_head_kv * self.n_ctx * self.v_blocks() * V_BLOCK
+        self.checked_bytes().expect("a cache layout within usize").1
     }
 
     /// The length of the chunks queries and keys are rotated in (0: not rotated), as
@@ -184,27 +183,40 @@ fn quantize_block(x: &[f32]) -> (f16, [i8; QB]) {
     (f16::from_f32(d), q)
 }
 
+/// Each head of `row` (heads of `width` values) rotated in chunks of `n_rot` and quantized
+/// block by block: `put(head, block, scale, quants)`.
+fn quantized_heads(
+    row: &[f32],
+    width: usize,
+    n_rot: usize,
+    mut put: impl FnMut(usize, usize, f16, [i8; QB]),
+) {
+    assert!(width <= MAX_HEAD, "heads wider than {MAX_HEAD}");
+    let mut buf = [0f32; MAX_HEAD];
+    for (g, src) in row.chunks_exact(width).enumerate() {
+        let head = &mut buf[..width];
+        head.copy_from_slice(src);
+        rotate(head, n_rot);
+        for (b, block) in head.chunks_exact(QB).enumerate() {
+            let (d, q) = quantize_block(block);
+            put(g, b, d, q);
+        }
+    }
+}
+
 /// Stores the keys of position `pos` (`row`: `Hkv·D` values) into `k`.
 pub fn store_k(l: &Q8Layout, k: &mut [u8], pos: usize, row: &[f32]) {
     assert!(pos < l.n_ctx && row.len() == l.n_head_kv * l.head_dim);
     assert!(k.len() >= l.k_bytes(), "key buffer shorter than its layout");
-    assert!(l.head_dim <= MAX_HEAD, "key heads wider than {MAX_HEAD}");
     let (tile, lane) = (pos / TILE, pos % TILE);
-    let mut head = [0f32; MAX_HEAD];
-    for g in 0..l.n_head_kv {
-        let head = &mut head[..l.head_dim];
-        head.copy_from_slice(&row[g * l.head_dim..][..l.head_dim]);
-        rotate(head, l.k_rotation());
-        for b in 0..l.k_blocks() {
-            let (d, q) = quantize_block(&head[b * QB..][..QB]);
-            let at = l.k_at(g, tile, b);
-            k[at + 2 * lane..at + 2 * lane + 2].copy_from_slice(&d.to_le_bytes());
-            for (i, &v) in q.iter().enumerate() {
-                let (c, t) = (i / 4, i % 4);
-                k[at + TILE * 2 + (c * TILE + lane) * 4 + t] = (v as u8) ^ 0x80;
-            }
+    quantized_heads(row, l.head_dim, l.k_rotation(), |g, b, d, q| {
+        let at = l.k_at(g, tile, b);
+        k[at + 2 * lane..at + 2 * lane + 2].copy_from_slice(&d.to_le_bytes());
+        for (i, &v) in q.iter().enumerate() {
+            let (c, t) = (i / 4, i % 4);
+            k[at + TILE * 2 + (c * TILE + lane) * 4 + t] = (v as u8) ^ 0x80;
         }
-    }
+    });
 }
 
 /// Stores the values of position `pos` (`row`: `Hkv·Dv` values) into `v`.
@@ -214,25 +226,13 @@ pub fn store_v(l: &Q8Layout, v: &mut [u8], pos: usize, row: &[f32]) {
         v.len() >= l.v_bytes(),
         "value buffer shorter than its layout"
     );
-    assert!(
-        l.head_dim_v <= MAX_HEAD,
-        "value heads wider than {MAX_HEAD}"
-    );
-    let mut head = [0f32; MAX_HEAD];
-    for g in 0..l.n_head_kv {
-        let head = &mut head[..l.head_dim_v];
-        head.copy_from_slice(&row[g * l.head_dim_v..][..l.head_dim_v]);
-        rotate(head, l.v_rotation());
-        let at = l.v_at(g, pos);
-        for b in 0..l.v_blocks() {
-            let (d, q) = quantize_block(&head[b * QB..][..QB]);
-            let blk = &mut v[at + b * V_BLOCK..][..V_BLOCK];
-            blk[..2].copy_from_slice(&d.to_le_bytes());
-            for (dst, &x) in blk[2..].iter_mut().zip(&q) {
-                *dst = x as u8;
-            }
+    quantized_heads(row, l.head_dim_v, l.v_rotation(), |g, b, d, q| {
+        let blk = &mut v[l.v_at(g, pos) + b * V_BLOCK..][..V_BLOCK];
+        blk[..2].copy_from_slice(&d.to_le_bytes());
+        for (dst, &x) in blk[2..].iter_mut().zip(&q) {
+            *dst = x as u8;
         }
-    }
+    });
 }
 
 /// Copies the first `n` positions of a cache laid out as `src_l` into one laid out as
@@ -281,22 +281,15 @@ struct QueryBlock {
     bias: i32,
 }
 
+/// `x` (one rotated query head) quantized per block as [`quantize_block`] does; the scale
+/// the products are multiplied by is the f16 one, as the cache's own.
 fn quantize_query(x: &[f32], out: &mut [QueryBlock]) {
     for (blk, x) in out.iter_mut().zip(x.chunks_exact(QB)) {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: Vec<i8> = x.iter().map(|&v| (v * id).round() as i8).collect();
-        // The scale the keys' products are multiplied by, as the cache stores its own: f16.
-        blk.d = f16::from_f32(d).to_f32();
+        let (d, q) = quantize_block(x);
+        blk.d = d.to_f32();
         blk.bias = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
-        for (c, w) in blk.words.iter_mut().enumerate() {
-            *w = i32::from_le_bytes([
-                q[4 * c] as u8,
-                q[4 * c + 1] as u8,
-                q[4 * c + 2] as u8,
-                q[4 * c + 3] as u8,
-            ]);
+        for (w, q) in blk.words.iter_mut().zip(q.chunks_exact(4)) {
+            *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
         }
     }
 }
@@ -315,10 +308,6 @@ pub fn attention_q8<'c>(
 ) {
     let (h, hkv, d, dv) = (p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v);
     assert!(Q8Layout::supports(d, dv) && h.is_multiple_of(hkv));
-    assert!(
-        d <= MAX_HEAD && dv <= MAX_HEAD,
-        "heads wider than {MAX_HEAD}"
-    );
     let group = h / hkv;
     let mut most_pos = 0;
     let mut n_rows = 0;
@@ -400,29 +389,34 @@ pub fn attention_q8<'c>(
                 Path::Avx2 => unsafe { x86::scores_avx2(&cache, g, tiles, qb, nh, scores) },
                 _ => scores_portable(&cache, g, tiles, qb, nh, scores),
             }
+            // The positions lo..=pos the query sees, counted from the first tile's start;
+            // the others are masked.
+            let first = tile0 * TILE;
+            let live = lo - first..pos + 1 - first;
+            for s in scores.chunks_exact_mut(n_pos) {
+                let s = &mut s[live.clone()];
+                s.iter_mut().for_each(|x| *x *= p.scale);
+                softmax_ggml_isa(s, GgmlIsa::Avx2);
+            }
             let acc = &mut acc[..nh * dv];
             acc.fill(0.0);
-            for i in 0..nh {
-                let s = &mut scores[i * n_pos..][..n_pos];
-                // Positions outside lo..=pos are masked; the rest scaled and soft-maxed.
-                let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
-                let live = &mut s[a..=b];
-                live.iter_mut().for_each(|x| *x *= p.scale);
-                softmax_ggml_isa(live, GgmlIsa::Avx2);
-            }
-            let probs: &[f32] = scores;
-            let (a, b) = (lo - tile0 * TILE, pos - tile0 * TILE);
-            let live = a..b + 1;
+            let sums = ValueSums {
+                cache: &cache,
+                g,
+                first,
+                probs: scores,
+                n_pos,
+                live,
+                nh,
+            };
             match path {
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx512 => unsafe { x86::values(&cache, g, lo, probs, n_pos, live, nh, acc) },
+                Path::Avx512 => unsafe { x86::values(&sums, acc) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe {
-                    x86::values_avx2(&cache, g, lo, probs, n_pos, live, nh, acc)
-                },
-                _ => values_portable(&cache, g, lo, probs, n_pos, live, nh, acc),
+                Path::Avx2 => unsafe { x86::values_avx2(&sums, acc) },
+                _ => values_portable(&sums, acc),
             }
             for (i, head) in heads.enumerate() {
                 let hq = g * group + head;
@@ -496,33 +490,46 @@ fn scores_portable(
     }
 }
 
-/// `acc[i·Dv..] = Σ_j p_ij · v_j` over the positions `lo + live` (probabilities of head i
-/// at `probs[i·n_pos + j − lo + first]`, with `live` counted from the first tile's start).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn values_portable(
-    c: &Q8Cache<'_>,
+/// One job's weighted value sums: for its `nh` query heads of key/value head `g`,
+/// `acc[i·Dv..][..Dv] = Σ_k probs[i·n_pos + k] · v_{first + k}` over `k` in `live`.
+struct ValueSums<'a, 'c> {
+    cache: &'a Q8Cache<'c>,
     g: usize,
-    lo: usize,
-    probs: &[f32],
+    /// The position of column 0 of `probs` (the first tile's start).
+    first: usize,
+    probs: &'a [f32],
     n_pos: usize,
     live: std::ops::Range<usize>,
     nh: usize,
-    acc: &mut [f32],
-) {
-    let l = &c.layout;
+}
+
+impl ValueSums<'_, '_> {
+    /// Panics unless the job lies inside its cache and buffers (`acc` of `Dv` per head).
+    fn check(&self, acc: &[f32]) {
+        let l = &self.cache.layout;
+        assert!(self.nh <= MAX_HEADS && acc.len() >= self.nh * l.head_dim_v);
+        assert!(self.probs.len() >= self.nh * self.n_pos && self.live.end <= self.n_pos);
+        assert!(self.first + self.live.end <= l.n_ctx && self.g < l.n_head_kv);
+        assert!(self.cache.v.len() >= l.v_bytes());
+    }
+}
+
+/// [`ValueSums`] into `acc` (zeroed by the caller), position by position.
+#[inline(always)]
+fn values_portable(job: &ValueSums<'_, '_>, acc: &mut [f32]) {
+    job.check(acc);
+    let l = &job.cache.layout;
     let dv = l.head_dim_v;
-    for (n, k) in live.clone().enumerate() {
-        let j = lo + n;
-        let row = &c.v[l.v_at(g, j)..][..l.v_blocks() * V_BLOCK];
+    for k in job.live.clone() {
+        let row = &job.cache.v[l.v_at(job.g, job.first + k)..][..l.v_blocks() * V_BLOCK];
         for (b, blk) in row.chunks_exact(V_BLOCK).enumerate() {
             let dvb = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
             let mut w = [0f32; QB];
             for (w, &x) in w.iter_mut().zip(&blk[2..]) {
                 *w = dvb * x as i8 as f32;
             }
-            for i in 0..nh {
-                let p = probs[i * n_pos + k];
+            for i in 0..job.nh {
+                let p = job.probs[i * job.n_pos + k];
                 let a = &mut acc[i * dv + b * QB..][..QB];
                 for (a, &w) in a.iter_mut().zip(&w) {
                     *a = p.mul_add(w, *a);
@@ -618,18 +625,8 @@ mod x86 {
     /// # Safety
     /// As [`scores_avx2`].
     #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn values_avx2(
-        c: &Q8Cache<'_>,
-        g: usize,
-        lo: usize,
-        probs: &[f32],
-        n_pos: usize,
-        live: std::ops::Range<usize>,
-        nh: usize,
-        acc: &mut [f32],
-    ) {
-        values_portable(c, g, lo, probs, n_pos, live, nh, acc)
+    pub(super) unsafe fn values_avx2(job: &ValueSums<'_, '_>, acc: &mut [f32]) {
+        values_portable(job, acc)
     }
 
     /// [`scores_portable`] with `vpdpbusd`: one tile block's 8 columns loaded once for all
@@ -687,35 +684,21 @@ mod x86 {
     /// # Safety
     /// As [`scores`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn values(
-        c: &Q8Cache<'_>,
-        g: usize,
-        lo: usize,
-        probs: &[f32],
-        n_pos: usize,
-        live: std::ops::Range<usize>,
-        nh: usize,
-        acc: &mut [f32],
-    ) {
-        let l = &c.layout;
-        let dv = l.head_dim_v;
-        assert!(nh <= MAX_HEADS && acc.len() >= nh * dv && probs.len() >= nh * n_pos);
-        assert!(live.end <= n_pos && lo + live.len() <= l.n_ctx && c.v.len() >= l.v_bytes());
-        assert!(g < l.n_head_kv);
-        let vb = l.v_blocks();
+    pub(super) unsafe fn values(job: &ValueSums<'_, '_>, acc: &mut [f32]) {
+        job.check(acc);
+        let (vb, nh) = (job.cache.layout.v_blocks(), job.nh);
         let mut b = 0;
         while b < vb {
-            // SAFETY: as this function's.
+            // SAFETY: as this function's, with `b + B ≤ vb`.
             unsafe {
                 if nh <= 2 && vb - b >= 4 {
-                    values_pass::<4>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    values_pass::<4>(job, b, acc);
                     b += 4;
                 } else if nh <= 4 && vb - b >= 2 {
-                    values_pass::<2>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    values_pass::<2>(job, b, acc);
                     b += 2;
                 } else {
-                    values_pass::<1>(c, g, lo, probs, n_pos, live.clone(), nh, b, acc);
+                    values_pass::<1>(job, b, acc);
                     b += 1;
                 }
             }
@@ -727,26 +710,20 @@ mod x86 {
     /// # Safety
     /// As [`values`], whose checks cover it, with `b0 + B ≤` the blocks of a row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn values_pass<const B: usize>(
-        c: &Q8Cache<'_>,
-        g: usize,
-        lo: usize,
-        probs: &[f32],
-        n_pos: usize,
-        live: std::ops::Range<usize>,
-        nh: usize,
-        b0: usize,
-        acc: &mut [f32],
-    ) {
-        let l = &c.layout;
+    unsafe fn values_pass<const B: usize>(job: &ValueSums<'_, '_>, b0: usize, acc: &mut [f32]) {
+        let l = &job.cache.layout;
         let dv = l.head_dim_v;
         assert!(b0 + B <= l.v_blocks());
         let mut a = [[[_mm512_setzero_ps(); 2]; B]; MAX_HEADS];
-        for (n, k) in live.enumerate() {
-            // SAFETY: position lo + n < n_ctx (checked by the caller), so its row is inside
+        for k in job.live.clone() {
+            // SAFETY: position first + k < n_ctx (checked by `values`), so its row is inside
             // the value buffer.
-            let row = unsafe { c.v.as_ptr().add(l.v_at(g, lo + n) + b0 * V_BLOCK) };
+            let row = unsafe {
+                job.cache
+                    .v
+                    .as_ptr()
+                    .add(l.v_at(job.g, job.first + k) + b0 * V_BLOCK)
+            };
             for bb in 0..B {
                 // SAFETY: block b0 + bb of the row: its scale and 32 bytes.
                 let (scale, x0, x1) = unsafe {
@@ -760,17 +737,17 @@ mod x86 {
                 let dvb = _mm512_cvtph_ps(_mm256_set1_epi16(scale as i16));
                 let w0 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x0)));
                 let w1 = _mm512_mul_ps(dvb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x1)));
-                for (i, a) in a.iter_mut().enumerate().take(nh) {
-                    let p = _mm512_set1_ps(probs[i * n_pos + k]);
+                for (i, a) in a.iter_mut().enumerate().take(job.nh) {
+                    let p = _mm512_set1_ps(job.probs[i * job.n_pos + k]);
                     a[bb][0] = _mm512_fmadd_ps(p, w0, a[bb][0]);
                     a[bb][1] = _mm512_fmadd_ps(p, w1, a[bb][1]);
                 }
             }
         }
-        for (i, a) in a.iter().enumerate().take(nh) {
+        for (i, a) in a.iter().enumerate().take(job.nh) {
             for (bb, a) in a.iter().enumerate() {
                 let dst = &mut acc[i * dv + (b0 + bb) * QB..][..QB];
-                // SAFETY: 32 floats inside `acc` (checked by the caller).
+                // SAFETY: 32 floats inside `acc` (checked by `values`).
                 unsafe {
                     _mm512_storeu_ps(dst.as_mut_ptr(), a[0]);
                     _mm512_storeu_ps(dst.as_mut_ptr().add(16), a[1]);
@@ -1060,15 +1037,24 @@ mod tests {
             assert_eq!(a, b, "scores, {nh} heads of {d}");
             let probs = values(nh * n_pos, 5);
             let (mut va, mut vb) = (vec![0f32; nh * d], vec![0f32; nh * d]);
-            values_portable(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut va);
+            let sums = ValueSums {
+                cache: &cache,
+                g: hkv - 1,
+                first: 0,
+                probs: &probs,
+                n_pos,
+                live: 5..80,
+                nh,
+            };
+            values_portable(&sums, &mut va);
             // SAFETY: as above.
-            unsafe { x86::values(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut vb) };
+            unsafe { x86::values(&sums, &mut vb) };
             assert_eq!(va, vb, "values, {nh} heads of {d}");
             vb.fill(0.0);
             // SAFETY: an AVX-512 CPU has AVX2, FMA and F16C.
             unsafe {
                 x86::scores_avx2(&cache, hkv - 1, 0..6, &qb, nh, &mut b);
-                x86::values_avx2(&cache, hkv - 1, 5, &probs, n_pos, 5..80, nh, &mut vb);
+                x86::values_avx2(&sums, &mut vb);
             }
             assert_eq!((a, va), (b, vb), "AVX2, {nh} heads of {d}");
         }
