@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// output, as llama-bench's `-ctk`/`-ctv`).
     #[arg(long = "cache-type", default_value = "f16", value_parser = crate::parse_cache_type)]
     pub cache_type: huarizo_engine::CacheType,
+    /// The weights' precision in the products: file (as stored) or f32 (widened at load;
+    /// the size column then counts 4 bytes per weight).
+    #[arg(long = "precision", default_value = "file", value_parser = crate::parse_precision)]
+    pub precision: huarizo_engine::Precision,
     /// Timed repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: usize,
@@ -449,6 +453,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         &path,
         &EngineOptions {
             n_threads: args.threads,
+            precision: args.precision,
         },
     )?;
     engine.set_cache_type(args.cache_type)?;

@@ -22,6 +22,7 @@ fn load(args: &ModelArgs) -> Result<Engine> {
         &path,
         &EngineOptions {
             n_threads: args.threads,
+            precision: args.precision,
         },
     )?;
     if let Some(lora) = &args.lora {
@@ -203,7 +204,13 @@ pub fn tokenize(margs: &ModelArgs, add_special: bool, text: &str) -> Result<()> 
 /// `huarizo info`.
 pub fn info(margs: &ModelArgs) -> Result<()> {
     let path = resolve(&margs.model)?;
-    let engine = Engine::load(&path, &EngineOptions { n_threads: 1 })?;
+    let engine = Engine::load(
+        &path,
+        &EngineOptions {
+            n_threads: 1,
+            ..Default::default()
+        },
+    )?;
     let c = engine.config();
     let gguf = engine.gguf();
     let params = huarizo_engine::Config::param_count(gguf);

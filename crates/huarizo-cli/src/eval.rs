@@ -75,6 +75,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         &path,
         &EngineOptions {
             n_threads: args.threads,
+            ..Default::default()
         },
     )?;
     let c = engine.config();

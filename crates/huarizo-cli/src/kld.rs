@@ -60,8 +60,14 @@ pub fn kld(args: &KldArgs) -> Result<()> {
         &args.base,
         args.text.threads,
         huarizo_engine::CacheType::F16,
+        huarizo_engine::Precision::File,
     )?;
-    let quant = load_engine(&args.quant, args.text.threads, args.text.cache_type)?;
+    let quant = load_engine(
+        &args.quant,
+        args.text.threads,
+        args.text.cache_type,
+        args.text.precision,
+    )?;
     check_same_vocab(args, &base, &quant)?;
     let plan = plan(&base, &args.text)?;
     let n_vocab = base.config().n_vocab;

@@ -45,20 +45,38 @@ pub struct ModelArgs {
     /// q8_0 (half the memory, faster attention at depth, huarizo's own arithmetic).
     #[arg(long = "cache-type", default_value = "f16", value_parser = parse_cache_type)]
     pub cache_type: huarizo_engine::CacheType,
+    /// The weights' precision in the products: file (as stored, activations quantized per
+    /// block: llama.cpp's arithmetic, the default) or f32 (every weight widened to F32 at
+    /// load, activations in f32: 4 bytes per weight, slower, closer to transformers).
+    #[arg(long = "precision", default_value = "file", value_parser = parse_precision)]
+    pub precision: huarizo_engine::Precision,
 }
 
 /// A `--cache-type` value.
 pub fn parse_cache_type(s: &str) -> Result<huarizo_engine::CacheType, String> {
-    huarizo_engine::CacheType::parse(s).ok_or_else(|| {
-        let names: Vec<_> = huarizo_engine::CacheType::ALL
-            .iter()
-            .map(|t| t.name())
-            .collect();
-        format!(
-            "unknown KV cache type {s:?}; supported: {}",
-            names.join(", ")
-        )
-    })
+    use huarizo_engine::CacheType;
+    parse_named(s, "KV cache type", &CacheType::ALL, |t| t.name())
+}
+
+/// A `--precision` value.
+pub fn parse_precision(s: &str) -> Result<huarizo_engine::Precision, String> {
+    use huarizo_engine::Precision;
+    parse_named(s, "precision", &Precision::ALL, |p| p.name())
+}
+
+/// The member of `all` whose name is `s` (case-insensitive), or an error that lists the
+/// names.
+fn parse_named<T: Copy>(
+    s: &str,
+    what: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    let names: Vec<_> = all.iter().map(|&t| name(t)).collect();
+    all.iter()
+        .copied()
+        .find(|&t| name(t).eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown {what} {s:?}; supported: {}", names.join(", ")))
 }
 
 /// Sampling flags shared by `run` and `chat`.

@@ -28,6 +28,10 @@ pub struct TextArgs {
     /// model's runs only: the base always runs with f16).
     #[arg(long = "cache-type", default_value = "f16", value_parser = crate::parse_cache_type)]
     pub cache_type: huarizo_engine::CacheType,
+    /// The weights' precision in the products: file or f32 (for `kld`, the quantized
+    /// model's runs only: the base always runs as its file stores it).
+    #[arg(long = "precision", default_value = "file", value_parser = crate::parse_precision)]
+    pub precision: huarizo_engine::Precision,
 }
 
 /// Flags of `huarizo perplexity`.
@@ -65,9 +69,14 @@ pub(crate) fn load_engine(
     spec: &str,
     threads: usize,
     cache_type: huarizo_engine::CacheType,
+    precision: huarizo_engine::Precision,
 ) -> Result<Engine> {
     let path = crate::commands::resolve(spec)?;
-    let mut engine = Engine::load(&path, &EngineOptions { n_threads: threads })?;
+    let options = EngineOptions {
+        n_threads: threads,
+        precision,
+    };
+    let mut engine = Engine::load(&path, &options)?;
     engine.set_cache_type(cache_type)?;
     Ok(engine)
 }
@@ -124,7 +133,12 @@ fn print_final(sums: &NllSums) {
 
 /// `huarizo perplexity`.
 pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
-    let engine = load_engine(&args.model, args.text.threads, args.text.cache_type)?;
+    let engine = load_engine(
+        &args.model,
+        args.text.threads,
+        args.text.cache_type,
+        args.text.precision,
+    )?;
     let plan = plan(&engine, &args.text)?;
     let n_vocab = engine.config().n_vocab;
     let start = Instant::now();
@@ -162,7 +176,12 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
 
 /// `huarizo imatrix`.
 pub fn imatrix(args: &ImatrixArgs) -> Result<()> {
-    let engine = load_engine(&args.model, args.text.threads, args.text.cache_type)?;
+    let engine = load_engine(
+        &args.model,
+        args.text.threads,
+        args.text.cache_type,
+        args.text.precision,
+    )?;
     let plan = plan(&engine, &args.text)?;
     let untied = engine.gguf().tensor("output.weight").is_some();
     if args.process_output && !untied {

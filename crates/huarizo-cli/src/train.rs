@@ -258,6 +258,7 @@ fn prepare(
         path,
         &EngineOptions {
             n_threads: args.threads,
+            ..Default::default()
         },
     )?;
     let (tokenizer, template) = load_text_format(path)?;

@@ -462,7 +462,10 @@ fn lm_eval_log_likelihoods_equal_in_process_ones() {
     let items: serde_json::Value = serde_json::from_str(&json).unwrap();
     let engine = huarizo_engine::Engine::load(
         &huarizo_testdata::dir().join("smollm2.gguf"),
-        &huarizo_engine::EngineOptions { n_threads: 2 },
+        &huarizo_engine::EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
     )
     .unwrap();
     let tok = |s: &str| engine.tokenizer().encode(s, false, true);

@@ -7,7 +7,14 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let engine = Engine::load(args[1].as_ref(), &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        args[1].as_ref(),
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let n: usize = args.get(2).map_or(16, |s| s.parse().unwrap());
     sampling_cost(&engine);
     let prompt = engine.tokenize_prompt("Once upon a time, in a land far away,");

@@ -20,7 +20,7 @@ pub use generate::{FinishReason, GenerateParams, Generation, TokenEvent};
 pub use huarizo_formats::{GgmlType, GgufFile, GgufWriter, TensorInfo, Value, WriteError};
 pub use huarizo_model::{
     arithmetic, ggml_isa, set_arithmetic, set_ggml_isa, weights, Arithmetic, BatchPlaces,
-    CacheType, Config, GgmlIsa, Logits, ModelError, Scratch, SeqBatch, State,
+    CacheType, Config, GgmlIsa, Logits, ModelError, Precision, Scratch, SeqBatch, State,
 };
 pub use huarizo_text::{
     python_environment, python_str, train_bpe, BpeTrainOptions, ChatMessage, ChatTemplate,
@@ -92,6 +92,8 @@ fn model_message(path: &str, err: &ModelError) -> String {
 pub struct EngineOptions {
     /// Worker threads (0 = all cores).
     pub n_threads: usize,
+    /// The weights as stored (default) or widened to F32 at load.
+    pub precision: Precision,
 }
 
 /// A loaded model ready to generate.
@@ -124,6 +126,10 @@ impl Engine {
         // The vocabulary now lives in the tokenizer: its parsed metadata copy is freed before
         // the weights are loaded and packed, so that the two never take memory together.
         file.release_arrays("tokenizer.ggml.");
+        let file = match options.precision {
+            Precision::File => file,
+            Precision::F32 => huarizo_model::widen_to_f32(file).map_err(model_err)?,
+        };
         let model = Model::from_gguf(file).map_err(model_err)?;
         let (template, has_template) = load_template(model.gguf(), &tokenizer, &model.config)?;
         let pool = if options.n_threads == 0 {

@@ -32,7 +32,14 @@ impl Drop for TempDir {
 }
 
 fn load(path: &Path) -> Engine {
-    Engine::load(path, &EngineOptions { n_threads: 2 }).unwrap_or_else(|e| panic!("{e}"))
+    Engine::load(
+        path,
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Logits of every position of `ids`, `(T, V)`.

@@ -8,7 +8,10 @@ use huarizo_engine::{Engine, EngineOptions, ImatrixCollector, Logits};
 fn check(model: &str) {
     let engine = Engine::load(
         &huarizo_testdata::file(model),
-        &EngineOptions { n_threads: 2 },
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
     )
     .unwrap();
     let c = engine.config().clone();

@@ -6,7 +6,10 @@ use huarizo_engine::{CacheType, Engine, EngineOptions, Logits};
 fn smollm2(cache: CacheType) -> Engine {
     let mut engine = Engine::load(
         &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
     )
     .unwrap();
     engine.set_cache_type(cache).unwrap();

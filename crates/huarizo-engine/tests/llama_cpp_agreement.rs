@@ -23,7 +23,10 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 fn smollm2_prompts_and_greedy_tokens_match_llama_cpp() {
     let engine = Engine::load(
         &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
     )
     .unwrap();
     for file in ["smollm2.json", "smollm2.avx2.json"] {

@@ -32,7 +32,14 @@ fn short_hash(data: &[u8]) -> String {
 /// the reference's matrix was computed in (`isa`).
 fn smollm2_importance(model: &Path, dir: &Path, isa: &str) -> Importance {
     huarizo_engine::set_ggml_isa(huarizo_engine::GgmlIsa::parse(isa).expect("avx2 or avx512"));
-    let engine = Engine::load(model, &EngineOptions { n_threads: 2 }).unwrap();
+    let engine = Engine::load(
+        model,
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let text_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/quality/lighthouse.txt");
     let text = std::fs::read_to_string(&text_path).unwrap();

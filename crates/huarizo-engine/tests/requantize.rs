@@ -49,7 +49,14 @@ fn greedy(engine: &Engine, prompt: &str) -> Vec<u32> {
 }
 
 fn load(path: &Path) -> Engine {
-    Engine::load(path, &EngineOptions { n_threads: 2 }).unwrap_or_else(|e| panic!("{e}"))
+    Engine::load(
+        path,
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Requantized {

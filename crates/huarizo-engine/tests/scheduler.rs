@@ -55,7 +55,10 @@ impl Recorder {
 fn smollm2() -> Engine {
     Engine::load(
         &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 2 },
+        &EngineOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
     )
     .unwrap()
 }

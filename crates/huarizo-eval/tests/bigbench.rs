@@ -64,7 +64,14 @@ fn prompts_are_bigbench_s_byte_for_byte() {
 #[test]
 fn smollm2_scores_tasks_into_lm_eval_results() {
     let model = huarizo_testdata::file("smollm2.gguf");
-    let engine = Engine::load(&model, &EngineOptions { n_threads: 0 }).unwrap();
+    let engine = Engine::load(
+        &model,
+        &EngineOptions {
+            n_threads: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let ev = Evaluator::new(&engine, RunOptions::default());
     let names = ["toy_mc", "toy_gen", "toy_composite"]
         .map(|t| fixtures().join(t).display().to_string())

@@ -143,7 +143,10 @@ fn user_tasks_and_perplexity_on_smollm2() {
     let plan = suite::resolve(&names, &no_bigbench, &local).unwrap();
     let engine = Engine::load(
         &huarizo_testdata::file("smollm2.gguf"),
-        &EngineOptions { n_threads: 0 },
+        &EngineOptions {
+            n_threads: 0,
+            ..Default::default()
+        },
     )
     .unwrap();
     let ev = Evaluator::new(&engine, RunOptions::default());

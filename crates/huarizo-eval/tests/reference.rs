@@ -40,7 +40,10 @@ fn check(model: &str, floor: &Floor) {
     set_ggml_isa(GgmlIsa::parse(reference["ggml_isa"].as_str().unwrap()).unwrap());
     let engine = Engine::load(
         &huarizo_testdata::file(&format!("{model}.gguf")),
-        &EngineOptions { n_threads: 0 },
+        &EngineOptions {
+            n_threads: 0,
+            ..Default::default()
+        },
     )
     .unwrap();
     let ev = Evaluator::new(&engine, RunOptions::default());

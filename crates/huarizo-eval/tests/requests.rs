@@ -9,7 +9,14 @@ use huarizo_eval::{Evaluator, GenerateUntil, Loglikelihood, Rolling, RunOptions}
 
 fn smollm2() -> Engine {
     let path = huarizo_testdata::file("smollm2.gguf");
-    Engine::load(&path, &EngineOptions { n_threads: 0 }).unwrap()
+    Engine::load(
+        &path,
+        &EngineOptions {
+            n_threads: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Sum of log-probabilities of `tokens[from..]` from one forward over all of `tokens`.

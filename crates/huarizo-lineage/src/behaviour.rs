@@ -57,7 +57,10 @@ fn argmax(v: &[f32]) -> usize {
 /// Runs the probe texts through both models. `Err` says why it could not (a model that
 /// does not load for inference, for instance with renamed tensors).
 pub fn compare(a: &Path, b: &Path, threads: usize) -> Result<BehaviourReport, String> {
-    let options = EngineOptions { n_threads: threads };
+    let options = EngineOptions {
+        n_threads: threads,
+        ..Default::default()
+    };
     let ea = Engine::load(a, &options).map_err(|e| e.to_string())?;
     let eb = Engine::load(b, &options).map_err(|e| e.to_string())?;
     let vocab = ea.config().n_vocab;

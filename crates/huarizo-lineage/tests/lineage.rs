@@ -138,7 +138,10 @@ fn permuting_heads_and_neurons_keeps_the_function() {
     );
     let f32_permuted = scratch("f32-permuted.gguf");
     write_variant(&f32_base, &f32_permuted, &Edit::Permute { seed: 5 }).unwrap();
-    let options = EngineOptions { n_threads: 0 };
+    let options = EngineOptions {
+        n_threads: 0,
+        ..Default::default()
+    };
     let a = Engine::load(&f32_base, &options).unwrap();
     let b = Engine::load(&f32_permuted, &options).unwrap();
     let tokens = a.tokenizer().encode(

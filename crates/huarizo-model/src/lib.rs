@@ -18,6 +18,7 @@ pub mod requantize;
 pub mod state;
 pub mod train;
 pub mod weights;
+pub mod widen;
 
 pub use arch::Arch;
 pub use config::Config;
@@ -29,3 +30,4 @@ pub use huarizo_kernels::{
 };
 pub use model::{whole_prompt_place, BatchPlaces, Logits, Model, SeqBatch, REFERENCE_UBATCH};
 pub use state::{CacheType, Scratch, State};
+pub use widen::{widen_to_f32, Precision};
