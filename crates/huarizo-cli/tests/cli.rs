@@ -542,3 +542,58 @@ fn convert_to_hf_and_back_and_run_from_the_folder() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--precision f32` widens the weights in memory exactly as `convert --type F32` writes
+/// them: generation and log-probabilities equal those of the converted file bit for bit.
+/// An unknown precision is refused with the supported names.
+#[test]
+fn precision_f32_equals_the_model_converted_to_f32() {
+    let dir = std::env::temp_dir().join(format!("huarizo-cli-f32-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = smollm2();
+    let f32_file = dir.join("f32.gguf");
+    let ok = |args: &[&str]| {
+        let r = huarizo(args);
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.status.code(), Some(0), "{args:?}: {err}");
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let f32_path = f32_file.to_str().unwrap();
+    ok(&[
+        "convert", "-m", &model, "--to", "gguf", f32_path, "--type", "f32",
+    ]);
+    let run = |m: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-m",
+            m,
+            "--raw",
+            "--temperature",
+            "0",
+            "-n",
+            "12",
+            "-t",
+            "2",
+            "--json",
+            "--logprobs",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        args.push("Die Hauptstadt von Deutschland ist");
+        ok(&args)
+    };
+    let widened = run(&model, &["--precision", "f32"]);
+    assert_eq!(widened, run(f32_path, &[]));
+    // The widened weights compute differently from the stored ones (8-bit activations).
+    assert_ne!(widened, run(&model, &[]));
+    // A usage error, as clap reports them (exit code 2).
+    let out = huarizo(&["run", "-m", &model, "--precision", "f16", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown precision \"f16\"; supported: file, f32"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

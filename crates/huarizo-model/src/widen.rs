@@ -5,7 +5,7 @@
 
 use crate::error::ModelError;
 use crate::weights::rows_of;
-use huarizo_formats::{GgmlType, GgufFile, PartTensor, TensorInfo};
+use huarizo_formats::{GgmlType, GgufFile, PartTensor, TensorInfo, Value};
 
 /// Which numbers the weight products multiply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Precision {
 /// Byte alignment of each tensor in the widened map (a cache line).
 const ALIGN: usize = 64;
 
-/// `file` with every tensor in F32, the metadata unchanged, the weights in one anonymous
+/// `file` with every tensor in F32, the metadata unchanged but `general.file_type`, the weights in one anonymous
 /// map advised for huge pages. A file whose tensors are all F32 already is returned as it
 /// is. Costs 4 bytes per weight of memory; the source file's pages are not kept.
 pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
@@ -88,7 +88,14 @@ pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
     let map = map
         .make_read_only()
         .map_err(io("protecting the F32 weights"))?;
-    let metadata = file.metadata().to_vec();
+    // `general.file_type` says F32 (llama_ftype 0), as in a file llama-quantize widened.
+    let mut metadata: Vec<(String, Value)> = file
+        .metadata()
+        .iter()
+        .filter(|(key, _)| key != "general.file_type")
+        .cloned()
+        .collect();
+    metadata.push(("general.file_type".into(), Value::U32(0)));
     GgufFile::from_parts(file.path(), metadata, layout, vec![map]).map_err(ModelError::from)
 }
 
