@@ -20,6 +20,7 @@ pub mod attention;
 pub mod bandwidth;
 pub mod block_sums;
 pub mod blocks;
+pub mod f32_products;
 pub mod gemm;
 pub mod ggml_lanes;
 pub mod isa;

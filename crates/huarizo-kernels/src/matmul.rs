@@ -177,6 +177,9 @@ pub fn matmul_many_rows(
         acts.len() >= a_row * n_tokens,
         "activations shorter than (T, n_in)"
     );
+    if act_type == GgmlType::F32 {
+        return crate::f32_products::products(pool, n_in, acts, n_tokens, products, rows);
+    }
     let n_blocks = n_in / QK;
     BUFFERS.with_borrow_mut(|buffers| {
         let mut plans: [Option<TilePlan<'_>>; MAX_PRODUCTS] = [None, None, None, None];
