@@ -252,7 +252,7 @@ fn hsum<const L: usize>(v: &[f32; L]) -> f32 {
 /// pointer to L values, `$fma(a, b, acc)`, `$arr` to an array), each function with the
 /// attributes `$attr` (the target features it is compiled for).
 macro_rules! lane_kernels {
-    ($m:ident, [$(#[$attr:meta])*], $L:literal, $C:literal, $V:ty, $zero:path, $load:path, $fma:path, $arr:path) => {
+    ($m:ident, [$(#[$attr:meta])*], $L:literal, $C:literal, $V:ty, $zero:path, $load:path, $fma:path, $arr:path, $hsum:path) => {
         mod $m {
             #![allow(unused_unsafe, clippy::missing_safety_doc)]
             use super::*;
@@ -303,6 +303,10 @@ macro_rules! lane_kernels {
                 }
                 for r in 0..R {
                     for c in 0..C {
+                        if n == full {
+                            out[r][c] = $hsum(acc[r][c]);
+                            continue;
+                        }
                         let mut lanes = $arr(acc[r][c]);
                         // A partial last step: AVX builds load it zero-padded into the
                         // same accumulator, a lane per value.
@@ -384,10 +388,14 @@ mod portable {
     pub(super) fn arr<const L: usize>(v: [f32; L]) -> [f32; L] {
         v
     }
+    #[inline(always)]
+    pub(super) fn hsum<const L: usize>(v: [f32; L]) -> f32 {
+        super::hsum(&v)
+    }
 }
 
-lane_kernels!(p8, [#[inline]], 8, 4, [f32; 8], portable::zero, portable::load, portable::fma, portable::arr);
-lane_kernels!(p16, [#[inline]], 16, 4, [f32; 16], portable::zero, portable::load, portable::fma, portable::arr);
+lane_kernels!(p8, [#[inline]], 8, 4, [f32; 8], portable::zero, portable::load, portable::fma, portable::arr, portable::hsum);
+lane_kernels!(p16, [#[inline]], 16, 4, [f32; 16], portable::zero, portable::load, portable::fma, portable::arr, portable::hsum);
 
 /// x86 vectors: `__m512` (16 lanes), `__m256` (8), and a pair of `__m256` (16 lanes on a
 /// CPU without AVX-512; lanes 0–7 in the first).
@@ -418,6 +426,37 @@ mod simd {
     pub(super) fn arr16(v: __m512) -> [f32; 16] {
         // SAFETY: __m512 and [f32; 16] have the same size, and every bit pattern is valid.
         unsafe { std::mem::transmute(v) }
+    }
+
+    /// tinyBLAS's `hsum(__m128)`: (0 + 2) + (1 + 3).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum4(x: __m128) -> f32 {
+        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+        _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
+    }
+    /// tinyBLAS's `hsum(__m256)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn hsum8(v: __m256) -> f32 {
+        hsum4(_mm_add_ps(
+            _mm256_extractf128_ps::<1>(v),
+            _mm256_castps256_ps128(v),
+        ))
+    }
+    /// `_mm512_reduce_add_ps` as GCC defines it: 256-bit halves, 128-bit halves, then
+    /// (0 + 2) + (1 + 3).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn hsum16(v: __m512) -> f32 {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        hsum8(_mm256_add_ps(hi, _mm512_castps512_ps256(v)))
+    }
+    /// 16 lanes in two halves, summed as [`hsum16`] sums them.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn hsum2x8(v: [__m256; 2]) -> f32 {
+        hsum8(_mm256_add_ps(v[1], v[0]))
     }
 
     #[inline]
@@ -475,11 +514,11 @@ mod simd {
 }
 
 #[cfg(target_arch = "x86_64")]
-lane_kernels!(z16, [#[target_feature(enable = "avx512f,avx2,fma")]], 16, 4, std::arch::x86_64::__m512, simd::zero16, simd::load16, simd::fma16, simd::arr16);
+lane_kernels!(z16, [#[target_feature(enable = "avx512f,avx2,fma")]], 16, 4, std::arch::x86_64::__m512, simd::zero16, simd::load16, simd::fma16, simd::arr16, simd::hsum16);
 #[cfg(target_arch = "x86_64")]
-lane_kernels!(y8, [#[target_feature(enable = "avx2,fma")]], 8, 3, std::arch::x86_64::__m256, simd::zero8, simd::load8, simd::fma8, simd::arr8);
+lane_kernels!(y8, [#[target_feature(enable = "avx2,fma")]], 8, 3, std::arch::x86_64::__m256, simd::zero8, simd::load8, simd::fma8, simd::arr8, simd::hsum8);
 #[cfg(target_arch = "x86_64")]
-lane_kernels!(yy16, [#[target_feature(enable = "avx2,fma")]], 16, 1, [std::arch::x86_64::__m256; 2], simd::zero2x8, simd::load2x8, simd::fma2x8, simd::arr2x8);
+lane_kernels!(yy16, [#[target_feature(enable = "avx2,fma")]], 16, 1, [std::arch::x86_64::__m256; 2], simd::zero2x8, simd::load2x8, simd::fma2x8, simd::arr2x8, simd::hsum2x8);
 
 #[cfg(test)]
 mod tests {
@@ -595,9 +634,15 @@ mod tests {
     #[test]
     fn products_take_each_rows_order() {
         let mut rng = Rng(11);
-        let n_in = 88;
+        // 88 values end in a partial step of 16 lanes, 64 do not.
         for (isa, kernel, name) in kernels() {
-            for (n_out, n_tokens) in [(12, 1), (12, 9), (10, 6), (4, 2)] {
+            for (n_in, n_out, n_tokens) in [
+                (88, 12, 1),
+                (88, 12, 9),
+                (64, 12, 9),
+                (88, 10, 6),
+                (64, 4, 2),
+            ] {
                 let w = values(&mut rng, n_out * n_in);
                 let x = values(&mut rng, n_tokens * n_in);
                 let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -619,7 +664,11 @@ mod tests {
                                 Order::VecDot => vec_dot_f32(isa, wr, xt),
                                 Order::Tiled => tiled_dot_f32(isa, wr, xt),
                             };
-                            assert_eq!(out[t * n_out + r].to_bits(), want.to_bits(), "{name}");
+                            assert_eq!(
+                                out[t * n_out + r].to_bits(),
+                                want.to_bits(),
+                                "{name} {n_in}"
+                            );
                         }
                     }
                 }
