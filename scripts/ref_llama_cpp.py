@@ -38,8 +38,12 @@ N_GEN = 32
 
 
 def main():
-    path, name = sys.argv[1], sys.argv[2]
-    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    # --last: logits of the prompt's last row only (llama.cpp then runs the last layer's
+    # feed-forward on that row alone), written to <name>.last.json.
+    last = "--last" in sys.argv
+    path, name = [a for a in sys.argv[1:] if a != "--last"]
+    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_batch=512,
+                          logits_all=not last, verbose=False)
     records = []
     for prompt in PROMPTS:
         llm.reset()
@@ -47,7 +51,13 @@ def main():
         llm.eval(toks)
         gen, tops = [], []
         for _ in range(N_GEN):
-            logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            if last:
+                # llama-cpp-python keeps no scores without logits_all: read llama.cpp's
+                # one output row.
+                logits = np.array(np.ctypeslib.as_array(
+                    llm._ctx.get_logits(), shape=(llm.n_vocab(),)), dtype=np.float32)
+            else:
+                logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
             order = np.argsort(-logits, kind="stable")[:5]
             tops.append([[int(i), float(logits[i])] for i in order])
             tok = int(order[0])
@@ -61,10 +71,11 @@ def main():
         "model": name,
         "ggml_isa": isa,
         "system_info": info.strip(),
-        "reference": f"llama-cpp-python {llama_cpp.__version__}, n_ctx=512, n_threads=2, default flash-attention and KV settings",
+        "reference": f"llama-cpp-python {llama_cpp.__version__}, n_ctx=512, n_threads=2, "
+                     f"logits_all={not last}, default flash-attention and KV settings",
         "records": records,
     }
-    suffix = "" if isa == "avx512" else ".avx2"
+    suffix = (".last" if last else "") + ("" if isa == "avx512" else ".avx2")
     with open(f"tests/reference/{name}{suffix}.json", "w") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
 

@@ -595,6 +595,18 @@ impl Model {
                 norm_rows(pool, &mut s.out, w, c.rms_eps);
             }
             trace("attn_post_norm", il, &s.out);
+            let mut places = places;
+            if il + 1 == c.n_layer {
+                // From here on llama.cpp keeps only the rows that give logits
+                // (`inp_out_ids`): the last feed-forward is a batch of those rows alone,
+                // which sums some products in other orders than the whole batch would.
+                keep_rows(&mut s.x, e, seqs);
+                keep_rows(&mut s.out, e, seqs);
+                places = (!s.logit_places.is_empty()).then_some(&s.logit_places[..]);
+                if s.x.is_empty() {
+                    break;
+                }
+            }
             s.x.iter_mut().zip(&s.out).for_each(|(x, o)| *x += o);
 
             // MLP block.
@@ -636,24 +648,15 @@ impl Model {
             trace("l_out", il, &s.x);
         }
 
-        // Final norm and output head on the rows that need logits.
-        s.xb.clear();
-        let mut row0 = 0;
+        // Final norm and output head on the rows that need logits (the only rows left).
         for seq in seqs.iter_mut() {
-            let n = seq.tokens.len();
-            let first = match seq.logits {
-                Logits::None => n,
-                Logits::Last => n - 1,
-                Logits::All => 0,
-            };
-            s.xb.extend_from_slice(&s.x[(row0 + first) * e..(row0 + n) * e]);
-            seq.state.n_past += n;
-            row0 += n;
+            seq.state.n_past += seq.tokens.len();
         }
         s.logits.clear();
-        if s.xb.is_empty() {
+        if s.x.is_empty() {
             return Ok(());
         }
+        s.xb.clone_from(&s.x);
         norm_rows(pool, &mut s.xb, &self.output_norm, c.rms_eps);
         trace("result_norm", 0, &s.xb);
         let places = (!s.logit_places.is_empty()).then_some(&s.logit_places[..]);
@@ -751,6 +754,20 @@ const POOL_MIN_ROWS: usize = 16;
 
 /// RMS-normalises each row of `x` (rows of `w.len()` values) by `w`, on the pool for a
 /// batch (each row gives the same bits on any thread).
+/// Keeps, of `x` (one row of `width` per token of `seqs`, in order), only the rows that
+/// give logits, in order.
+fn keep_rows(x: &mut Vec<f32>, width: usize, seqs: &[SeqBatch<'_>]) {
+    let (mut row0, mut kept) = (0, 0);
+    for seq in seqs {
+        let n = seq.tokens.len();
+        let rows = (row0 + n - seq.n_logits())..(row0 + n);
+        x.copy_within(rows.start * width..rows.end * width, kept * width);
+        kept += rows.len();
+        row0 += n;
+    }
+    x.truncate(kept * width);
+}
+
 fn norm_rows(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
     let norm = |rows: &mut [f32]| ops::rms_norm_rows(rows, w, eps);
