@@ -109,24 +109,29 @@ pub(crate) fn products(
     products: &mut [Product<'_>],
     places: Option<&[BatchRow]>,
 ) {
-    let mut x_buf = Vec::new();
-    let x = as_f32(&acts[..n_tokens * n_in * 4], &mut x_buf);
-    products_as(ggml_isa(), pool, n_in, x, products, places);
+    COPIES.with_borrow_mut(|(x_buf, w_buf)| {
+        let x = as_f32(&acts[..n_tokens * n_in * 4], x_buf);
+        products_with(
+            piece_kernel(ggml_isa()),
+            pool,
+            n_in,
+            x,
+            products,
+            places,
+            w_buf,
+        );
+    });
 }
 
-/// [`products`] in build `isa`'s orders, activations as f32.
-fn products_as(
-    isa: GgmlIsa,
-    pool: &ThreadPool,
-    n_in: usize,
-    x: &[f32],
-    products: &mut [Product<'_>],
-    places: Option<&[BatchRow]>,
-) {
-    products_with(piece_kernel(isa), pool, n_in, x, products, places);
+thread_local! {
+    /// Aligned copies of activations and of a weight whose bytes are not 4-aligned (a
+    /// GGUF file may declare an alignment of 1 or 2), reused from call to call.
+    static COPIES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// [`products_as`] with the piece kernel `kernel`.
+/// [`products`] with the piece kernel `kernel`, activations as f32, `w_buf` for a copy of
+/// a misaligned weight.
 fn products_with(
     kernel: PieceFn,
     pool: &ThreadPool,
@@ -134,6 +139,7 @@ fn products_with(
     x: &[f32],
     products: &mut [Product<'_>],
     places: Option<&[BatchRow]>,
+    w_buf: &mut Vec<f32>,
 ) {
     let n_tokens = x.len() / n_in;
     for p in products.iter_mut() {
@@ -143,8 +149,7 @@ fn products_with(
             "F32 product of {n_out} × {n_in} with {n_tokens} rows: buffers too short"
         );
         let order = |t: usize| Order::of(places.map_or(n_tokens, |p| p[t].of), n_out);
-        let mut w_buf = Vec::new();
-        let w = as_f32(&p.w[..n_out * n_in * 4], &mut w_buf);
+        let w = as_f32(&p.w[..n_out * n_in * 4], w_buf);
         let out = SharedOut(p.out.as_mut_ptr());
         // Blocks of activation rows small enough to stay in L2 while every weight row
         // passes; the order of an output does not depend on the blocking.
@@ -156,9 +161,13 @@ fn products_with(
                     let r0 = tile_index * TILE;
                     let r1 = (r0 + TILE).min(n_out);
                     let mut put = |t: usize, i: usize, v: f32| {
+                        assert!(
+                            t < n_tokens && i < r1 - r0,
+                            "output ({t}, {i}) out of range"
+                        );
                         // SAFETY: row r0 + i is one of this piece's weight rows (claimed
-                        // by this thread alone) and t < n_tokens: inside `out` (checked
-                        // above).
+                        // by this thread alone) and t < n_tokens (asserted): inside `out`
+                        // (checked above).
                         unsafe { out.write(t * n_out + r0 + i, v) }
                     };
                     let piece = Piece {
@@ -233,6 +242,29 @@ fn vec_dot_reduce<const L: usize>(sum: &[f32; L]) -> f32 {
     }
 }
 
+/// `ggml_vec_dot_f32`'s scalar tail `sumf += x[i]*y[i]` over `start..n`, as GCC compiles it
+/// in the AVX-512 build (read off its `libggml-cpu.so`): products rounded, then added in
+/// order, except the last `(n − start) mod 8`, which it fuses into multiply-adds. For the
+/// AVX2 build (L = 8), unfused throughout (not read off a binary). No LLaMA-family width
+/// leaves a tail: they are multiples of 64.
+#[inline(always)]
+fn vec_dot_leftovers<const L: usize>(
+    mut sumf: f32,
+    x: &[f32],
+    y: &[f32],
+    start: usize,
+    n: usize,
+) -> f32 {
+    let fused_from = if L == 16 { n - (n - start) % 8 } else { n };
+    for i in start..fused_from {
+        sumf += x[i] * y[i];
+    }
+    for i in fused_from..n {
+        sumf = x[i].mul_add(y[i], sumf);
+    }
+    sumf
+}
+
 /// tinyBLAS's `hsum` (and `_mm512_reduce_add_ps`): halves added until four lanes remain,
 /// then (0 + 2) + (1 + 3).
 #[inline(always)]
@@ -248,7 +280,8 @@ fn hsum<const L: usize>(v: &[f32; L]) -> f32 {
     (w[0] + w[2]) + (w[1] + w[3])
 }
 
-/// The kernels of one lane count L over one vector type `$V` (`$zero`, `$load` from a
+/// The kernels of one lane count L, with tiles of 4 weight rows × `$C` activation rows,
+/// over one vector type `$V` (`$zero`, `$load` from a
 /// pointer to L values, `$fma(a, b, acc)`, `$arr` to an array), each function with the
 /// attributes `$attr` (the target features it is compiled for).
 macro_rules! lane_kernels {
@@ -272,11 +305,7 @@ macro_rules! lane_kernels {
                 }
                 let v: [[f32; $L]; 4] = std::array::from_fn(|j| $arr(acc[j]));
                 let sum: [f32; $L] = std::array::from_fn(|l| (v[0][l] + v[2][l]) + (v[1][l] + v[3][l]));
-                let mut sumf = vec_dot_reduce(&sum);
-                for i in n / step * step..n {
-                    sumf += x[i] * y[i];
-                }
-                sumf
+                vec_dot_leftovers::<$L>(vec_dot_reduce(&sum), x, y, n / step * step, n)
             }
 
             /// tinyBLAS outputs of R weight rows × C activation rows.
@@ -553,8 +582,19 @@ mod tests {
             let t4: Vec<f32> = (0..4).map(|j| t8[j + 4] + t8[j]).collect();
             (t4[0] + t4[2]) + (t4[1] + t4[3])
         };
+        // The AVX-512 build fuses the last (n − np) mod 8 products (see
+        // `vec_dot_leftovers`).
+        let fused_from = if lanes == 16 {
+            x.len() - (x.len() - np) % 8
+        } else {
+            x.len()
+        };
         for i in np..x.len() {
-            sumf += x[i] * y[i];
+            sumf = if i < fused_from {
+                sumf + x[i] * y[i]
+            } else {
+                x[i].mul_add(y[i], sumf)
+            };
         }
         sumf
     }
@@ -656,7 +696,7 @@ mod tests {
                         n_out,
                         out: &mut out,
                     }];
-                    products_with(kernel, &pool, n_in, &x, &mut p, None);
+                    products_with(kernel, &pool, n_in, &x, &mut p, None, &mut Vec::new());
                     for t in 0..n_tokens {
                         for r in 0..n_out {
                             let (wr, xt) = (&w[r * n_in..][..n_in], &x[t * n_in..][..n_in]);
@@ -674,5 +714,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Weights and activations at odd addresses (a GGUF file may declare an alignment of
+    /// 1) are copied, with the same results.
+    #[test]
+    fn misaligned_bytes_give_the_same_products() {
+        let mut rng = Rng(5);
+        let (n_in, n_out, n_tokens) = (64, 8, 5);
+        let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let (w, x) = (
+            values(&mut rng, n_out * n_in),
+            values(&mut rng, n_tokens * n_in),
+        );
+        let pool = ThreadPool::new(2);
+        let run = |shift: usize| {
+            let mut wb = vec![0u8; shift];
+            wb.extend(le(&w));
+            let mut xb = vec![0u8; shift];
+            xb.extend(le(&x));
+            let mut out = vec![0f32; n_tokens * n_out];
+            let mut p = [Product {
+                w_type: huarizo_formats::GgmlType::F32,
+                w: &wb[shift..],
+                packed: None,
+                n_out,
+                out: &mut out,
+            }];
+            products(&pool, n_in, &xb[shift..], n_tokens, &mut p, None);
+            out
+        };
+        let aligned = run(0);
+        assert_eq!(run(1), aligned);
+        assert_eq!(run(2), aligned);
     }
 }

@@ -31,21 +31,14 @@ impl Precision {
             Precision::F32 => "f32",
         }
     }
-
-    /// The precision named `s` (case-insensitive).
-    pub fn parse(s: &str) -> Option<Precision> {
-        Precision::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-    }
 }
 
 /// Byte alignment of each tensor in the widened map (a cache line).
 const ALIGN: usize = 64;
 
-/// `file` with every tensor in F32, the metadata unchanged but `general.file_type`, the weights in one anonymous
-/// map advised for huge pages. A file whose tensors are all F32 already is returned as it
-/// is. Costs 4 bytes per weight of memory; the source file's pages are not kept.
+/// `file` with every tensor in F32, the metadata unchanged but `general.file_type`, the
+/// weights in one anonymous map advised for huge pages. A file whose tensors are all F32
+/// already is returned as it is. Costs 4 bytes per weight of memory; the source file's pages are not kept.
 pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
     if file.tensors().iter().all(|t| t.ggml_type == GgmlType::F32) {
         return Ok(file);
@@ -53,9 +46,7 @@ pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
     let mut layout = Vec::with_capacity(file.tensors().len());
     let mut total = 0usize;
     for t in file.tensors() {
-        let (width, rows) = rows_of(t);
-        let bytes = width
-            .checked_mul(rows)
+        let bytes = n_values(t)
             .and_then(|n| n.checked_mul(4))
             .ok_or_else(|| too_large(t))?;
         layout.push(PartTensor {
@@ -78,12 +69,8 @@ pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
     #[cfg(target_os = "linux")]
     let _ = map.advise(memmap2::Advice::HugePage);
     for (t, part) in file.tensors().iter().zip(&layout) {
-        let (width, rows) = rows_of(t);
-        widen_tensor(
-            &file,
-            t,
-            &mut map[part.start..part.start + width * rows * 4],
-        )?;
+        let n = n_values(t).ok_or_else(|| too_large(t))?;
+        widen_tensor(&file, t, &mut map[part.start..part.start + n * 4])?;
     }
     let map = map
         .make_read_only()
@@ -99,9 +86,20 @@ pub fn widen_to_f32(file: GgufFile) -> Result<GgufFile, ModelError> {
     GgufFile::from_parts(file.path(), metadata, layout, vec![map]).map_err(ModelError::from)
 }
 
-/// Writes tensor `t` of `file` as little-endian f32 values into `out`, row by row.
+/// The number of values of `t` (the product of its dimensions), if it fits a `usize`.
+fn n_values(t: &TensorInfo) -> Option<usize> {
+    t.shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+}
+
+/// Writes tensor `t` of `file` as little-endian f32 values into `out` (4 bytes per value
+/// of `t`), row by row. A tensor without values writes nothing.
 fn widen_tensor(file: &GgufFile, t: &TensorInfo, out: &mut [u8]) -> Result<(), ModelError> {
     let (width, _) = rows_of(t);
+    if out.is_empty() || width == 0 {
+        return Ok(());
+    }
     let mut row = vec![0.0f32; width];
     for (r, dst) in out.chunks_exact_mut(width * 4).enumerate() {
         crate::weights::dequantize_rows_into(file, t, r, &mut row)?;
@@ -117,4 +115,49 @@ fn too_large(t: &TensorInfo) -> ModelError {
         "tensor {} is too large to widen to F32 (shape {:?})",
         t.name, t.shape
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An F16 matrix is widened value for value; a tensor without values (a zero
+    /// dimension) widens to nothing instead of failing.
+    #[test]
+    fn widens_values_and_tolerates_empty_tensors() {
+        let values: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let mut map = memmap2::MmapMut::map_anon(128).unwrap();
+        for (b, v) in map.chunks_exact_mut(2).zip(&values) {
+            b.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+        }
+        let part = |name: &str, shape: Vec<u64>| PartTensor {
+            name: name.into(),
+            shape,
+            ggml_type: GgmlType::F16,
+            map: 0,
+            start: 0,
+        };
+        let file = GgufFile::from_parts(
+            std::path::Path::new("test.gguf"),
+            vec![("general.file_type".into(), Value::U32(1))],
+            vec![part("w", vec![32, 2]), part("empty", vec![32, 0])],
+            vec![map.make_read_only().unwrap()],
+        )
+        .unwrap();
+        let wide = widen_to_f32(file).unwrap();
+        let w = wide.tensors().iter().find(|t| t.name == "w").unwrap();
+        assert_eq!(w.ggml_type, GgmlType::F32);
+        let got: Vec<f32> = wide
+            .tensor_data(w)
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(got, values);
+        let empty = wide.tensors().iter().find(|t| t.name == "empty").unwrap();
+        assert_eq!(wide.tensor_data(empty).len(), 0);
+        assert!(wide
+            .metadata()
+            .iter()
+            .any(|(k, v)| k == "general.file_type" && *v == Value::U32(0)));
+    }
 }
