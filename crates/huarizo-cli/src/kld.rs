@@ -62,12 +62,7 @@ pub fn kld(args: &KldArgs) -> Result<()> {
         huarizo_engine::CacheType::F16,
         huarizo_engine::Precision::File,
     )?;
-    let quant = load_engine(
-        &args.quant,
-        args.text.threads,
-        args.text.cache_type,
-        args.text.precision,
-    )?;
+    let quant = args.text.load(&args.quant)?;
     check_same_vocab(args, &base, &quant)?;
     let plan = plan(&base, &args.text)?;
     let n_vocab = base.config().n_vocab;

@@ -64,6 +64,13 @@ pub struct ImatrixArgs {
     pub process_output: bool,
 }
 
+impl TextArgs {
+    /// Loads the model `spec` names with these flags' threads, cache type and precision.
+    pub(crate) fn load(&self, spec: &str) -> Result<Engine> {
+        load_engine(spec, self.threads, self.cache_type, self.precision)
+    }
+}
+
 /// Loads the model `spec` names.
 pub(crate) fn load_engine(
     spec: &str,
@@ -133,12 +140,7 @@ fn print_final(sums: &NllSums) {
 
 /// `huarizo perplexity`.
 pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
-    let engine = load_engine(
-        &args.model,
-        args.text.threads,
-        args.text.cache_type,
-        args.text.precision,
-    )?;
+    let engine = args.text.load(&args.model)?;
     let plan = plan(&engine, &args.text)?;
     let n_vocab = engine.config().n_vocab;
     let start = Instant::now();
@@ -176,12 +178,7 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
 
 /// `huarizo imatrix`.
 pub fn imatrix(args: &ImatrixArgs) -> Result<()> {
-    let engine = load_engine(
-        &args.model,
-        args.text.threads,
-        args.text.cache_type,
-        args.text.precision,
-    )?;
+    let engine = args.text.load(&args.model)?;
     let plan = plan(&engine, &args.text)?;
     let untied = engine.gguf().tensor("output.weight").is_some();
     if args.process_output && !untied {

@@ -16,7 +16,7 @@
 //! time. Every multiply-add is one rounding (`f32::mul_add`, an FMA where the CPU has one).
 
 use crate::isa::{ggml_isa, GgmlIsa};
-use crate::matmul::{BatchRow, Product};
+use crate::matmul::{BatchRow, Product, MAX_PRODUCTS};
 use crate::pool::ThreadPool;
 
 /// Weight rows and activation rows of one batched tile.
@@ -109,7 +109,7 @@ pub(crate) fn products(
     products: &mut [Product<'_>],
     places: Option<&[BatchRow]>,
 ) {
-    COPIES.with_borrow_mut(|(x_buf, w_buf)| {
+    COPIES.with_borrow_mut(|(x_buf, w_bufs)| {
         let x = as_f32(&acts[..n_tokens * n_in * 4], x_buf);
         products_with(
             piece_kernel(ggml_isa()),
@@ -118,7 +118,7 @@ pub(crate) fn products(
             x,
             products,
             places,
-            w_buf,
+            w_bufs,
         );
     });
 }
@@ -126,12 +126,13 @@ pub(crate) fn products(
 thread_local! {
     /// Aligned copies of activations and of a weight whose bytes are not 4-aligned (a
     /// GGUF file may declare an alignment of 1 or 2), reused from call to call.
-    static COPIES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static COPIES: std::cell::RefCell<(Vec<f32>, [Vec<f32>; MAX_PRODUCTS])> =
+        const { std::cell::RefCell::new((Vec::new(), [const { Vec::new() }; MAX_PRODUCTS])) };
 }
 
-/// [`products`] with the piece kernel `kernel`, activations as f32, `w_buf` for a copy of
-/// a misaligned weight.
+/// [`products`] with the piece kernel `kernel`, activations as f32, `w_bufs` for copies of
+/// misaligned weights. All the products' row tiles are claimed in one pass of the pool per
+/// block of activation rows.
 fn products_with(
     kernel: PieceFn,
     pool: &ThreadPool,
@@ -139,48 +140,66 @@ fn products_with(
     x: &[f32],
     products: &mut [Product<'_>],
     places: Option<&[BatchRow]>,
-    w_buf: &mut Vec<f32>,
+    w_bufs: &mut [Vec<f32>; MAX_PRODUCTS],
 ) {
     let n_tokens = x.len() / n_in;
-    for p in products.iter_mut() {
+    assert!(
+        products.len() <= MAX_PRODUCTS,
+        "at most {MAX_PRODUCTS} products"
+    );
+    let mut first_tile = [0usize; MAX_PRODUCTS + 1];
+    let mut views: [(&[f32], usize, Option<SharedOut>); MAX_PRODUCTS] =
+        [(&[], 0, None); MAX_PRODUCTS];
+    for (j, (p, w_buf)) in products.iter_mut().zip(w_bufs.iter_mut()).enumerate() {
         let n_out = p.n_out;
         assert!(
             p.w.len() >= n_out * n_in * 4 && p.out.len() >= n_tokens * n_out,
             "F32 product of {n_out} × {n_in} with {n_tokens} rows: buffers too short"
         );
-        let order = |t: usize| Order::of(places.map_or(n_tokens, |p| p[t].of), n_out);
-        let w = as_f32(&p.w[..n_out * n_in * 4], w_buf);
-        let out = SharedOut(p.out.as_mut_ptr());
-        // Blocks of activation rows small enough to stay in L2 while every weight row
-        // passes; the order of an output does not depend on the blocking.
-        let block = (TOKEN_BLOCK_BYTES / (n_in * 4)).max(TILE) / TILE * TILE;
-        for t0 in (0..n_tokens).step_by(block) {
-            let tokens = t0..(t0 + block).min(n_tokens);
-            pool.for_claimed_chunks(n_out.div_ceil(TILE), &|tiles| {
-                for tile_index in tiles {
-                    let r0 = tile_index * TILE;
-                    let r1 = (r0 + TILE).min(n_out);
-                    let mut put = |t: usize, i: usize, v: f32| {
-                        assert!(
-                            t < n_tokens && i < r1 - r0,
-                            "output ({t}, {i}) out of range"
-                        );
-                        // SAFETY: row r0 + i is one of this piece's weight rows (claimed
-                        // by this thread alone) and t < n_tokens (asserted): inside `out`
-                        // (checked above).
-                        unsafe { out.write(t * n_out + r0 + i, v) }
-                    };
-                    let piece = Piece {
-                        ws: &w[r0 * n_in..r1 * n_in],
-                        n_in,
-                        x,
-                        tokens: tokens.clone(),
-                        order: &order,
-                    };
-                    kernel(&piece, &mut put);
-                }
-            });
-        }
+        views[j] = (
+            as_f32(&p.w[..n_out * n_in * 4], w_buf),
+            n_out,
+            Some(SharedOut(p.out.as_mut_ptr())),
+        );
+        first_tile[j + 1] = first_tile[j] + n_out.div_ceil(TILE);
+    }
+    let n_tiles = first_tile[products.len()];
+    let batch_rows = |t: usize| places.map_or(n_tokens, |p| p[t].of);
+    // Blocks of activation rows small enough to stay in L2 while every weight row
+    // passes; the order of an output does not depend on the blocking.
+    let block = (TOKEN_BLOCK_BYTES / (n_in * 4)).max(TILE) / TILE * TILE;
+    for t0 in (0..n_tokens).step_by(block) {
+        let tokens = t0..(t0 + block).min(n_tokens);
+        pool.for_claimed_chunks(n_tiles, &|tiles| {
+            for tile in tiles {
+                let j = (0..MAX_PRODUCTS)
+                    .find(|&j| tile < first_tile[j + 1])
+                    .expect("tile of some product");
+                let (w, n_out, out) = views[j];
+                let out = out.expect("a view per product");
+                let r0 = (tile - first_tile[j]) * TILE;
+                let r1 = (r0 + TILE).min(n_out);
+                let mut put = |t: usize, i: usize, v: f32| {
+                    assert!(
+                        t < n_tokens && i < r1 - r0,
+                        "output ({t}, {i}) out of range"
+                    );
+                    // SAFETY: row r0 + i is one of this piece's weight rows (claimed by
+                    // this thread alone) and t < n_tokens (asserted): inside product j's
+                    // output (checked above).
+                    unsafe { out.write(t * n_out + r0 + i, v) }
+                };
+                let order = |t: usize| Order::of(batch_rows(t), n_out);
+                let piece = Piece {
+                    ws: &w[r0 * n_in..r1 * n_in],
+                    n_in,
+                    x,
+                    tokens: tokens.clone(),
+                    order: &order,
+                };
+                kernel(&piece, &mut put);
+            }
+        });
     }
 }
 
@@ -696,7 +715,15 @@ mod tests {
                         n_out,
                         out: &mut out,
                     }];
-                    products_with(kernel, &pool, n_in, &x, &mut p, None, &mut Vec::new());
+                    products_with(
+                        kernel,
+                        &pool,
+                        n_in,
+                        &x,
+                        &mut p,
+                        None,
+                        &mut Default::default(),
+                    );
                     for t in 0..n_tokens {
                         for r in 0..n_out {
                             let (wr, xt) = (&w[r * n_in..][..n_in], &x[t * n_in..][..n_in]);
@@ -747,5 +774,47 @@ mod tests {
         let aligned = run(0);
         assert_eq!(run(1), aligned);
         assert_eq!(run(2), aligned);
+    }
+
+    /// Q, K and V in one pass of the pool give what each gives alone.
+    #[test]
+    fn several_products_in_one_pass_equal_one_at_a_time() {
+        let mut rng = Rng(9);
+        let (n_in, n_tokens) = (64, 6);
+        let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let x = le(&values(&mut rng, n_tokens * n_in));
+        let shapes = [12, 4, 10];
+        let ws: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|&n| le(&values(&mut rng, n * n_in)))
+            .collect();
+        let pool = ThreadPool::new(2);
+        let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&n| vec![0f32; n_tokens * n]).collect();
+        let mut together: Vec<Product<'_>> = outs
+            .iter_mut()
+            .zip(&ws)
+            .zip(shapes)
+            .map(|((out, w), n_out)| Product {
+                w_type: huarizo_formats::GgmlType::F32,
+                w,
+                packed: None,
+                n_out,
+                out,
+            })
+            .collect();
+        products(&pool, n_in, &x, n_tokens, &mut together, None);
+        drop(together);
+        for ((w, &n_out), want) in ws.iter().zip(&shapes).zip(&outs) {
+            let mut alone = vec![0f32; n_tokens * n_out];
+            let mut p = [Product {
+                w_type: huarizo_formats::GgmlType::F32,
+                w,
+                packed: None,
+                n_out,
+                out: &mut alone,
+            }];
+            products(&pool, n_in, &x, n_tokens, &mut p, None);
+            assert_eq!(&alone, want);
+        }
     }
 }
