@@ -13,6 +13,7 @@ use crate::blocks::*;
 use crate::Kernels;
 use huarizo_formats::GgmlType;
 
+pub(crate) mod f32_lanes;
 mod packed;
 mod row_lanes;
 mod tiles;
