@@ -43,22 +43,36 @@ impl Order {
     }
 }
 
-/// `ggml_vec_dot_f32` of `x` and `y` in build `isa`'s order (portable code; the products
-/// run the same arithmetic in vector registers).
+/// `ggml_vec_dot_f32` of `x` and `y` in build `isa`'s order, compiled for the widest
+/// vectors this CPU has (every kernel gives the same bits).
 pub fn vec_dot_f32(isa: GgmlIsa, x: &[f32], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked above), and AVX-512 F where z16
+            // is called (checked just before).
+            return unsafe {
+                match isa {
+                    GgmlIsa::Avx512 if has!("avx512f") => z16::vec_dot(x, y),
+                    GgmlIsa::Avx512 => yy16::vec_dot(x, y),
+                    GgmlIsa::Avx2 => y8::vec_dot(x, y),
+                }
+            };
+        }
+    }
     match isa {
         GgmlIsa::Avx2 => p8::vec_dot(x, y),
         GgmlIsa::Avx512 => p16::vec_dot(x, y),
     }
 }
 
-/// tinyBLAS's dot product of `x` and `y` (one output of `llamafile_sgemm`) in build
-/// `isa`'s order (portable code).
-pub fn tiled_dot_f32(isa: GgmlIsa, x: &[f32], y: &[f32]) -> f32 {
-    match isa {
-        GgmlIsa::Avx2 => p8::tiled_dot(x, y),
-        GgmlIsa::Avx512 => p16::tiled_dot(x, y),
-    }
+/// The kernel table's F32 dot product (`crate::vec_dot`, for callers outside the
+/// products, e.g. weight studies): [`vec_dot_f32`] in the order of the build huarizo
+/// follows, on little-endian bytes.
+pub(crate) fn dot_bytes(w: &[u8], a: &[u8]) -> f32 {
+    let (mut w_buf, mut a_buf) = (Vec::new(), Vec::new());
+    vec_dot_f32(ggml_isa(), as_f32(w, &mut w_buf), as_f32(a, &mut a_buf))
 }
 
 /// A raw output pointer written at disjoint indices by the pool's threads.
@@ -513,6 +527,15 @@ lane_kernels!(
 mod tests {
     use super::*;
     use crate::tests::Rng;
+
+    /// tinyBLAS's dot product of `x` and `y` (one output of `llamafile_sgemm`) in build
+    /// `isa`'s order, portable code.
+    fn tiled_dot_f32(isa: GgmlIsa, x: &[f32], y: &[f32]) -> f32 {
+        match isa {
+            GgmlIsa::Avx2 => p8::tiled_dot(x, y),
+            GgmlIsa::Avx512 => p16::tiled_dot(x, y),
+        }
+    }
 
     fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.f32()).collect()

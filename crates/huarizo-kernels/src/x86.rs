@@ -32,7 +32,8 @@ pub(crate) fn install(k: &mut Kernels) -> bool {
     if !detected() {
         return false;
     }
-    k.dot[GgmlType::F32 as usize] = dot_f32;
+    // F32 follows the llama.cpp build huarizo follows, as the F32 products do.
+    k.dot[GgmlType::F32 as usize] = crate::f32_products::dot_bytes;
     k.dot[GgmlType::F16 as usize] = dot_f16;
     k.dot[GgmlType::BF16 as usize] = dot_bf16;
     k.dot[GgmlType::Q4_0 as usize] = dot_q4_0;
@@ -92,7 +93,6 @@ wrapper!(dot_q4_k_gemm, q4_k_gemm_order, BlockQ4_K, BlockQ8_K);
 pub(crate) fn order_kernels() -> Option<[crate::VecDotFn; 3]> {
     detected().then_some([dot_q4_k_gemv, dot_q4_k_gemm, dot_q6_k_tiled])
 }
-wrapper!(dot_f32, f32_f32);
 wrapper!(dot_f16, f16_f16);
 wrapper!(dot_bf16, bf16_bf16);
 
@@ -1282,34 +1282,6 @@ fn reduce4(s: [__m256; 4]) -> f32 {
     let t0 = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps::<1>(s0));
     let t1 = _mm_hadd_ps(t0, t0);
     _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load_f32x8(p: &[u8; 32]) -> __m256 {
-    // SAFETY: `p` is 32 readable bytes (8 little-endian f32); the load is unaligned.
-    unsafe { _mm256_loadu_ps(p.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f32_f32(x: &[u8], y: &[u8]) -> f32 {
-    let (xc, xr) = x.as_chunks::<128>();
-    let (yc, yr) = y.as_chunks::<128>();
-    let mut sum = [_mm256_setzero_ps(); 4];
-    for (xc, yc) in xc.iter().zip(yc) {
-        let (xv, _) = xc.as_chunks::<32>();
-        let (yv, _) = yc.as_chunks::<32>();
-        for j in 0..4 {
-            sum[j] = _mm256_fmadd_ps(load_f32x8(&xv[j]), load_f32x8(&yv[j]), sum[j]);
-        }
-    }
-    let mut sumf = reduce4(sum);
-    for (a, b) in xr.chunks_exact(4).zip(yr.chunks_exact(4)) {
-        let a = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
-        let b = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        sumf += a * b;
-    }
-    sumf
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
