@@ -8,6 +8,8 @@ use crate::blocks::QK;
 use crate::pool::ThreadPool;
 use crate::{quantize_row, vec_dot_kernel, vec_dot_type};
 use huarizo_formats::GgmlType;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Weight rows handled together, so that a tile of W stays in cache across the tokens.
 const ROW_TILE: usize = 8;
@@ -234,28 +236,13 @@ pub fn matmul_many_rows(
                 &mut b.lane_scales,
             );
         }
-        b.one_token_blocks.clear();
-        b.one_token_scales.clear();
-        b.one_token_sums.clear();
-        b.sub_sums.clear();
-        if need_sub_sums {
-            crate::packed::q8_k_sub_sums(acts, a_row, n_tokens, &mut b.sub_sums);
-        } else if need_one_token && act_type != GgmlType::Q8_K {
-            crate::packed::one_token_activations(
-                act_type,
-                acts,
-                a_row,
-                n_tokens,
-                &mut b.one_token_blocks,
-                &mut b.one_token_scales,
-                &mut b.one_token_sums,
-            );
-        }
+        let one_token = need_one_token.then(|| OneTokenNeed {
+            call: ONE_TOKEN_CALLS.fetch_add(1, Ordering::Relaxed),
+            act_type,
+            sub_sums: need_sub_sums,
+        });
         let tables = BatchTables {
-            sub_sums: &b.sub_sums,
-            one_token_blocks: &b.one_token_blocks,
-            one_token_sums: &b.one_token_sums,
-            one_token_scales: &b.one_token_scales,
+            one_token,
             scales: &b.scales,
             n_blocks,
             infos: &b.infos,
@@ -291,14 +278,6 @@ struct BatchBuffers {
     lane_quants: Vec<crate::ggml_lanes::LaneQuants>,
     /// See [`BatchTables::lane_scales`].
     lane_scales: Vec<[f32; 2]>,
-    /// See [`BatchTables::one_token_blocks`].
-    one_token_blocks: Vec<crate::packed::OneTokenBlock>,
-    /// See [`BatchTables::one_token_scales`].
-    one_token_scales: Vec<f32>,
-    /// See [`BatchTables::one_token_sums`].
-    one_token_sums: Vec<f32>,
-    /// See [`BatchTables::sub_sums`].
-    sub_sums: Vec<[i32; 8]>,
 }
 
 thread_local! {
@@ -366,15 +345,77 @@ struct BatchTables<'a> {
     lane_quants: &'a [crate::ggml_lanes::LaneQuants],
     /// As `lane_quants`: `[d, s]`.
     lane_scales: &'a [[f32; 2]],
-    /// Per token and block, what the one-token packed kernels read (see
-    /// `packed::one_token_activations`).
-    one_token_blocks: &'a [crate::packed::OneTokenBlock],
-    /// As `one_token_blocks`: the blocks' scales.
-    one_token_scales: &'a [f32],
-    /// As `one_token_blocks`: Q8_1's `s` (`d·Σy`) per block.
-    one_token_sums: &'a [f32],
+    /// The tables the one-token packed kernels read, when some product takes them: each
+    /// thread builds its own ([`OneTokenTables`]).
+    one_token: Option<OneTokenNeed>,
+}
+
+/// Which one-token tables a call of [`matmul_many_rows`] needs.
+#[derive(Clone, Copy)]
+struct OneTokenNeed {
+    /// The call's number, from [`ONE_TOKEN_CALLS`].
+    call: u64,
+    /// The activations' type.
+    act_type: GgmlType,
+    /// Q4_K's 32-value sums of Q8_K rows, rather than blocks (Q8_0, Q8_1).
+    sub_sums: bool,
+}
+
+/// Numbers the calls that need one-token tables, so that a thread builds its tables once per
+/// call (from 1: a thread's tables start built for call 0, none).
+static ONE_TOKEN_CALLS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's one-token tables.
+    static ONE_TOKEN: RefCell<OneTokenTables> = RefCell::new(OneTokenTables::default());
+}
+
+/// What the one-token packed kernels read about the activation rows, built by every thread
+/// for itself from the activations. Built once by the calling thread for all, the tables
+/// were read by the other threads and written again by the caller at the next product: on a
+/// machine whose two cores sit on different dies, every such write waited for the other
+/// die's copies to be invalidated (0.28 ms per Qwen2.5-0.5B token against 0.07 when the cores
+/// share a die; docs/PERF.md, session 20).
+#[derive(Default)]
+struct OneTokenTables {
+    /// The call they were built for.
+    call: u64,
+    /// Per token and block, see `packed::one_token_activations`.
+    blocks: Vec<crate::packed::OneTokenBlock>,
+    /// As `blocks`: the blocks' scales.
+    scales: Vec<f32>,
+    /// As `blocks`: Q8_1's `s` (`d·Σy`) per block.
+    sums: Vec<f32>,
     /// Per token and Q8_K super-block, its 32-value sums (see `packed::q8_k_sub_sums`).
-    sub_sums: &'a [[i32; 8]],
+    sub_sums: Vec<[i32; 8]>,
+}
+
+impl OneTokenTables {
+    /// Builds the tables `need` says from the `n_tokens` rows of `acts` (`a_row` bytes
+    /// apart), unless they were built for its call already.
+    fn build_for(&mut self, need: OneTokenNeed, acts: &[u8], a_row: usize, n_tokens: usize) {
+        if self.call == need.call {
+            return;
+        }
+        self.call = need.call;
+        self.blocks.clear();
+        self.scales.clear();
+        self.sums.clear();
+        self.sub_sums.clear();
+        if need.sub_sums {
+            crate::packed::q8_k_sub_sums(acts, a_row, n_tokens, &mut self.sub_sums);
+        } else if need.act_type != GgmlType::Q8_K {
+            crate::packed::one_token_activations(
+                need.act_type,
+                acts,
+                a_row,
+                n_tokens,
+                &mut self.blocks,
+                &mut self.scales,
+                &mut self.sums,
+            );
+        }
+    }
 }
 
 /// The kernels one weight's row tiles run.
@@ -547,27 +588,33 @@ impl<'a> TilePlan<'a> {
                 let (n_blocks, n_out) = (packed.n_blocks(), self.n_out);
                 let rows = tiles.start * ROW_TILE..tiles.end * ROW_TILE;
                 let groups = packed.groups(tiles);
-                for t in 0..n_tokens {
-                    let blocks = t * n_blocks..(t + 1) * n_blocks;
-                    let row = crate::packed::OneToken {
-                        blocks: tables.one_token_blocks.get(blocks.clone()).unwrap_or(&[]),
-                        scales: tables.one_token_scales.get(blocks.clone()).unwrap_or(&[]),
-                        sums: tables.one_token_sums.get(blocks.clone()).unwrap_or(&[]),
-                        q8_k: &acts[t * a_row..(t + 1) * a_row],
-                        sub_sums: tables.sub_sums.get(blocks).unwrap_or(&[]),
-                    };
-                    // SAFETY: the output is (T, n_out) and a packed weight's n_out is a
-                    // multiple of the group size, so these rows of token t are inside it;
-                    // this piece of tiles is this thread's alone, so no other thread writes
-                    // them.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            self.out.0.add(t * n_out + rows.start),
-                            rows.len(),
-                        )
-                    };
-                    (kernels.one)(groups, packed.stride(), n_blocks, &row, out);
-                }
+                let need = tables
+                    .one_token
+                    .expect("a one-token product's call builds one-token tables");
+                ONE_TOKEN.with_borrow_mut(|own| {
+                    own.build_for(need, acts, a_row, n_tokens);
+                    for t in 0..n_tokens {
+                        let blocks = t * n_blocks..(t + 1) * n_blocks;
+                        let row = crate::packed::OneToken {
+                            blocks: own.blocks.get(blocks.clone()).unwrap_or(&[]),
+                            scales: own.scales.get(blocks.clone()).unwrap_or(&[]),
+                            sums: own.sums.get(blocks.clone()).unwrap_or(&[]),
+                            q8_k: &acts[t * a_row..(t + 1) * a_row],
+                            sub_sums: own.sub_sums.get(blocks).unwrap_or(&[]),
+                        };
+                        // SAFETY: the output is (T, n_out) and a packed weight's n_out is a
+                        // multiple of the group size, so these rows of token t are inside it;
+                        // this piece of tiles is this thread's alone, so no other thread writes
+                        // them.
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                self.out.0.add(t * n_out + rows.start),
+                                rows.len(),
+                            )
+                        };
+                        (kernels.one)(groups, packed.stride(), n_blocks, &row, out);
+                    }
+                });
             }
             _ => {
                 for tile in tiles {

@@ -294,13 +294,19 @@ pub fn one_token_activations(
     blocks.clear();
     scales.clear();
     sums.clear();
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = crate::x86::detected();
     let block = |qs: &[i8; QK]| {
-        let sum = |g: usize| -> i32 { qs[4 * g..4 * g + 4].iter().map(|&q| i32::from(q)).sum() };
-        OneTokenBlock {
-            y: *qs,
-            starts: START_OFFSETS.map(|c| std::array::from_fn(|g| -c * sum(g))),
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 was detected above.
+            return unsafe { crate::x86::one_token_block(qs) };
         }
+        one_token_block(qs)
     };
+    let per_row = a_row / act_type.type_size();
+    blocks.reserve(n_tokens * per_row);
+    scales.reserve(n_tokens * per_row);
     for t in 0..n_tokens {
         let row = &acts[t * a_row..(t + 1) * a_row];
         if act_type == GgmlType::Q8_1 {
@@ -315,6 +321,16 @@ pub fn one_token_activations(
                 scales.push(b.d.get());
             }
         }
+    }
+}
+
+/// [`OneTokenBlock`] of an activation block's quants `qs`, one sum of four at a time.
+fn one_token_block(qs: &[i8; QK]) -> OneTokenBlock {
+    let fours: [i32; 8] =
+        std::array::from_fn(|g| qs[4 * g..4 * g + 4].iter().map(|&q| i32::from(q)).sum());
+    OneTokenBlock {
+        y: *qs,
+        starts: START_OFFSETS.map(|c| fours.map(|s| -c * s)),
     }
 }
 
@@ -772,6 +788,26 @@ mod tests {
             quantize_row(act, &values(n_in), row);
         }
         (w, acts)
+    }
+
+    /// The vector table builder gives the portable one's blocks, extremes included.
+    #[test]
+    fn one_token_blocks_equal_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if crate::x86::detected() {
+            let mut rng = Rng(7);
+            let mut blocks = vec![[-128i8; QK], [127i8; QK]];
+            blocks.extend((0..64).map(|_| {
+                let bytes = rng.bytes(QK);
+                std::array::from_fn(|i| bytes[i] as i8)
+            }));
+            for qs in &blocks {
+                // SAFETY: AVX2 was detected.
+                let simd = unsafe { crate::x86::one_token_block(qs) };
+                let portable = one_token_block(qs);
+                assert_eq!((simd.y, simd.starts), (portable.y, portable.starts));
+            }
+        }
     }
 
     /// Packing keeps every bit of every row, whatever the bytes (fifth bits, nibbles and

@@ -556,7 +556,7 @@ fn pick_q4_1_q5_0_q8_0<F>(t: GgmlType, vnni: [F; 3], avx2: [F; 3]) -> Option<F> 
     }
 }
 
-pub(crate) use packed::packed_kernels;
+pub(crate) use packed::{one_token_block, packed_kernels};
 
 /// Whether this CPU has AVX-512 VNNI with 256-bit forms (and BW, which every such CPU has
 /// and the tiled kernels use).

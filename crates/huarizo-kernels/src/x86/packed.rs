@@ -38,6 +38,27 @@ fn prefetch_ahead(at: *const u8, lines: usize) {
     }
 }
 
+/// [`OneTokenBlock`] of an activation block's quants `qs`: the sums of each four quants by
+/// `vpmaddubsw` (times 1, in pairs) and `vpmaddwd` (the pairs), exact (at most 4 · 128 in
+/// size), then times each offset of [`START_OFFSETS`], negated.
+#[target_feature(enable = "avx2")]
+pub(crate) fn one_token_block(qs: &[i8; QK]) -> OneTokenBlock {
+    // SAFETY: `qs` holds 32 bytes; the load is unaligned.
+    let y = unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) };
+    let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), y);
+    let fours = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    let mut block = OneTokenBlock {
+        y: *qs,
+        ..OneTokenBlock::default()
+    };
+    for (starts, c) in block.starts.iter_mut().zip(START_OFFSETS) {
+        let v = _mm256_mullo_epi32(fours, _mm256_set1_epi32(-c));
+        // SAFETY: `starts` holds 8 i32; the store is unaligned.
+        unsafe { _mm256_storeu_si256(starts.as_mut_ptr().cast(), v) };
+    }
+    block
+}
+
 /// Lane `2r` and `2r + 1` ← lane r: the rows' scales beside their two groups.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
