@@ -372,10 +372,10 @@ thread_local! {
 
 /// What the one-token packed kernels read about the activation rows, built by every thread
 /// for itself from the activations. Built once by the calling thread for all, the tables
-/// were read by the other threads and written again by the caller at the next product: on a
-/// machine whose two cores sit on different dies, every such write waited for the other
-/// die's copies to be invalidated (0.28 ms per Qwen2.5-0.5B token against 0.07 when the cores
-/// share a die; docs/PERF.md, session 20).
+/// were read by the other threads and written again by the caller at the next product, and
+/// each write had to take the line back from the cores that had read it. On this VM that
+/// cost 0.27–0.31 ms per Qwen2.5-0.5B token with fast memory, when its two cores are
+/// probably on different dies, and 0.07 ms with slow memory (docs/PERF.md, session 20).
 #[derive(Default)]
 struct OneTokenTables {
     /// The call they were built for.
