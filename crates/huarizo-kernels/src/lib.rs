@@ -25,6 +25,8 @@ pub mod gemm;
 pub mod ggml_lanes;
 pub mod isa;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod ops;
 pub mod packed;
 pub mod pool;
@@ -365,7 +367,7 @@ pub fn vec_dot_ref(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     (scalar_dot(t))(&w[..wb], &a[..ab])
 }
 
-/// Which kernel set is in use: `"avx2"` or `"scalar"`.
+/// Which kernel set is in use: `"avx2"`, `"neon"` or `"scalar"`.
 pub fn simd_level() -> &'static str {
     kernels().level
 }
@@ -403,8 +405,17 @@ fn with_simd(mut k: Kernels) -> Kernels {
     k
 }
 
-/// No SIMD kernels on this architecture yet (a NEON set would go here).
-#[cfg(not(target_arch = "x86_64"))]
+/// Swaps in the NEON kernels (aarch64).
+#[cfg(target_arch = "aarch64")]
+fn with_simd(mut k: Kernels) -> Kernels {
+    if neon::install(&mut k) {
+        k.level = "neon";
+    }
+    k
+}
+
+/// No SIMD kernels on this architecture.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn with_simd(k: Kernels) -> Kernels {
     k
 }
