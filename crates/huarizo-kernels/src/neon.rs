@@ -70,29 +70,45 @@ fn scalar_sum(x: &[i8], y: &[i8]) -> i32 {
         .sum()
 }
 
-/// Q4_0 quants as signed values, low nibbles then high ones (the scalar tail's order).
-fn q4_0_values(b: &BlockQ4_0) -> [i8; QK] {
+/// A Q4 block's quants as values minus `offset`, low nibbles then high ones (the scalar
+/// tail's order).
+fn nibble_values(qs: &[u8; QK / 2], offset: i8) -> [i8; QK] {
     std::array::from_fn(|j| {
-        let q = b.qs[j % (QK / 2)];
-        (if j < QK / 2 { q & 0x0F } else { q >> 4 }) as i8 - 8
+        let q = qs[j % (QK / 2)];
+        (if j < QK / 2 { q & 0x0F } else { q >> 4 }) as i8 - offset
     })
+}
+
+/// The blocks `0..nb` two at a time, as llama.cpp's ARM kernels take them: block i's lanes
+/// (`lanes(i)`) converted and scaled by `scale(i)` into one of two accumulators, each then
+/// summed across. Returns that sum and how many blocks it took (an odd last one is left to
+/// the caller's scalar tail).
+#[inline]
+#[target_feature(enable = "neon")]
+fn in_pairs(
+    nb: usize,
+    lanes: impl Fn(usize) -> int32x4_t,
+    scale: impl Fn(usize) -> f32,
+) -> (f32, usize) {
+    let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut ib = 0;
+    while ib + 1 < nb {
+        sumv0 = vfmaq_n_f32(sumv0, vcvtq_f32_s32(lanes(ib)), scale(ib));
+        sumv1 = vfmaq_n_f32(sumv1, vcvtq_f32_s32(lanes(ib + 1)), scale(ib + 1));
+        ib += 2;
+    }
+    (vaddvq_f32(sumv0) + vaddvq_f32(sumv1), ib)
 }
 
 #[target_feature(enable = "neon")]
 fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let nb = x.len().min(y.len());
-    let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-    let mut ib = 0;
-    while ib + 1 < nb {
-        let (x0, x1, y0, y1) = (&x[ib], &x[ib + 1], &y[ib], &y[ib + 1]);
-        let p0 = block_lanes(bytes(&x0.qs), bytes(&y0.qs));
-        let p1 = block_lanes(bytes(&x1.qs), bytes(&y1.qs));
-        sumv0 = vfmaq_n_f32(sumv0, vcvtq_f32_s32(p0), x0.d.get() * y0.d.get());
-        sumv1 = vfmaq_n_f32(sumv1, vcvtq_f32_s32(p1), x1.d.get() * y1.d.get());
-        ib += 2;
-    }
-    let mut sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
-    for (x, y) in x[ib..nb].iter().zip(&y[ib..nb]) {
+    let (mut sumf, done) = in_pairs(
+        nb,
+        |i| block_lanes(bytes(&x[i].qs), bytes(&y[i].qs)),
+        |i| x[i].d.get() * y[i].d.get(),
+    );
+    for (x, y) in x[done..nb].iter().zip(&y[done..nb]) {
         sumf += scalar_sum(&x.qs, &y.qs) as f32 * (x.d.get() * y.d.get());
     }
     sumf
@@ -101,19 +117,13 @@ fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "neon")]
 fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let nb = x.len().min(y.len());
-    let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-    let mut ib = 0;
-    while ib + 1 < nb {
-        let (x0, x1, y0, y1) = (&x[ib], &x[ib + 1], &y[ib], &y[ib + 1]);
-        let p0 = block_lanes(nibbles(&x0.qs, 8), bytes(&y0.qs));
-        let p1 = block_lanes(nibbles(&x1.qs, 8), bytes(&y1.qs));
-        sumv0 = vfmaq_n_f32(sumv0, vcvtq_f32_s32(p0), x0.d.get() * y0.d.get());
-        sumv1 = vfmaq_n_f32(sumv1, vcvtq_f32_s32(p1), x1.d.get() * y1.d.get());
-        ib += 2;
-    }
-    let mut sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
-    for (x, y) in x[ib..nb].iter().zip(&y[ib..nb]) {
-        sumf += scalar_sum(&q4_0_values(x), &y.qs) as f32 * x.d.get() * y.d.get();
+    let (mut sumf, done) = in_pairs(
+        nb,
+        |i| block_lanes(nibbles(&x[i].qs, 8), bytes(&y[i].qs)),
+        |i| x[i].d.get() * y[i].d.get(),
+    );
+    for (x, y) in x[done..nb].iter().zip(&y[done..nb]) {
+        sumf += scalar_sum(&nibble_values(&x.qs, 8), &y.qs) as f32 * x.d.get() * y.d.get();
     }
     sumf
 }
@@ -121,25 +131,20 @@ fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "neon")]
 fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     let nb = x.len().min(y.len());
-    let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    // The minimums' terms, a pair of blocks at a time (`m·s` of each, added), as llama.cpp
+    // adds them beside its accumulators.
     let mut summs = 0f32;
-    let mut ib = 0;
-    while ib + 1 < nb {
-        let (x0, x1, y0, y1) = (&x[ib], &x[ib + 1], &y[ib], &y[ib + 1]);
-        summs += x0.m.get() * y0.s.get() + x1.m.get() * y1.s.get();
-        let p0 = block_lanes(nibbles(&x0.qs, 0), bytes(&y0.qs));
-        let p1 = block_lanes(nibbles(&x1.qs, 0), bytes(&y1.qs));
-        sumv0 = vfmaq_n_f32(sumv0, vcvtq_f32_s32(p0), x0.d.get() * y0.d.get());
-        sumv1 = vfmaq_n_f32(sumv1, vcvtq_f32_s32(p1), x1.d.get() * y1.d.get());
-        ib += 2;
+    for i in (0..nb / 2 * 2).step_by(2) {
+        summs += x[i].m.get() * y[i].s.get() + x[i + 1].m.get() * y[i + 1].s.get();
     }
-    let mut sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1) + summs;
-    for (x, y) in x[ib..nb].iter().zip(&y[ib..nb]) {
-        let values: [i8; QK] = std::array::from_fn(|j| {
-            let q = x.qs[j % (QK / 2)];
-            (if j < QK / 2 { q & 0x0F } else { q >> 4 }) as i8
-        });
-        let sumi = scalar_sum(&values, &y.qs) as f32;
+    let (sums, done) = in_pairs(
+        nb,
+        |i| block_lanes(nibbles(&x[i].qs, 0), bytes(&y[i].qs)),
+        |i| x[i].d.get() * y[i].d.get(),
+    );
+    let mut sumf = sums + summs;
+    for (x, y) in x[done..nb].iter().zip(&y[done..nb]) {
+        let sumi = scalar_sum(&nibble_values(&x.qs, 0), &y.qs) as f32;
         sumf += (x.d.get() * y.d.get()) * sumi + x.m.get() * y.s.get();
     }
     sumf
