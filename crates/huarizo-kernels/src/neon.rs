@@ -4,7 +4,8 @@
 //! products 4i..4i + 4 of both halves (`vdotq_s32`'s grouping, formed here from widening
 //! products and pairwise additions, which every NEON CPU has), converted and scaled by a
 //! multiply-add, each accumulator then summed across (`vaddvq_f32`), an odd last block in
-//! scalar. Compilers fuse llama.cpp's `vmlaq_n_f32` into one `fmla`, so these do too. Not
+//! scalar. The scaling is a fused `vfmaq_n_f32`, on the assumption that GCC and Clang in
+//! their default modes contract llama.cpp's `vmlaq_n_f32` (`a + b·c`) into one `fmla`. Not
 //! checked bit for bit against llama.cpp on an ARM machine (there is none here); the kernel
 //! tests hold them to the scalar reference, under qemu (see `scripts/test-aarch64.sh`).
 
